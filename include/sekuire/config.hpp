@@ -1,0 +1,23 @@
+// SPDX-License-Identifier: MIT
+#ifndef SEKUIRE_CONFIG_HPP
+#define SEKUIRE_CONFIG_HPP
+
+/// @file
+/// Configuration macros shared by every sekuire header.
+
+#include <boost/assert.hpp>
+
+#if defined(__cpp_concepts) && __cpp_concepts >= 201907L
+/// Defined to 1 when the compiler has C++20 concepts; the policy requirements are then
+/// also checked as concepts in template heads.
+#define SEKUIRE_HAS_CONCEPTS 1
+#else
+#define SEKUIRE_HAS_CONCEPTS 0
+#endif
+
+/// Precondition checks (misuse of the API, not bad input). Defaults to `BOOST_ASSERT`.
+#ifndef SEKUIRE_ASSERT
+#define SEKUIRE_ASSERT(expr) BOOST_ASSERT(expr)
+#endif
+
+#endif

@@ -1,0 +1,249 @@
+// SPDX-License-Identifier: MIT
+#ifndef SEKUIRE_CREDENTIAL_STORE_HPP
+#define SEKUIRE_CREDENTIAL_STORE_HPP
+
+/// @file
+/// The CredentialStore policy, the installation credentials it holds, `memory_store`, and
+/// `credential_store`, a type-erased handle that can hold any store.
+///
+/// @par Requirements
+/// A type `S` is a CredentialStore when, for `s` an lvalue of `S`, `c` a
+/// `const installation_credentials&` and `ec` an `error_code&`:
+///
+/// | expression            | type                                      | semantics |
+/// |-----------------------|-------------------------------------------|-----------|
+/// | `S(s)`                |                                           | a cheap handle: copies share one state, so a beacon and a worker holding copies see each other's writes at once |
+/// | `s.load(ec)`          | `std::optional<installation_credentials>` | the stored credentials, or `nullopt` when there are none. A store that cannot be read sets `ec` (never reports a corrupt store as empty). |
+/// | `s.save(c, ec)`       | `void`                                    | replaces the credentials; durable when the store is |
+/// | `s.clear(ec)`         | `void`                                    | removes them (after a revocation) |
+/// | `s.lock_refresh()`    | `void`                                    | blocks until this holder may refresh the runtime token; shared by all copies, so concurrent refreshes collapse into one |
+/// | `s.unlock_refresh()`  | `void`                                    | ends what `lock_refresh()` began |
+///
+/// All members are thread-safe.
+
+#include <sekuire/clock.hpp>
+#include <sekuire/config.hpp>
+#include <sekuire/error.hpp>
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <type_traits>
+#include <utility>
+
+namespace sekuire {
+
+/** What an installation needs to authenticate, and to persist across restarts.
+
+    After a bootstrap, `installation_id` and `refresh_token` let a restarted agent recover
+    without a new install token; the runtime token is optional (it may have expired).
+*/
+struct installation_credentials {
+    std::string installation_id;
+    std::string refresh_token;
+    std::string runtime_token;
+    /// Expiry of `runtime_token`, when known.
+    std::optional<wall_time_point> runtime_token_expires_at;
+    /// Version of `runtime_token` as the backend numbers it (0 when unknown).
+    std::int64_t token_version = 0;
+
+    /// True when the installation can refresh its runtime token.
+    bool can_refresh() const noexcept { return !installation_id.empty() && !refresh_token.empty(); }
+
+    friend bool operator==(const installation_credentials& a, const installation_credentials& b) {
+        return a.installation_id == b.installation_id && a.refresh_token == b.refresh_token &&
+               a.runtime_token == b.runtime_token && a.runtime_token_expires_at == b.runtime_token_expires_at &&
+               a.token_version == b.token_version;
+    }
+    friend bool operator!=(const installation_credentials& a, const installation_credentials& b) {
+        return !(a == b);
+    }
+};
+
+namespace detail {
+
+template <class T, class = void>
+struct store_has_load : std::false_type {};
+template <class T>
+struct store_has_load<T, std::void_t<decltype(std::declval<T&>().load(std::declval<error_code&>()))>>
+    : std::is_same<decltype(std::declval<T&>().load(std::declval<error_code&>())),
+                   std::optional<installation_credentials>> {};
+
+template <class T, class = void>
+struct store_has_save : std::false_type {};
+template <class T>
+struct store_has_save<T, std::void_t<decltype(std::declval<T&>().save(std::declval<const installation_credentials&>(),
+                                                                    std::declval<error_code&>()))>>
+    : std::true_type {};
+
+template <class T, class = void>
+struct store_has_clear : std::false_type {};
+template <class T>
+struct store_has_clear<T, std::void_t<decltype(std::declval<T&>().clear(std::declval<error_code&>()))>>
+    : std::true_type {};
+
+template <class T, class = void>
+struct store_has_refresh_lock : std::false_type {};
+template <class T>
+struct store_has_refresh_lock<
+    T, std::void_t<decltype(std::declval<T&>().lock_refresh()), decltype(std::declval<T&>().unlock_refresh())>>
+    : std::true_type {};
+
+} // namespace detail
+
+/// True when `T` meets the CredentialStore requirements.
+template <class T>
+struct is_credential_store
+    : std::bool_constant<std::is_copy_constructible<T>::value && detail::store_has_load<T>::value &&
+                         detail::store_has_save<T>::value && detail::store_has_clear<T>::value &&
+                         detail::store_has_refresh_lock<T>::value> {};
+
+/// Instantiating this names every CredentialStore requirement that `T` misses.
+template <class T>
+struct check_credential_store {
+    static_assert(std::is_copy_constructible<T>::value,
+                  "CredentialStore requirements not met: T must be copy constructible (a handle to shared state)");
+    static_assert(detail::store_has_load<T>::value,
+                  "CredentialStore requirements not met: missing `std::optional<installation_credentials> "
+                  "load(error_code&)`");
+    static_assert(detail::store_has_save<T>::value,
+                  "CredentialStore requirements not met: missing `void save(const installation_credentials&, "
+                  "error_code&)`");
+    static_assert(detail::store_has_clear<T>::value,
+                  "CredentialStore requirements not met: missing `void clear(error_code&)`");
+    static_assert(detail::store_has_refresh_lock<T>::value,
+                  "CredentialStore requirements not met: missing `void lock_refresh()` and `void unlock_refresh()`");
+    static constexpr bool value = true;
+};
+
+#if SEKUIRE_HAS_CONCEPTS
+/// The CredentialStore requirements as a C++20 concept.
+template <class T>
+concept credential_store_policy = is_credential_store<T>::value;
+#define SEKUIRE_CREDENTIAL_STORE ::sekuire::credential_store_policy
+#else
+#define SEKUIRE_CREDENTIAL_STORE class
+#endif
+
+/** Holds the refresh lock of a store for a scope (`lock_refresh()` / `unlock_refresh()`).
+ */
+template <class Store>
+class refresh_lock {
+public:
+    explicit refresh_lock(Store& s) : store_(s) { store_.lock_refresh(); }
+    ~refresh_lock() { store_.unlock_refresh(); }
+    refresh_lock(const refresh_lock&) = delete;
+    refresh_lock& operator=(const refresh_lock&) = delete;
+
+private:
+    Store& store_;
+};
+
+/** An in-memory CredentialStore. Copies share one state.
+
+    @par Thread Safety
+    Distinct objects: Safe. Shared objects: Safe.
+*/
+class memory_store {
+public:
+    /// An empty store.
+    memory_store() : state_(std::make_shared<state>()) {}
+
+    /// A store holding `initial`.
+    explicit memory_store(installation_credentials initial) : memory_store() {
+        state_->creds = std::move(initial);
+    }
+
+    /// The stored credentials, or `nullopt`. Never fails.
+    std::optional<installation_credentials> load(error_code& ec) const {
+        ec = {};
+        std::lock_guard<std::mutex> lock(state_->mutex);
+        return state_->creds;
+    }
+
+    /// Replaces the stored credentials. Never fails.
+    void save(const installation_credentials& c, error_code& ec) {
+        ec = {};
+        std::lock_guard<std::mutex> lock(state_->mutex);
+        state_->creds = c;
+    }
+
+    /// Removes the stored credentials. Never fails.
+    void clear(error_code& ec) {
+        ec = {};
+        std::lock_guard<std::mutex> lock(state_->mutex);
+        state_->creds.reset();
+    }
+
+    /// Serialises token refreshes among the holders of this store.
+    void lock_refresh() { state_->refresh_mutex.lock(); }
+    /// Ends `lock_refresh()`.
+    void unlock_refresh() { state_->refresh_mutex.unlock(); }
+
+private:
+    struct state {
+        std::mutex mutex;
+        std::mutex refresh_mutex;
+        std::optional<installation_credentials> creds;
+    };
+    std::shared_ptr<state> state_;
+};
+
+/** A type-erased CredentialStore: a cheap handle to any store.
+
+    The default typedefs (`sekuire::beacon`, `sekuire::worker`) use it, so that the store
+    can be chosen at run time (`SEKUIRE_CREDENTIALS_FILE` selects a `file_store`) and one
+    store is shared by a beacon and a worker whatever its kind. A default-constructed
+    `credential_store` holds a new `memory_store`.
+
+    @par Thread Safety
+    As thread-safe as the store it holds (every store shipped with sekuire is).
+*/
+class credential_store {
+public:
+    /// Holds a new, empty `memory_store`.
+    credential_store() : credential_store(memory_store{}) {}
+
+    /// Holds a copy of `store` (which shares state with `store`).
+    template <class Store, class = std::enable_if_t<!std::is_same<std::decay_t<Store>, credential_store>::value &&
+                                                    is_credential_store<std::decay_t<Store>>::value>>
+    credential_store(Store store) : impl_(std::make_shared<model<Store>>(std::move(store))) {}
+
+    /// See the CredentialStore requirements.
+    std::optional<installation_credentials> load(error_code& ec) const { return impl_->load(ec); }
+    /// See the CredentialStore requirements.
+    void save(const installation_credentials& c, error_code& ec) { impl_->save(c, ec); }
+    /// See the CredentialStore requirements.
+    void clear(error_code& ec) { impl_->clear(ec); }
+    /// See the CredentialStore requirements.
+    void lock_refresh() { impl_->lock_refresh(); }
+    /// See the CredentialStore requirements.
+    void unlock_refresh() { impl_->unlock_refresh(); }
+
+private:
+    struct concept_t {
+        virtual ~concept_t() = default;
+        virtual std::optional<installation_credentials> load(error_code& ec) = 0;
+        virtual void save(const installation_credentials& c, error_code& ec) = 0;
+        virtual void clear(error_code& ec) = 0;
+        virtual void lock_refresh() = 0;
+        virtual void unlock_refresh() = 0;
+    };
+    template <class Store>
+    struct model final : concept_t {
+        explicit model(Store s) : store(std::move(s)) {}
+        std::optional<installation_credentials> load(error_code& ec) override { return store.load(ec); }
+        void save(const installation_credentials& c, error_code& ec) override { store.save(c, ec); }
+        void clear(error_code& ec) override { store.clear(ec); }
+        void lock_refresh() override { store.lock_refresh(); }
+        void unlock_refresh() override { store.unlock_refresh(); }
+        Store store;
+    };
+    std::shared_ptr<concept_t> impl_;
+};
+
+} // namespace sekuire
+
+#endif

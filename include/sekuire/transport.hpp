@@ -1,0 +1,159 @@
+// SPDX-License-Identifier: MIT
+#ifndef SEKUIRE_TRANSPORT_HPP
+#define SEKUIRE_TRANSPORT_HPP
+
+/// @file
+/// The Transport policy: what `basic_beacon` and `basic_worker` need to talk HTTP.
+///
+/// @par Requirements
+/// A type `T` is a Transport when, for `t` an lvalue of `T`, `req` a `const http_request&`,
+/// `cb` a `stream_callbacks&`, `tok` a `const stop_token&` and `ec` an `error_code&`:
+///
+/// | expression                    | type            | semantics |
+/// |-------------------------------|-----------------|-----------|
+/// | `T(t)`                        |                 | copyable; copies may share state (a connection pool) |
+/// | `t.send(req, ec)`             | `http_response` | one request, one response. `ec` is set only when no HTTP answer arrived (connect, TLS, timeout, size limit); any status, 2xx or not, is a response. Thread-safe: called from several threads at once. |
+/// | `t.stream(req, cb, tok, ec)`  | `void`          | a streaming GET: calls `cb.on_response` once with the status and headers, then `cb.on_data` with each body chunk as it arrives. Returns when the body ends, a callback returns false, `tok` is stopped (from any thread), or the connection fails (`ec` set; `errc::canceled` after a stop). `req.timeout` bounds the silence between two reads. |
+///
+/// `req.target` is a path with its query, relative to the base URL the transport was
+/// built with. Transports never follow redirects: a token must not travel to another host.
+///
+/// The default is `httplib_transport` (`<sekuire/httplib_transport.hpp>`); tests use
+/// `testing::fake_transport`.
+
+#include <sekuire/config.hpp>
+#include <sekuire/error.hpp>
+#include <sekuire/stop_token.hpp>
+
+#include <chrono>
+#include <cstddef>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+namespace sekuire {
+
+/// HTTP methods used by the protocol.
+enum class http_method { get, post, put, delete_ };
+
+/// The method's name as sent on the wire (`"GET"`, `"POST"`, ...).
+inline const char* to_string(http_method m) noexcept {
+    switch (m) {
+    case http_method::get: return "GET";
+    case http_method::post: return "POST";
+    case http_method::put: return "PUT";
+    case http_method::delete_: return "DELETE";
+    }
+    return "GET";
+}
+
+/// One HTTP header field.
+struct http_header {
+    std::string name;
+    std::string value;
+};
+
+/// Header fields in order; lookups are case-insensitive.
+using header_list = std::vector<http_header>;
+
+namespace detail {
+inline bool iequals(std::string_view a, std::string_view b) noexcept {
+    if (a.size() != b.size()) return false;
+    for (std::size_t i = 0; i < a.size(); ++i) {
+        char x = a[i], y = b[i];
+        if (x >= 'A' && x <= 'Z') x = static_cast<char>(x - 'A' + 'a');
+        if (y >= 'A' && y <= 'Z') y = static_cast<char>(y - 'A' + 'a');
+        if (x != y) return false;
+    }
+    return true;
+}
+} // namespace detail
+
+/// The value of the first header named `name` (case-insensitive), or null.
+inline const std::string* find_header(const header_list& headers, std::string_view name) noexcept {
+    for (const auto& h : headers)
+        if (detail::iequals(h.name, name)) return &h.value;
+    return nullptr;
+}
+
+/// A request handed to a Transport.
+struct http_request {
+    http_method method = http_method::get;
+    /// Path and query, relative to the transport's base URL; starts with `/`.
+    std::string target;
+    header_list headers;
+    std::string body;
+    /// For `send()`: the whole call. For `stream()`: the longest silence between reads.
+    std::chrono::milliseconds timeout{std::chrono::seconds(10)};
+};
+
+/// A response from `send()`, or the head of a stream (then `body` is empty).
+struct http_response {
+    int status = 0;
+    header_list headers;
+    std::string body;
+};
+
+/// The callbacks of a streaming request.
+struct stream_callbacks {
+    /// Called once with the status and headers; return false to end the stream.
+    std::function<bool(const http_response& head)> on_response;
+    /// Called with each chunk of the body as it arrives; return false to end the stream.
+    std::function<bool(std::string_view chunk)> on_data;
+};
+
+namespace detail {
+
+template <class T, class = void>
+struct transport_has_send : std::false_type {};
+template <class T>
+struct transport_has_send<T, std::void_t<decltype(std::declval<T&>().send(
+                                 std::declval<const http_request&>(), std::declval<error_code&>()))>>
+    : std::is_same<decltype(std::declval<T&>().send(std::declval<const http_request&>(),
+                                                    std::declval<error_code&>())),
+                   http_response> {};
+
+template <class T, class = void>
+struct transport_has_stream : std::false_type {};
+template <class T>
+struct transport_has_stream<T, std::void_t<decltype(std::declval<T&>().stream(
+                                   std::declval<const http_request&>(), std::declval<stream_callbacks&>(),
+                                   std::declval<const stop_token&>(), std::declval<error_code&>()))>>
+    : std::true_type {};
+
+} // namespace detail
+
+/// True when `T` meets the Transport requirements (see the file's documentation).
+template <class T>
+struct is_transport
+    : std::bool_constant<std::is_copy_constructible<T>::value && detail::transport_has_send<T>::value &&
+                         detail::transport_has_stream<T>::value> {};
+
+/// Instantiating this names every Transport requirement that `T` misses, one
+/// `static_assert` each.
+template <class T>
+struct check_transport {
+    static_assert(std::is_copy_constructible<T>::value, "Transport requirements not met: T must be copy constructible");
+    static_assert(detail::transport_has_send<T>::value,
+                  "Transport requirements not met: missing `http_response send(const http_request&, error_code&)`");
+    static_assert(detail::transport_has_stream<T>::value,
+                  "Transport requirements not met: missing `void stream(const http_request&, stream_callbacks&, "
+                  "const stop_token&, error_code&)`");
+    static constexpr bool value = true;
+};
+
+#if SEKUIRE_HAS_CONCEPTS
+/// The Transport requirements as a C++20 concept.
+template <class T>
+concept transport_policy = is_transport<T>::value;
+#define SEKUIRE_TRANSPORT ::sekuire::transport_policy
+#else
+#define SEKUIRE_TRANSPORT class
+#endif
+
+} // namespace sekuire
+
+#endif
