@@ -1,0 +1,1383 @@
+// SPDX-License-Identifier: MIT
+#ifndef SEKUIRE_PROTOCOL_HPP
+#define SEKUIRE_PROTOCOL_HPP
+
+/// @file
+/// The whole wire contract of protocol.md in one header: paths, header and field names,
+/// environment variable names, and the typed messages with their JSON codec.
+///
+/// A change of the real backend's contract is a change of this file.
+
+#include <sekuire/clock.hpp>
+#include <sekuire/config.hpp>
+#include <sekuire/error.hpp>
+#include <sekuire/platform.hpp>
+#include <sekuire/time.hpp>
+#include <sekuire/version.hpp>
+
+#include <boost/json/monotonic_resource.hpp>
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+#include <boost/json/value.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <exception>
+#include <limits>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace sekuire {
+namespace protocol {
+
+// ---------------------------------------------------------------------------------------
+// Section 0: conventions
+// ---------------------------------------------------------------------------------------
+
+/// The default base URL.
+inline constexpr std::string_view default_api_url = "https://api.sekuire.ai";
+
+/// Header and media type names.
+namespace header {
+inline constexpr std::string_view authorization = "Authorization";
+inline constexpr std::string_view api_key = "X-API-Key";
+inline constexpr std::string_view content_type = "Content-Type";
+inline constexpr std::string_view accept = "Accept";
+inline constexpr std::string_view user_agent = "User-Agent";
+inline constexpr std::string_view retry_after = "Retry-After";
+inline constexpr std::string_view last_event_id = "Last-Event-ID";
+inline constexpr std::string_view date = "Date";
+inline constexpr std::string_view cache_control = "Cache-Control";
+inline constexpr std::string_view bearer_prefix = "Bearer ";
+inline constexpr std::string_view json_type = "application/json";
+inline constexpr std::string_view event_stream_type = "text/event-stream";
+} // namespace header
+
+// ---------------------------------------------------------------------------------------
+// Section 7: platform metadata
+// ---------------------------------------------------------------------------------------
+
+/// Platform types and keys, and the environment variables and files they are read from.
+namespace platform {
+inline constexpr std::string_view type_kubernetes = "kubernetes";
+inline constexpr std::string_view type_lambda = "lambda";
+inline constexpr std::string_view type_docker = "docker";
+inline constexpr std::string_view type_bare_metal = "bare_metal";
+
+inline constexpr std::string_view key_type = "type";
+inline constexpr std::string_view key_pod_name = "pod_name";
+inline constexpr std::string_view key_namespace = "namespace";
+inline constexpr std::string_view key_node = "node";
+inline constexpr std::string_view key_function_name = "function_name";
+inline constexpr std::string_view key_region = "region";
+inline constexpr std::string_view key_container_id = "container_id";
+inline constexpr std::string_view key_image = "image";
+inline constexpr std::string_view key_hostname = "hostname";
+inline constexpr std::string_view key_os = "os";
+inline constexpr std::string_view key_arch = "arch";
+inline constexpr std::string_view key_pid = "pid";
+
+inline constexpr const char* env_kubernetes = "KUBERNETES_SERVICE_HOST";
+inline constexpr const char* env_pod_name = "POD_NAME";
+inline constexpr const char* env_hostname = "HOSTNAME";
+inline constexpr const char* env_pod_namespace = "POD_NAMESPACE";
+inline constexpr const char* env_node_name = "NODE_NAME";
+inline constexpr const char* env_lambda = "AWS_LAMBDA_FUNCTION_NAME";
+inline constexpr const char* env_aws_region = "AWS_REGION";
+inline constexpr const char* env_image = "SEKUIRE_IMAGE";
+inline constexpr const char* env_image_fallback = "IMAGE";
+
+inline constexpr const char* file_dockerenv = "/.dockerenv";
+inline constexpr const char* file_service_account_namespace =
+    "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
+inline constexpr const char* file_cgroup = "/proc/self/cgroup";
+inline constexpr const char* file_mountinfo = "/proc/self/mountinfo";
+} // namespace platform
+
+// ---------------------------------------------------------------------------------------
+// Section 8: environment
+// ---------------------------------------------------------------------------------------
+
+/// Environment variable names.
+namespace env {
+inline constexpr const char* api_url = "SEKUIRE_API_URL";
+inline constexpr const char* agent_id = "SEKUIRE_AGENT_ID";
+inline constexpr const char* install_token = "SEKUIRE_INSTALL_TOKEN";
+inline constexpr const char* api_key = "SEKUIRE_API_KEY";
+inline constexpr const char* workspace_id = "SEKUIRE_WORKSPACE_ID";
+inline constexpr const char* installation_id = "SEKUIRE_INSTALLATION_ID";
+inline constexpr const char* refresh_token = "SEKUIRE_REFRESH_TOKEN";
+inline constexpr const char* runtime_token = "SEKUIRE_RUNTIME_TOKEN";
+inline constexpr const char* heartbeat_interval = "SEKUIRE_HEARTBEAT_INTERVAL";
+inline constexpr const char* credentials_file = "SEKUIRE_CREDENTIALS_FILE";
+} // namespace env
+
+/// Error codes carried in error bodies (`{"error": {"code": ...}}`).
+namespace error_code_name {
+inline constexpr std::string_view invalid_install_token = "invalid_install_token";
+inline constexpr std::string_view install_token_used = "install_token_used";
+inline constexpr std::string_view install_token_expired = "install_token_expired";
+inline constexpr std::string_view agent_mismatch = "agent_mismatch";
+inline constexpr std::string_view invalid_api_key = "invalid_api_key";
+inline constexpr std::string_view workspace_mismatch = "workspace_mismatch";
+inline constexpr std::string_view invalid_refresh_token = "invalid_refresh_token";
+inline constexpr std::string_view installation_revoked = "installation_revoked";
+inline constexpr std::string_view already_completed = "already_completed";
+inline constexpr std::string_view unknown_task = "unknown_task";
+inline constexpr std::string_view unauthorized = "unauthorized";
+inline constexpr std::string_view not_found = "not_found";
+inline constexpr std::string_view bad_request = "bad_request";
+inline constexpr std::string_view rate_limited = "rate_limited";
+inline constexpr std::string_view unavailable = "unavailable";
+} // namespace error_code_name
+
+/// Timing rules of the protocol.
+namespace timing {
+/// `next_heartbeat_at` is never honoured sooner than this from now.
+inline constexpr std::chrono::seconds min_heartbeat_delay{1};
+/// Without `lease_expires_at`, a lease lasts this many heartbeat intervals.
+inline constexpr int lease_intervals_when_unknown = 3;
+/// The backend adds `refreshed_token` to heartbeats when the token is this close to expiry.
+inline constexpr std::chrono::hours server_refresh_window{24 * 7};
+/// A client refreshes on its own when no heartbeat refreshed the token this close to expiry.
+inline constexpr std::chrono::hours client_refresh_window{24 * 6};
+/// The backend sends a comment on the task stream at least this often.
+inline constexpr std::chrono::seconds stream_keepalive{15};
+/// A client that hears nothing on the task stream for this long reconnects.
+inline constexpr std::chrono::seconds stream_idle_timeout{45};
+/// Default beacon heartbeat interval.
+inline constexpr std::chrono::seconds default_heartbeat_interval{60};
+/// Default worker heartbeat interval.
+inline constexpr std::chrono::milliseconds default_worker_heartbeat_interval{10000};
+} // namespace timing
+
+/** How a client reacts to an HTTP status (protocol.md section 0).
+
+    | class               | statuses                                   |
+    |---------------------|--------------------------------------------|
+    | `ok`                | 2xx                                        |
+    | `token_rejected`    | 401 on a Bearer call                       |
+    | `revoked`           | 403 with code `installation_revoked`       |
+    | `installation_gone` | 404 on an installation path                |
+    | `transient`         | 408, 425, 429, 5xx (and 1xx, never valid)  |
+    | `permanent`         | other 4xx, and 3xx (redirects are refused) |
+*/
+enum class status_class { ok, token_rejected, revoked, installation_gone, transient, permanent };
+
+/// Classifies a status. `error_code` is the code of the error body (may be empty).
+inline status_class classify_status(int status, std::string_view error_code, bool bearer_call,
+                                    bool installation_path) noexcept {
+    if (status >= 200 && status < 300) return status_class::ok;
+    if (status == 401 && bearer_call) return status_class::token_rejected;
+    if (status == 403 && error_code == error_code_name::installation_revoked) return status_class::revoked;
+    if (status == 404 && installation_path && error_code != error_code_name::unknown_task)
+        return status_class::installation_gone;
+    if (status == 408 || status == 425 || status == 429 || status >= 500 || status < 200)
+        return status_class::transient;
+    return status_class::permanent;
+}
+
+/// The `errc` that describes a non-2xx status and its error-body code, for status and logs.
+inline error_code status_error(int status, std::string_view code, bool bearer_call, bool installation_path) {
+    namespace n = error_code_name;
+    if (status >= 300 && status < 400) return errc::redirect_refused;
+    if (code == n::installation_revoked && status == 403) return errc::revoked;
+    if (status == 401) {
+        if (code == n::invalid_install_token) return errc::invalid_install_token;
+        if (code == n::invalid_api_key) return errc::invalid_api_key;
+        if (code == n::invalid_refresh_token) return errc::invalid_refresh_token;
+        if (bearer_call) return errc::unauthorized;
+        return errc::http_error;
+    }
+    if (status == 409 && code == n::install_token_used) return errc::install_token_used;
+    if (status == 410 && code == n::install_token_expired) return errc::install_token_expired;
+    if (status == 403 && code == n::agent_mismatch) return errc::agent_mismatch;
+    if (status == 403 && code == n::workspace_mismatch) return errc::workspace_mismatch;
+    if (status == 404 && code == n::unknown_task) return errc::unknown_task;
+    if (status == 404 && installation_path) return errc::installation_not_found;
+    if (status == 429) return errc::rate_limited;
+    if (status == 408 || status == 425 || status >= 500 || status < 200) return errc::transient_http;
+    return errc::http_error;
+}
+
+// ---------------------------------------------------------------------------------------
+// Paths (sections 1 to 6 and 9)
+// ---------------------------------------------------------------------------------------
+
+namespace detail {
+/// Percent-encodes everything but RFC 3986 unreserved characters.
+inline std::string percent_encode(std::string_view s) {
+    static constexpr char hex[] = "0123456789ABCDEF";
+    std::string out;
+    out.reserve(s.size());
+    for (unsigned char c : s) {
+        const bool unreserved = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                                c == '-' || c == '_' || c == '.' || c == '~';
+        if (unreserved) {
+            out.push_back(static_cast<char>(c));
+        } else {
+            out.push_back('%');
+            out.push_back(hex[c >> 4]);
+            out.push_back(hex[c & 15]);
+        }
+    }
+    return out;
+}
+
+inline std::string installation_path(std::string_view installation_id, std::string_view tail) {
+    std::string p = "/api/v1/installations/";
+    p += percent_encode(installation_id);
+    p += tail;
+    return p;
+}
+} // namespace detail
+
+/// Paths, and the matching route patterns (ECMAScript regular expressions with the ids
+/// captured) used by servers such as the mock backend.
+namespace path {
+inline constexpr std::string_view bootstrap = "/api/v1/installations/bootstrap";
+inline constexpr std::string_view recover = "/api/v1/installations/recover";
+inline constexpr std::string_view installations_prefix = "/api/v1/installations/";
+inline constexpr std::string_view tasks_prefix = "/api/v1/tasks/";
+
+inline std::string refresh(std::string_view installation_id) {
+    return detail::installation_path(installation_id, "/refresh");
+}
+inline std::string heartbeat(std::string_view installation_id) {
+    return detail::installation_path(installation_id, "/heartbeat");
+}
+inline std::string worker_heartbeat(std::string_view installation_id) {
+    return detail::installation_path(installation_id, "/worker/heartbeat");
+}
+inline std::string revoke(std::string_view installation_id) {
+    return detail::installation_path(installation_id, "/revoke");
+}
+/// The task stream, with `capabilities=a,b` (each name percent-encoded) when any are given.
+inline std::string task_stream(std::string_view installation_id, const std::vector<std::string>& capabilities) {
+    std::string p = detail::installation_path(installation_id, "/tasks/stream");
+    if (!capabilities.empty()) {
+        p += "?capabilities=";
+        for (std::size_t i = 0; i < capabilities.size(); ++i) {
+            if (i) p += ',';
+            p += detail::percent_encode(capabilities[i]);
+        }
+    }
+    return p;
+}
+inline std::string complete(std::string_view task_id) {
+    std::string p(tasks_prefix);
+    p += detail::percent_encode(task_id);
+    p += "/complete";
+    return p;
+}
+inline std::string active_policy(std::string_view workspace_id) {
+    std::string p = "/api/v1/workspaces/";
+    p += detail::percent_encode(workspace_id);
+    p += "/policies/active";
+    return p;
+}
+
+inline constexpr const char* refresh_route = R"(/api/v1/installations/([^/]+)/refresh)";
+inline constexpr const char* heartbeat_route = R"(/api/v1/installations/([^/]+)/heartbeat)";
+inline constexpr const char* worker_heartbeat_route = R"(/api/v1/installations/([^/]+)/worker/heartbeat)";
+inline constexpr const char* revoke_route = R"(/api/v1/installations/([^/]+)/revoke)";
+inline constexpr const char* task_stream_route = R"(/api/v1/installations/([^/]+)/tasks/stream)";
+inline constexpr const char* complete_route = R"(/api/v1/tasks/([^/]+)/complete)";
+inline constexpr const char* active_policy_route = R"(/api/v1/workspaces/([^/]+)/policies/active)";
+/// The query parameter of the task stream.
+inline constexpr const char* capabilities_param = "capabilities";
+} // namespace path
+
+/// Event types of the task stream (section 6.1).
+namespace event_type {
+inline constexpr std::string_view task = "task";
+inline constexpr std::string_view command = "command";
+inline constexpr std::string_view revoked = "revoked";
+inline constexpr std::string_view policy = "policy";
+} // namespace event_type
+
+// ---------------------------------------------------------------------------------------
+// Messages
+// ---------------------------------------------------------------------------------------
+
+/// The `sdk` object sent with bootstrap and heartbeat requests.
+struct sdk_info {
+    std::string name{sekuire::sdk_name};
+    std::string version{sekuire::sdk_version};
+};
+
+/// Section 1: `POST /api/v1/installations/bootstrap`.
+struct bootstrap_request {
+    std::string install_token;
+    std::string agent_id;
+    std::vector<std::string> capabilities;
+    platform_info platform;
+    sdk_info sdk;
+};
+
+/// Section 2: `POST /api/v1/installations/recover` (API key in `X-API-Key`).
+struct recover_request {
+    std::string workspace_id;
+    std::string agent_id;
+    std::vector<std::string> capabilities;
+    platform_info platform;
+    sdk_info sdk;
+};
+
+/// Sections 1 and 2: the 201 response.
+struct bootstrap_response {
+    std::string installation_id;
+    std::string runtime_token;
+    wall_time_point runtime_token_expires_at{};
+    std::string refresh_token;
+    wall_time_point lease_expires_at{};
+    std::optional<std::int64_t> heartbeat_interval_seconds;
+    std::optional<std::string> deployment_url;
+};
+
+/// Section 3: `POST /api/v1/installations/{id}/refresh`.
+struct refresh_request {
+    std::string refresh_token;
+};
+
+/// Section 3: the 200 response; `refresh_token` is present when the backend rotated it.
+struct refresh_response {
+    std::string runtime_token;
+    wall_time_point expires_at{};
+    std::int64_t token_version = 0;
+    std::optional<std::string> refresh_token;
+};
+
+/// Section 5: heartbeat status.
+enum class heartbeat_status { healthy, degraded, paused, draining, stopped };
+
+/// Section 5: the `metrics` object.
+struct heartbeat_metrics {
+    std::int64_t requests_handled = 0;
+    std::int64_t errors = 0;
+    std::int64_t avg_latency_ms = 0;
+};
+
+/// Section 5: `POST /api/v1/installations/{id}/heartbeat`.
+struct heartbeat_request {
+    heartbeat_status status = heartbeat_status::healthy;
+    std::int64_t uptime_seconds = 0;
+    std::int64_t sequence = 0;
+    platform_info platform;
+    heartbeat_metrics metrics;
+    std::vector<std::string> capabilities;
+    sdk_info sdk;
+};
+
+/// Command types; `unknown` keeps a type this client does not know (it is ignored).
+enum class command_type { pause, resume, terminate, unknown };
+
+/// A control command (heartbeat responses, `command` events).
+struct command {
+    std::string id;
+    command_type type = command_type::unknown;
+    /// The type as sent (useful when `type` is `unknown`).
+    std::string type_name;
+    std::string reason;
+    std::optional<std::int64_t> shutdown_timeout_ms;
+};
+
+/// Section 5: `refreshed_token` in a heartbeat response.
+struct refreshed_token {
+    std::string runtime_token;
+    wall_time_point expires_at{};
+    std::int64_t token_version = 0;
+};
+
+/// The revoked shape (heartbeat responses and `revoked` events).
+struct revocation {
+    std::string reason;
+    std::optional<std::int64_t> shutdown_timeout_ms;
+};
+
+/// Section 5: the 200 response to a heartbeat; `revoked` is set for the revoked shape.
+struct heartbeat_response {
+    std::optional<std::string> installation_id;
+    std::optional<bool> lease_renewed;
+    std::optional<wall_time_point> lease_expires_at;
+    std::optional<wall_time_point> next_heartbeat_at;
+    std::optional<protocol::command> command;
+    std::optional<protocol::refreshed_token> refreshed_token;
+    std::optional<std::string> active_policy_hash;
+    std::optional<revocation> revoked;
+};
+
+/// Section 6.1: a `task` event.
+struct task {
+    std::string task_id;
+    std::string capability;
+    boost::json::value input;
+    std::optional<std::string> workspace_id;
+    std::optional<std::string> trace_id;
+    std::optional<std::string> requester_agent_id;
+    std::optional<std::string> parent_task_id;
+    std::optional<std::string> workflow_id;
+    std::optional<wall_time_point> deadline_at;
+};
+
+/// Section 6.1: a `policy` event.
+struct policy_event {
+    std::string active_policy_hash;
+};
+
+/// Section 6.2: completion status.
+enum class task_status { completed, failed, rejected };
+
+/// Section 6.2: completion error codes.
+enum class task_error { handler_error, handler_timeout, invalid_input, no_handler, worker_paused,
+                        rate_limited, capability_denied, shutting_down };
+
+/// Section 6.2: the `error` object of a completion.
+struct completion_error {
+    task_error code = task_error::handler_error;
+    std::string message;
+};
+
+/// Section 6.2: `POST /api/v1/tasks/{task_id}/complete`.
+struct completion_request {
+    std::string installation_id;
+    task_status status = task_status::completed;
+    boost::json::value output;
+    std::optional<completion_error> error;
+    std::int64_t execution_time_ms = 0;
+    std::optional<std::string> trace_id;
+};
+
+/// Section 6.2: the 200 response.
+struct completion_response {
+    bool accepted = false;
+};
+
+/// Section 6.3: worker state.
+enum class worker_state { running, paused, draining };
+
+/// Section 6.3: `POST /api/v1/installations/{id}/worker/heartbeat`.
+struct worker_heartbeat_request {
+    worker_state state = worker_state::running;
+    std::int64_t in_flight = 0;
+    std::vector<std::string> capabilities;
+    std::int64_t completed = 0;
+    std::int64_t failed = 0;
+    std::optional<std::string> policy_hash;
+};
+
+/// Section 6.3: the 200 response; `revoked` is set for the revoked shape.
+struct worker_heartbeat_response {
+    std::optional<std::string> active_policy_hash;
+    std::optional<protocol::command> command;
+    std::optional<revocation> revoked;
+};
+
+/// Section 6.4: the rate limits of a policy.
+struct rate_limits {
+    std::optional<std::int64_t> max_per_minute;
+    std::optional<std::int64_t> max_per_hour;
+};
+
+/// Section 6.4: `GET /api/v1/workspaces/{workspace_id}/policies/active`.
+struct policy_document {
+    std::string policy_id;
+    std::string workspace_id;
+    std::string version;
+    std::string status;
+    std::string hash;
+    std::vector<std::string> allowed_tools;
+    std::vector<std::string> denied_tools;
+    protocol::rate_limits rate_limits;
+    /// The whole `content` object, as sent.
+    boost::json::object content;
+};
+
+/// Section 0: the body of an error response.
+struct error_body {
+    std::string code;
+    std::string message;
+};
+
+/// Section 9: `POST /api/v1/installations/{id}/revoke` (API key in `X-API-Key`).
+struct revoke_request {
+    std::string reason;
+    std::optional<std::int64_t> shutdown_timeout_ms;
+};
+
+// ---------------------------------------------------------------------------------------
+// Enumerations as strings
+// ---------------------------------------------------------------------------------------
+
+inline const char* to_string(heartbeat_status s) noexcept {
+    switch (s) {
+    case heartbeat_status::healthy: return "healthy";
+    case heartbeat_status::degraded: return "degraded";
+    case heartbeat_status::paused: return "paused";
+    case heartbeat_status::draining: return "draining";
+    case heartbeat_status::stopped: return "stopped";
+    }
+    return "healthy";
+}
+inline const char* to_string(command_type t) noexcept {
+    switch (t) {
+    case command_type::pause: return "pause";
+    case command_type::resume: return "resume";
+    case command_type::terminate: return "terminate";
+    case command_type::unknown: return "unknown";
+    }
+    return "unknown";
+}
+inline const char* to_string(task_status s) noexcept {
+    switch (s) {
+    case task_status::completed: return "completed";
+    case task_status::failed: return "failed";
+    case task_status::rejected: return "rejected";
+    }
+    return "failed";
+}
+inline const char* to_string(task_error e) noexcept {
+    switch (e) {
+    case task_error::handler_error: return "handler_error";
+    case task_error::handler_timeout: return "handler_timeout";
+    case task_error::invalid_input: return "invalid_input";
+    case task_error::no_handler: return "no_handler";
+    case task_error::worker_paused: return "worker_paused";
+    case task_error::rate_limited: return "rate_limited";
+    case task_error::capability_denied: return "capability_denied";
+    case task_error::shutting_down: return "shutting_down";
+    }
+    return "handler_error";
+}
+inline const char* to_string(worker_state s) noexcept {
+    switch (s) {
+    case worker_state::running: return "running";
+    case worker_state::paused: return "paused";
+    case worker_state::draining: return "draining";
+    }
+    return "running";
+}
+
+namespace detail {
+template <class E, std::size_t N>
+bool enum_from_string(std::string_view s, E& out, const E (&values)[N]) noexcept {
+    for (E v : values)
+        if (s == to_string(v)) {
+            out = v;
+            return true;
+        }
+    return false;
+}
+} // namespace detail
+
+inline bool from_string(std::string_view s, heartbeat_status& out) noexcept {
+    static constexpr heartbeat_status all[] = {heartbeat_status::healthy, heartbeat_status::degraded,
+                                               heartbeat_status::paused, heartbeat_status::draining,
+                                               heartbeat_status::stopped};
+    return detail::enum_from_string(s, out, all);
+}
+inline bool from_string(std::string_view s, command_type& out) noexcept {
+    static constexpr command_type all[] = {command_type::pause, command_type::resume, command_type::terminate};
+    return detail::enum_from_string(s, out, all);
+}
+inline bool from_string(std::string_view s, task_status& out) noexcept {
+    static constexpr task_status all[] = {task_status::completed, task_status::failed, task_status::rejected};
+    return detail::enum_from_string(s, out, all);
+}
+inline bool from_string(std::string_view s, task_error& out) noexcept {
+    static constexpr task_error all[] = {task_error::handler_error,   task_error::handler_timeout,
+                                         task_error::invalid_input,   task_error::no_handler,
+                                         task_error::worker_paused,   task_error::rate_limited,
+                                         task_error::capability_denied, task_error::shutting_down};
+    return detail::enum_from_string(s, out, all);
+}
+inline bool from_string(std::string_view s, worker_state& out) noexcept {
+    static constexpr worker_state all[] = {worker_state::running, worker_state::paused, worker_state::draining};
+    return detail::enum_from_string(s, out, all);
+}
+
+// ---------------------------------------------------------------------------------------
+// JSON codec
+// ---------------------------------------------------------------------------------------
+
+/** Why a body could not be decoded: the code, and the field it concerns (a dotted path
+    such as `refreshed_token.expires_at`; empty for whole-body errors).
+*/
+struct decode_error {
+    error_code code;
+    std::string field;
+
+    /// A readable message, e.g. `a required field is missing: 'runtime_token'`.
+    std::string message() const {
+        std::string m = code.message();
+        if (!field.empty()) {
+            m += ": '";
+            m += field;
+            m += '\'';
+        }
+        return m;
+    }
+};
+
+/// Bounds applied before and during parsing.
+struct decode_options {
+    /// Larger bodies are refused before parsing (`errc::body_too_large`).
+    std::size_t max_body_size = 1 << 20;
+    /// Deeper nesting is refused while parsing (`errc::malformed_json`).
+    std::size_t max_depth = 32;
+};
+
+namespace detail {
+
+namespace json = boost::json;
+
+/// Reads fields of one JSON object, naming the first failure in a `decode_error`.
+class reader {
+public:
+    reader(const json::object& obj, decode_error& err, std::string prefix = {})
+        : obj_(obj), err_(err), prefix_(std::move(prefix)) {}
+
+    bool fail(errc code, std::string_view key) {
+        err_.code = code;
+        err_.field = prefix_;
+        err_.field += key;
+        return false;
+    }
+
+    const json::value* find(std::string_view key) const {
+        auto it = obj_.find(json::string_view(key.data(), key.size()));
+        return it == obj_.end() ? nullptr : &it->value();
+    }
+
+    /// A nested reader for an object field, its failures prefixed by `key.`.
+    reader nested(const json::object& obj, std::string_view key) const {
+        std::string p = prefix_;
+        p += key;
+        p += '.';
+        return reader(obj, err_, std::move(p));
+    }
+
+    bool required_string(std::string_view key, std::string& out, bool allow_empty = false) {
+        const json::value* v = find(key);
+        if (!v) return fail(errc::missing_field, key);
+        if (!v->is_string()) return fail(errc::wrong_type, key);
+        const auto& s = v->get_string();
+        if (s.empty() && !allow_empty) return fail(errc::invalid_value, key);
+        out.assign(s.data(), s.size());
+        return true;
+    }
+
+    /// Absent or null leaves `out` as it is.
+    bool optional_string(std::string_view key, std::string& out) {
+        const json::value* v = find(key);
+        if (!v || v->is_null()) return true;
+        if (!v->is_string()) return fail(errc::wrong_type, key);
+        out.assign(v->get_string().data(), v->get_string().size());
+        return true;
+    }
+
+    bool optional_string(std::string_view key, std::optional<std::string>& out) {
+        const json::value* v = find(key);
+        if (!v || v->is_null()) {
+            out.reset();
+            return true;
+        }
+        if (!v->is_string()) return fail(errc::wrong_type, key);
+        out.emplace(v->get_string().data(), v->get_string().size());
+        return true;
+    }
+
+    bool int_value(const json::value& v, std::string_view key, std::int64_t min, std::int64_t& out) {
+        std::int64_t r = 0;
+        if (v.is_int64()) {
+            r = v.get_int64();
+        } else if (v.is_uint64()) {
+            if (v.get_uint64() > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))
+                return fail(errc::invalid_value, key);
+            r = static_cast<std::int64_t>(v.get_uint64());
+        } else if (v.is_double()) {
+            const double d = v.get_double();
+            // Only integral values that an int64 holds exactly enough.
+            if (!(d >= -9.0e18 && d <= 9.0e18) || static_cast<double>(static_cast<std::int64_t>(d)) != d)
+                return fail(errc::invalid_value, key);
+            r = static_cast<std::int64_t>(d);
+        } else {
+            return fail(errc::wrong_type, key);
+        }
+        if (r < min) return fail(errc::invalid_value, key);
+        out = r;
+        return true;
+    }
+
+    bool required_int(std::string_view key, std::int64_t& out, std::int64_t min = 0) {
+        const json::value* v = find(key);
+        if (!v) return fail(errc::missing_field, key);
+        return int_value(*v, key, min, out);
+    }
+
+    bool optional_int(std::string_view key, std::int64_t& out, std::int64_t min = 0) {
+        const json::value* v = find(key);
+        if (!v || v->is_null()) return true;
+        return int_value(*v, key, min, out);
+    }
+
+    bool optional_int(std::string_view key, std::optional<std::int64_t>& out, std::int64_t min = 0) {
+        const json::value* v = find(key);
+        if (!v || v->is_null()) {
+            out.reset();
+            return true;
+        }
+        std::int64_t r = 0;
+        if (!int_value(*v, key, min, r)) return false;
+        out = r;
+        return true;
+    }
+
+    bool optional_bool(std::string_view key, std::optional<bool>& out) {
+        const json::value* v = find(key);
+        if (!v || v->is_null()) {
+            out.reset();
+            return true;
+        }
+        if (!v->is_bool()) return fail(errc::wrong_type, key);
+        out = v->get_bool();
+        return true;
+    }
+
+    bool time_value(const json::value& v, std::string_view key, wall_time_point& out) {
+        if (!v.is_string()) return fail(errc::wrong_type, key);
+        const auto& s = v.get_string();
+        const auto t = parse_rfc3339(std::string_view(s.data(), s.size()));
+        if (!t) return fail(errc::invalid_timestamp, key);
+        out = *t;
+        return true;
+    }
+
+    bool required_time(std::string_view key, wall_time_point& out) {
+        const json::value* v = find(key);
+        if (!v) return fail(errc::missing_field, key);
+        return time_value(*v, key, out);
+    }
+
+    bool optional_time(std::string_view key, std::optional<wall_time_point>& out) {
+        const json::value* v = find(key);
+        if (!v || v->is_null()) {
+            out.reset();
+            return true;
+        }
+        wall_time_point t{};
+        if (!time_value(*v, key, t)) return false;
+        out = t;
+        return true;
+    }
+
+    bool optional_string_array(std::string_view key, std::vector<std::string>& out) {
+        const json::value* v = find(key);
+        if (!v || v->is_null()) return true;
+        if (!v->is_array()) return fail(errc::wrong_type, key);
+        std::vector<std::string> r;
+        r.reserve(v->get_array().size());
+        for (const auto& e : v->get_array()) {
+            if (!e.is_string()) return fail(errc::wrong_type, key);
+            r.emplace_back(e.get_string().data(), e.get_string().size());
+        }
+        out = std::move(r);
+        return true;
+    }
+
+    /// Sets `out` to the object, or null when absent or null.
+    bool optional_object(std::string_view key, const json::object*& out) {
+        out = nullptr;
+        const json::value* v = find(key);
+        if (!v || v->is_null()) return true;
+        if (!v->is_object()) return fail(errc::wrong_type, key);
+        out = &v->get_object();
+        return true;
+    }
+
+    bool required_object(std::string_view key, const json::object*& out) {
+        const json::value* v = find(key);
+        if (!v) return fail(errc::missing_field, key);
+        if (!v->is_object()) return fail(errc::wrong_type, key);
+        out = &v->get_object();
+        return true;
+    }
+
+    /// Copies any value (absent: null) into `out`, which owns its memory.
+    bool any_value(std::string_view key, json::value& out) {
+        const json::value* v = find(key);
+        out = v ? json::value(*v, json::storage_ptr()) : json::value(nullptr);
+        return true;
+    }
+
+    template <class E>
+    bool required_enum(std::string_view key, E& out) {
+        std::string s;
+        if (!required_string(key, s)) return false;
+        if (!from_string(s, out)) return fail(errc::invalid_value, key);
+        return true;
+    }
+
+private:
+    const json::object& obj_;
+    decode_error& err_;
+    std::string prefix_;
+};
+
+inline json::string_view jsv(std::string_view s) noexcept { return json::string_view(s.data(), s.size()); }
+
+inline json::array to_json_array(const std::vector<std::string>& v) {
+    json::array a;
+    a.reserve(v.size());
+    for (const auto& s : v) a.emplace_back(jsv(s));
+    return a;
+}
+
+inline json::value optional_to_json(const std::optional<std::string>& s) {
+    return s ? json::value(jsv(*s)) : json::value(nullptr);
+}
+
+// -- platform and sdk ---------------------------------------------------------------------
+
+inline json::object to_json(const platform_info& p) {
+    json::object o;
+    o.reserve(p.attributes.size() + 2);
+    o[jsv(platform::key_type)] = jsv(p.type);
+    for (const auto& kv : p.attributes) o[jsv(kv.first)] = jsv(kv.second);
+    if (p.pid) o[jsv(platform::key_pid)] = *p.pid;
+    return o;
+}
+
+inline bool read(reader& r, const json::object& o, platform_info& p) {
+    if (!r.required_string(platform::key_type, p.type)) return false;
+    if (!r.optional_int(platform::key_pid, p.pid)) return false;
+    p.attributes.clear();
+    for (const auto& kv : o) {
+        const std::string_view key(kv.key().data(), kv.key().size());
+        if (key == platform::key_type || key == platform::key_pid) continue;
+        if (kv.value().is_string())
+            p.attributes.emplace_back(std::string(key),
+                                      std::string(kv.value().get_string().data(), kv.value().get_string().size()));
+    }
+    return true;
+}
+
+inline json::object to_json(const sdk_info& s) {
+    json::object o;
+    o["name"] = jsv(s.name);
+    o["version"] = jsv(s.version);
+    return o;
+}
+
+inline bool read_platform_and_sdk(reader& r, platform_info& platform, sdk_info& sdk) {
+    const json::object* p = nullptr;
+    if (!r.optional_object("platform", p)) return false;
+    if (p) {
+        reader pr = r.nested(*p, "platform");
+        if (!read(pr, *p, platform)) return false;
+    }
+    const json::object* s = nullptr;
+    if (!r.optional_object("sdk", s)) return false;
+    if (s) {
+        reader sr = r.nested(*s, "sdk");
+        if (!sr.optional_string("name", sdk.name) || !sr.optional_string("version", sdk.version)) return false;
+    }
+    return true;
+}
+
+// -- sections 1 to 3 ----------------------------------------------------------------------
+
+inline json::object to_json(const bootstrap_request& m) {
+    json::object o;
+    o["install_token"] = jsv(m.install_token);
+    o["agent_id"] = jsv(m.agent_id);
+    o["capabilities"] = to_json_array(m.capabilities);
+    o["platform"] = to_json(m.platform);
+    o["sdk"] = to_json(m.sdk);
+    return o;
+}
+inline bool read(reader& r, const json::object&, bootstrap_request& m) {
+    return r.required_string("install_token", m.install_token) && r.required_string("agent_id", m.agent_id) &&
+           r.optional_string_array("capabilities", m.capabilities) && read_platform_and_sdk(r, m.platform, m.sdk);
+}
+
+inline json::object to_json(const recover_request& m) {
+    json::object o;
+    o["workspace_id"] = jsv(m.workspace_id);
+    o["agent_id"] = jsv(m.agent_id);
+    o["capabilities"] = to_json_array(m.capabilities);
+    o["platform"] = to_json(m.platform);
+    o["sdk"] = to_json(m.sdk);
+    return o;
+}
+inline bool read(reader& r, const json::object&, recover_request& m) {
+    return r.required_string("workspace_id", m.workspace_id) && r.required_string("agent_id", m.agent_id) &&
+           r.optional_string_array("capabilities", m.capabilities) && read_platform_and_sdk(r, m.platform, m.sdk);
+}
+
+inline json::object to_json(const bootstrap_response& m) {
+    json::object o;
+    o["installation_id"] = jsv(m.installation_id);
+    o["runtime_token"] = jsv(m.runtime_token);
+    o["runtime_token_expires_at"] = format_rfc3339(m.runtime_token_expires_at);
+    o["refresh_token"] = jsv(m.refresh_token);
+    o["lease_expires_at"] = format_rfc3339(m.lease_expires_at);
+    if (m.heartbeat_interval_seconds) o["heartbeat_interval_seconds"] = *m.heartbeat_interval_seconds;
+    if (m.deployment_url) o["deployment_url"] = jsv(*m.deployment_url);
+    return o;
+}
+inline bool read(reader& r, const json::object&, bootstrap_response& m) {
+    return r.required_string("installation_id", m.installation_id) &&
+           r.required_string("runtime_token", m.runtime_token) &&
+           r.required_time("runtime_token_expires_at", m.runtime_token_expires_at) &&
+           r.required_string("refresh_token", m.refresh_token) &&
+           r.required_time("lease_expires_at", m.lease_expires_at) &&
+           r.optional_int("heartbeat_interval_seconds", m.heartbeat_interval_seconds, 1) &&
+           r.optional_string("deployment_url", m.deployment_url);
+}
+
+inline json::object to_json(const refresh_request& m) {
+    json::object o;
+    o["refresh_token"] = jsv(m.refresh_token);
+    return o;
+}
+inline bool read(reader& r, const json::object&, refresh_request& m) {
+    return r.required_string("refresh_token", m.refresh_token);
+}
+
+inline json::object to_json(const refresh_response& m) {
+    json::object o;
+    o["runtime_token"] = jsv(m.runtime_token);
+    o["expires_at"] = format_rfc3339(m.expires_at);
+    o["token_version"] = m.token_version;
+    if (m.refresh_token) o["refresh_token"] = jsv(*m.refresh_token);
+    return o;
+}
+inline bool read(reader& r, const json::object&, refresh_response& m) {
+    if (!r.required_string("runtime_token", m.runtime_token) || !r.required_time("expires_at", m.expires_at) ||
+        !r.optional_int("token_version", m.token_version) || !r.optional_string("refresh_token", m.refresh_token))
+        return false;
+    if (m.refresh_token && m.refresh_token->empty()) return r.fail(errc::invalid_value, "refresh_token");
+    return true;
+}
+
+// -- section 5 ----------------------------------------------------------------------------
+
+inline json::object to_json(const heartbeat_request& m) {
+    json::object o;
+    o.reserve(7);
+    o["status"] = to_string(m.status);
+    o["uptime_seconds"] = m.uptime_seconds;
+    o["sequence"] = m.sequence;
+    o["platform"] = to_json(m.platform);
+    json::object metrics;
+    metrics["requests_handled"] = m.metrics.requests_handled;
+    metrics["errors"] = m.metrics.errors;
+    metrics["avg_latency_ms"] = m.metrics.avg_latency_ms;
+    o["metrics"] = std::move(metrics);
+    o["capabilities"] = to_json_array(m.capabilities);
+    o["sdk"] = to_json(m.sdk);
+    return o;
+}
+inline bool read(reader& r, const json::object&, heartbeat_request& m) {
+    if (!r.required_enum("status", m.status) || !r.optional_int("uptime_seconds", m.uptime_seconds) ||
+        !r.optional_int("sequence", m.sequence) || !r.optional_string_array("capabilities", m.capabilities) ||
+        !read_platform_and_sdk(r, m.platform, m.sdk))
+        return false;
+    const json::object* metrics = nullptr;
+    if (!r.optional_object("metrics", metrics)) return false;
+    if (metrics) {
+        reader mr = r.nested(*metrics, "metrics");
+        if (!mr.optional_int("requests_handled", m.metrics.requests_handled) ||
+            !mr.optional_int("errors", m.metrics.errors) ||
+            !mr.optional_int("avg_latency_ms", m.metrics.avg_latency_ms))
+            return false;
+    }
+    return true;
+}
+
+inline json::object to_json(const command& c) {
+    json::object o;
+    o["id"] = jsv(c.id);
+    o["type"] = c.type == command_type::unknown ? jsv(c.type_name) : json::string_view(to_string(c.type));
+    o["reason"] = jsv(c.reason);
+    if (c.shutdown_timeout_ms) o["shutdown_timeout_ms"] = *c.shutdown_timeout_ms;
+    return o;
+}
+inline bool read(reader& r, const json::object&, command& c) {
+    if (!r.required_string("id", c.id) || !r.required_string("type", c.type_name) ||
+        !r.optional_string("reason", c.reason) || !r.optional_int("shutdown_timeout_ms", c.shutdown_timeout_ms))
+        return false;
+    if (!from_string(c.type_name, c.type)) c.type = command_type::unknown;
+    return true;
+}
+
+inline json::object to_json(const revocation& v) {
+    json::object o;
+    o["lease_renewed"] = false;
+    o["revoked"] = true;
+    o["reason"] = jsv(v.reason);
+    if (v.shutdown_timeout_ms) o["shutdown_timeout_ms"] = *v.shutdown_timeout_ms;
+    return o;
+}
+inline bool read(reader& r, const json::object&, revocation& v) {
+    return r.optional_string("reason", v.reason) && r.optional_int("shutdown_timeout_ms", v.shutdown_timeout_ms);
+}
+
+/// Reads the revoked shape when `revoked` is true.
+inline bool read_revoked(reader& r, const json::object& o, std::optional<revocation>& out) {
+    std::optional<bool> revoked;
+    if (!r.optional_bool("revoked", revoked)) return false;
+    out.reset();
+    if (revoked && *revoked) {
+        revocation v;
+        if (!read(r, o, v)) return false;
+        out = std::move(v);
+    }
+    return true;
+}
+
+inline bool read_command_field(reader& r, std::optional<command>& out) {
+    const json::object* c = nullptr;
+    if (!r.optional_object("command", c)) return false;
+    out.reset();
+    if (c) {
+        reader cr = r.nested(*c, "command");
+        command cmd;
+        if (!read(cr, *c, cmd)) return false;
+        out = std::move(cmd);
+    }
+    return true;
+}
+
+inline json::object to_json(const heartbeat_response& m) {
+    if (m.revoked) return to_json(*m.revoked);
+    json::object o;
+    if (m.installation_id) o["installation_id"] = jsv(*m.installation_id);
+    o["lease_renewed"] = m.lease_renewed.value_or(true);
+    if (m.lease_expires_at) o["lease_expires_at"] = format_rfc3339(*m.lease_expires_at);
+    if (m.next_heartbeat_at) o["next_heartbeat_at"] = format_rfc3339(*m.next_heartbeat_at);
+    o["command"] = m.command ? json::value(to_json(*m.command)) : json::value(nullptr);
+    if (m.refreshed_token) {
+        json::object t;
+        t["runtime_token"] = jsv(m.refreshed_token->runtime_token);
+        t["expires_at"] = format_rfc3339(m.refreshed_token->expires_at);
+        t["token_version"] = m.refreshed_token->token_version;
+        o["refreshed_token"] = std::move(t);
+    }
+    if (m.active_policy_hash) o["active_policy_hash"] = jsv(*m.active_policy_hash);
+    return o;
+}
+inline bool read(reader& r, const json::object& o, heartbeat_response& m) {
+    if (!read_revoked(r, o, m.revoked) || !r.optional_string("installation_id", m.installation_id) ||
+        !r.optional_bool("lease_renewed", m.lease_renewed) || !r.optional_time("lease_expires_at", m.lease_expires_at) ||
+        !r.optional_time("next_heartbeat_at", m.next_heartbeat_at) || !read_command_field(r, m.command) ||
+        !r.optional_string("active_policy_hash", m.active_policy_hash))
+        return false;
+    const json::object* t = nullptr;
+    if (!r.optional_object("refreshed_token", t)) return false;
+    m.refreshed_token.reset();
+    if (t) {
+        reader tr = r.nested(*t, "refreshed_token");
+        refreshed_token rt;
+        if (!tr.required_string("runtime_token", rt.runtime_token) || !tr.required_time("expires_at", rt.expires_at) ||
+            !tr.optional_int("token_version", rt.token_version))
+            return false;
+        m.refreshed_token = std::move(rt);
+    }
+    return true;
+}
+
+// -- section 6 ----------------------------------------------------------------------------
+
+inline json::object to_json(const task& t) {
+    json::object o;
+    o["task_id"] = jsv(t.task_id);
+    o["capability"] = jsv(t.capability);
+    o["input"] = t.input;
+    o["workspace_id"] = optional_to_json(t.workspace_id);
+    o["trace_id"] = optional_to_json(t.trace_id);
+    o["requester_agent_id"] = optional_to_json(t.requester_agent_id);
+    o["parent_task_id"] = optional_to_json(t.parent_task_id);
+    o["workflow_id"] = optional_to_json(t.workflow_id);
+    o["deadline_at"] = t.deadline_at ? json::value(format_rfc3339(*t.deadline_at)) : json::value(nullptr);
+    return o;
+}
+inline bool read(reader& r, const json::object&, task& t) {
+    // Documented aliases: `id` for `task_id`, `target_capability` for `capability`.
+    if (r.find("task_id")) {
+        if (!r.required_string("task_id", t.task_id)) return false;
+    } else if (!r.required_string(r.find("id") ? "id" : "task_id", t.task_id)) {
+        return false;
+    }
+    if (r.find("capability")) {
+        if (!r.required_string("capability", t.capability)) return false;
+    } else if (!r.required_string(r.find("target_capability") ? "target_capability" : "capability", t.capability)) {
+        return false;
+    }
+    return r.any_value("input", t.input) && r.optional_string("workspace_id", t.workspace_id) &&
+           r.optional_string("trace_id", t.trace_id) && r.optional_string("requester_agent_id", t.requester_agent_id) &&
+           r.optional_string("parent_task_id", t.parent_task_id) && r.optional_string("workflow_id", t.workflow_id) &&
+           r.optional_time("deadline_at", t.deadline_at);
+}
+
+inline json::object to_json(const policy_event& e) {
+    json::object o;
+    o["active_policy_hash"] = jsv(e.active_policy_hash);
+    return o;
+}
+inline bool read(reader& r, const json::object&, policy_event& e) {
+    return r.required_string("active_policy_hash", e.active_policy_hash, true);
+}
+
+inline json::object to_json(const completion_request& m) {
+    json::object o;
+    o["installation_id"] = jsv(m.installation_id);
+    o["status"] = to_string(m.status);
+    o["output"] = m.output;
+    if (m.error) {
+        json::object e;
+        e["code"] = to_string(m.error->code);
+        e["message"] = jsv(m.error->message);
+        o["error"] = std::move(e);
+    } else {
+        o["error"] = nullptr;
+    }
+    o["execution_time_ms"] = m.execution_time_ms;
+    o["trace_id"] = optional_to_json(m.trace_id);
+    return o;
+}
+inline bool read(reader& r, const json::object&, completion_request& m) {
+    if (!r.required_string("installation_id", m.installation_id) || !r.required_enum("status", m.status) ||
+        !r.any_value("output", m.output) || !r.optional_int("execution_time_ms", m.execution_time_ms) ||
+        !r.optional_string("trace_id", m.trace_id))
+        return false;
+    const json::object* e = nullptr;
+    if (!r.optional_object("error", e)) return false;
+    m.error.reset();
+    if (e) {
+        reader er = r.nested(*e, "error");
+        completion_error ce;
+        if (!er.required_enum("code", ce.code) || !er.optional_string("message", ce.message)) return false;
+        m.error = std::move(ce);
+    }
+    if (m.status != task_status::completed && !m.error) return r.fail(errc::missing_field, "error");
+    return true;
+}
+
+inline json::object to_json(const completion_response& m) {
+    json::object o;
+    o["accepted"] = m.accepted;
+    return o;
+}
+inline bool read(reader& r, const json::object& o, completion_response& m) {
+    const json::value* v = r.find("accepted");
+    if (!v) return r.fail(errc::missing_field, "accepted");
+    if (!v->is_bool()) return r.fail(errc::wrong_type, "accepted");
+    m.accepted = v->get_bool();
+    (void)o;
+    return true;
+}
+
+inline json::object to_json(const worker_heartbeat_request& m) {
+    json::object o;
+    o["state"] = to_string(m.state);
+    o["in_flight"] = m.in_flight;
+    o["capabilities"] = to_json_array(m.capabilities);
+    o["completed"] = m.completed;
+    o["failed"] = m.failed;
+    o["policy_hash"] = optional_to_json(m.policy_hash);
+    return o;
+}
+inline bool read(reader& r, const json::object&, worker_heartbeat_request& m) {
+    return r.required_enum("state", m.state) && r.optional_int("in_flight", m.in_flight) &&
+           r.optional_string_array("capabilities", m.capabilities) && r.optional_int("completed", m.completed) &&
+           r.optional_int("failed", m.failed) && r.optional_string("policy_hash", m.policy_hash);
+}
+
+inline json::object to_json(const worker_heartbeat_response& m) {
+    if (m.revoked) return to_json(*m.revoked);
+    json::object o;
+    o["active_policy_hash"] = optional_to_json(m.active_policy_hash);
+    o["command"] = m.command ? json::value(to_json(*m.command)) : json::value(nullptr);
+    return o;
+}
+inline bool read(reader& r, const json::object& o, worker_heartbeat_response& m) {
+    return read_revoked(r, o, m.revoked) && r.optional_string("active_policy_hash", m.active_policy_hash) &&
+           read_command_field(r, m.command);
+}
+
+inline json::object to_json(const policy_document& m) {
+    json::object o;
+    o["policy_id"] = jsv(m.policy_id);
+    o["workspace_id"] = jsv(m.workspace_id);
+    o["version"] = jsv(m.version);
+    o["status"] = jsv(m.status);
+    o["hash"] = jsv(m.hash);
+    o["content"] = m.content;
+    return o;
+}
+inline bool read(reader& r, const json::object&, policy_document& m) {
+    if (!r.optional_string("policy_id", m.policy_id) || !r.optional_string("workspace_id", m.workspace_id) ||
+        !r.optional_string("status", m.status) || !r.required_string("hash", m.hash, true))
+        return false;
+    if (const json::value* v = r.find("version"); v && v->is_int64()) {
+        m.version = std::to_string(v->get_int64());
+    } else if (!r.optional_string("version", m.version)) {
+        return false;
+    }
+    const json::object* content = nullptr;
+    if (!r.required_object("content", content)) return false;
+    m.content = json::object(*content, json::storage_ptr());
+    reader cr = r.nested(*content, "content");
+    const json::object* agent = nullptr;
+    if (!cr.optional_object("agent", agent)) return false;
+    if (agent) {
+        reader ar = cr.nested(*agent, "agent");
+        const json::object* caps = nullptr;
+        if (!ar.optional_object("capabilities", caps)) return false;
+        if (caps) {
+            reader capr = ar.nested(*caps, "capabilities");
+            if (!capr.optional_string_array("allowed_tools", m.allowed_tools) ||
+                !capr.optional_string_array("denied_tools", m.denied_tools))
+                return false;
+        }
+    }
+    const json::object* limits = nullptr;
+    if (!cr.optional_object("rate_limits", limits)) return false;
+    if (limits) {
+        reader lr = cr.nested(*limits, "rate_limits");
+        const json::object* requests = nullptr;
+        if (!lr.optional_object("requests", requests)) return false;
+        if (requests) {
+            reader rr = lr.nested(*requests, "requests");
+            if (!rr.optional_int("max_per_minute", m.rate_limits.max_per_minute) ||
+                !rr.optional_int("max_per_hour", m.rate_limits.max_per_hour))
+                return false;
+        }
+    }
+    return true;
+}
+
+inline json::object to_json(const error_body& m) {
+    json::object e;
+    e["code"] = jsv(m.code);
+    e["message"] = jsv(m.message);
+    json::object o;
+    o["error"] = std::move(e);
+    return o;
+}
+inline bool read(reader& r, const json::object&, error_body& m) {
+    const json::object* e = nullptr;
+    if (!r.required_object("error", e)) return false;
+    reader er = r.nested(*e, "error");
+    return er.required_string("code", m.code) && er.optional_string("message", m.message);
+}
+
+inline json::object to_json(const revoke_request& m) {
+    json::object o;
+    o["reason"] = jsv(m.reason);
+    if (m.shutdown_timeout_ms) o["shutdown_timeout_ms"] = *m.shutdown_timeout_ms;
+    return o;
+}
+inline bool read(reader& r, const json::object&, revoke_request& m) {
+    return r.optional_string("reason", m.reason) && r.optional_int("shutdown_timeout_ms", m.shutdown_timeout_ms);
+}
+
+} // namespace detail
+
+/** Decodes a JSON body into a message.
+
+    Strict and total: the body must be at most `opts.max_body_size` bytes (checked before
+    parsing), valid UTF-8 JSON nested at most `opts.max_depth` deep, an object, with every
+    required field present and of the right type; unknown fields are ignored and the
+    documented aliases accepted. On failure returns false, leaves `out` unchanged, and
+    `err` names the code and the field. Never throws.
+
+    @tparam T one of the message types of this header.
+*/
+template <class T>
+bool decode(std::string_view body, T& out, decode_error& err, const decode_options& opts = {}) noexcept {
+    namespace json = boost::json;
+    err = {};
+    if (body.size() > opts.max_body_size) {
+        err.code = errc::body_too_large;
+        return false;
+    }
+    try {
+        unsigned char buffer[4096];
+        json::monotonic_resource mr(buffer, sizeof(buffer));
+        json::parse_options po;
+        po.max_depth = opts.max_depth;
+        boost::system::error_code ec;
+        const json::value v = json::parse(json::string_view(body.data(), body.size()), ec, &mr, po);
+        if (ec) {
+            err.code = errc::malformed_json;
+            return false;
+        }
+        if (!v.is_object()) {
+            err.code = errc::wrong_type;
+            err.field = "(body)";
+            return false;
+        }
+        T tmp;
+        detail::reader r(v.get_object(), err);
+        if (!detail::read(r, v.get_object(), tmp)) return false;
+        out = std::move(tmp);
+        return true;
+    } catch (const std::bad_alloc&) {
+        err.code = errc::body_too_large;
+        return false;
+    } catch (...) {
+        err.code = errc::malformed_json;
+        return false;
+    }
+}
+
+/// Encodes a message as a JSON object.
+template <class T>
+boost::json::object to_json(const T& message) {
+    return detail::to_json(message);
+}
+
+/// Encodes a message as a JSON text.
+template <class T>
+std::string encode(const T& message) {
+    return boost::json::serialize(detail::to_json(message));
+}
+
+/** Reads the code of an error body leniently: any body, including none, HTML or JSON of
+    another shape, gives an empty string rather than an error.
+*/
+inline std::string error_code_of(std::string_view body) {
+    if (body.empty() || body.size() > (64u << 10)) return {};
+    error_body eb;
+    decode_error err;
+    if (!decode(body, eb, err)) return {};
+    return eb.code;
+}
+
+/** The message of an error body, bounded and stripped of control characters, for logs;
+    empty when the body has none.
+*/
+inline std::string error_message_of(std::string_view body) {
+    if (body.empty() || body.size() > (64u << 10)) return {};
+    error_body eb;
+    decode_error err;
+    if (!decode(body, eb, err)) return {};
+    std::string out;
+    for (char c : eb.message) {
+        if (out.size() >= 200) break;
+        out.push_back(static_cast<unsigned char>(c) < 0x20 ? ' ' : c);
+    }
+    return out;
+}
+
+
+} // namespace protocol
+} // namespace sekuire
+
+#endif
