@@ -69,11 +69,18 @@ inline random_source default_random_source() {
     return make_random_source(seed);
 }
 
-/// Parameters of exponential backoff (protocol.md section 0: base 1 s, factor 2, cap 60 s).
+/** Parameters of exponential backoff (protocol.md section 0: base 1 s, factor 2, cap 60 s).
+
+    Delays are drawn with full jitter from [floor, ceiling], where the ceiling of attempt n
+    is `min(cap, base * factor^n)` and the floor is `min_fraction` of it. The default
+    floor of a tenth keeps an unlucky (or stuck) random source from retrying in a busy
+    loop while leaving the spread of full jitter; 0 gives the textbook [0, ceiling].
+*/
 struct backoff_options {
     std::chrono::milliseconds base{1000};
     double factor = 2.0;
     std::chrono::milliseconds cap{60000};
+    double min_fraction = 0.1;
 };
 
 /// The largest delay of attempt `attempt` (0-based): `min(cap, base * factor^attempt)`.
@@ -102,11 +109,15 @@ class backoff {
 public:
     explicit backoff(backoff_options o = {}) noexcept : options_(o) {}
 
-    /// The delay before the next attempt; counts the attempt.
+    /// The delay before the next attempt, in [floor, ceiling] (see `backoff_options`);
+    /// counts the attempt.
     std::chrono::milliseconds next(const random_source& rnd) {
         const auto ceiling = backoff_ceiling(options_, attempts_);
         if (attempts_ < 64) ++attempts_;
-        return full_jitter(ceiling, rnd ? rnd() : 0.5);
+        const double fraction = options_.min_fraction > 0.0 ? std::min(options_.min_fraction, 1.0) : 0.0;
+        const auto floor = std::chrono::milliseconds(
+            static_cast<std::int64_t>(fraction * static_cast<double>(ceiling.count())));
+        return std::max(full_jitter(ceiling, rnd ? rnd() : 0.5), floor);
     }
 
     /// The ceiling the next `next()` will draw under.

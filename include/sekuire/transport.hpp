@@ -50,6 +50,32 @@ inline const char* to_string(http_method m) noexcept {
     return "GET";
 }
 
+/// TLS settings of a transport.
+struct tls_options {
+    /// Verify the server's certificate and host name. Turn off only in tests.
+    bool verify_peer = true;
+    /// A PEM bundle of trusted CAs; empty: the system default.
+    std::string ca_file;
+    /// A hashed directory of trusted CAs; empty: the system default.
+    std::string ca_dir;
+};
+
+/** Settings of a network transport (used by `httplib_transport`, and by any Transport
+    constructible from `(std::string base_url, transport_options)`).
+*/
+struct transport_options {
+    tls_options tls;
+    /// Allow plain http to hosts other than loopback (a token would travel in clear text).
+    bool allow_insecure_http = false;
+    std::chrono::milliseconds connect_timeout{std::chrono::seconds(5)};
+    /// `send()` refuses larger response bodies with `errc::response_too_large`.
+    std::size_t max_response_size = std::size_t(1) << 20;
+    /// Kept-alive connections pooled for `send()`.
+    std::size_t max_idle_connections = 4;
+    /// Empty: `sekuire-cpp/<version>`.
+    std::string user_agent;
+};
+
 /// One HTTP header field.
 struct http_header {
     std::string name;

@@ -1,0 +1,1189 @@
+// SPDX-License-Identifier: MIT
+// Test that header file is self-contained.
+#include <sekuire/basic_beacon.hpp>
+
+#include "beacon_fixture.hpp"
+
+#include <boost/test/unit_test.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <future>
+#include <thread>
+
+using namespace beacon_test;
+
+BOOST_AUTO_TEST_SUITE(basic_beacon)
+
+namespace {
+// Steps from deadline to deadline until the beacon counts `n` consecutive failures.
+void run_until_failures(fixture& f, test_beacon& b, std::uint32_t n) {
+    for (int i = 0; i < 1000 && b.get_status().failed_heartbeats < n; ++i) f.clock.advance_to(b.step());
+    BOOST_TEST(b.get_status().failed_heartbeats == n);
+}
+} // namespace
+
+// ---- the auth chain ---------------------------------------------------------------------
+
+BOOST_FIXTURE_TEST_CASE(install_token_bootstrap_then_registration_heartbeat, fixture) {
+    script_bootstrap_ok();
+    script_heartbeat_ok();
+    auto& b = make();
+    b.step();
+
+    BOOST_TEST(bootstraps() == 1u);
+    BOOST_TEST(heartbeats() == 1u); // the registration heartbeat, right after auth
+    const auto boot = transport.requests(http_method::post, bootstrap_path).front();
+    proto::bootstrap_request body;
+    proto::decode_error err;
+    BOOST_TEST_REQUIRE(proto::decode(boot.request.body, body, err));
+    BOOST_TEST(body.install_token == install_token);
+    BOOST_TEST(body.agent_id == "agent-0123");
+    BOOST_TEST(body.capabilities.size() == 2u);
+    BOOST_TEST(body.platform.type == "bare_metal");
+    BOOST_TEST(body.sdk.name == "sekuire-cpp");
+
+    const auto hb = transport.requests(http_method::post, heartbeat_path).front();
+    BOOST_TEST(bearer(hb) == runtime_1);
+
+    sekuire::error_code ec;
+    auto creds = store.load(ec);
+    BOOST_TEST_REQUIRE(creds.has_value());
+    BOOST_TEST(creds->installation_id == installation);
+    BOOST_TEST(creds->refresh_token == refresh_1);
+    BOOST_TEST(creds->runtime_token == runtime_1);
+
+    const auto s = b.get_status();
+    BOOST_TEST((s.state == sekuire::beacon_state::connected));
+    BOOST_TEST(b.is_connected());
+    BOOST_TEST(s.installation_id == installation);
+    BOOST_TEST(s.runtime_token == sekuire::mask_token(runtime_1));
+    BOOST_TEST(s.deployment_url == "https://dashboard.example/installations/" + installation);
+    BOOST_TEST(s.last_heartbeat.has_value());
+    BOOST_TEST(!s.degraded_mode);
+    BOOST_TEST(s.heartbeats_sent == 1u);
+    BOOST_TEST(s.lease_expires_at.has_value());
+    BOOST_TEST(transport.unscripted_count() == 0u);
+
+    auto got = b.get_installation_credentials();
+    BOOST_TEST_REQUIRE(got.has_value());
+    BOOST_TEST(got->refresh_token == refresh_1);
+}
+
+BOOST_FIXTURE_TEST_CASE(recovery_credentials_without_runtime_token_refresh_first, fixture) {
+    script_refresh_ok(runtime_2);
+    script_heartbeat_ok();
+    auto o = options();
+    o.installation_id = installation;
+    o.refresh_token = refresh_1;
+    auto& b = make(o);
+    b.step();
+    BOOST_TEST(bootstraps() == 0u); // the install token is never spent on a restart
+    BOOST_TEST(refreshes() == 1u);
+    BOOST_TEST_REQUIRE(heartbeats() == 1u);
+    BOOST_TEST(bearer(transport.requests(http_method::post, heartbeat_path).front()) == runtime_2);
+    // The refresh call carries the refresh token in its body and no bearer.
+    const auto r = transport.requests(http_method::post, refresh_path).front();
+    BOOST_TEST(r.request.body.find(refresh_1) != std::string::npos);
+    BOOST_TEST(sekuire::find_header(r.request.headers, "Authorization") == nullptr);
+    BOOST_TEST(b.is_connected());
+}
+
+BOOST_FIXTURE_TEST_CASE(present_runtime_token_is_validated_before_refreshing, fixture) {
+    script_refresh_ok(runtime_2);
+    script_heartbeat_ok();
+    auto o = options();
+    o.installation_id = installation;
+    o.refresh_token = refresh_1;
+    o.runtime_token = runtime_1;
+    o.recovered_from_env = true;
+    auto& b = make(o);
+    b.step();
+    BOOST_TEST(refreshes() == 0u);
+    BOOST_TEST_REQUIRE(heartbeats() == 1u);
+    BOOST_TEST(bearer(transport.requests(http_method::post, heartbeat_path).front()) == runtime_1);
+    BOOST_TEST(b.get_status().recovered_from_env);
+    BOOST_TEST(b.is_connected());
+}
+
+BOOST_FIXTURE_TEST_CASE(unauthorized_runtime_token_refreshes_once_and_retries_once, fixture) {
+    script_refresh_ok(runtime_2);
+    transport.on(http_method::post, heartbeat_path).handle([this](const sekuire::http_request& req) {
+        const std::string* auth = sekuire::find_header(req.headers, "Authorization");
+        if (auth && *auth == "Bearer " + runtime_1)
+            return st::fake_transport::reply{401, error_body("unauthorized"), {}, {}};
+        return st::fake_transport::reply{200, proto::encode(live_response()), date_header(), {}};
+    });
+    auto o = options();
+    o.installation_id = installation;
+    o.refresh_token = refresh_1;
+    o.runtime_token = runtime_1;
+    auto& b = make(o);
+    b.step();
+    BOOST_TEST(refreshes() == 1u);
+    const auto hbs = transport.requests(http_method::post, heartbeat_path);
+    BOOST_TEST_REQUIRE(hbs.size() == 2u);
+    BOOST_TEST(bearer(hbs[0]) == runtime_1);
+    BOOST_TEST(bearer(hbs[1]) == runtime_2);
+    BOOST_TEST(b.is_connected());
+}
+
+BOOST_FIXTURE_TEST_CASE(second_unauthorized_is_an_auth_failure_with_backoff, fixture) {
+    script_refresh_ok(runtime_2);
+    transport.on(http_method::post, heartbeat_path).respond(401, error_body("unauthorized"));
+    auto o = options();
+    o.installation_id = installation;
+    o.refresh_token = refresh_1;
+    o.runtime_token = runtime_1;
+    o.random = [] { return 0.5; };
+    auto& b = make(o);
+    b.step();
+    BOOST_TEST(refreshes() == 1u);
+    BOOST_TEST(heartbeats() == 2u); // one retry only
+    BOOST_TEST(!b.is_connected());
+    BOOST_TEST(b.get_status().degraded_mode);
+    BOOST_TEST((b.get_status().last_error_code == sekuire::errc::unauthorized));
+    // Walked again later with a growing backoff: no storm.
+    run_for(10min);
+    BOOST_TEST(heartbeats() < 100u);
+    BOOST_TEST(heartbeats() > 4u);
+    BOOST_TEST(bootstraps() == 0u);
+}
+
+BOOST_FIXTURE_TEST_CASE(rejected_refresh_token_falls_through_to_the_install_token, fixture) {
+    transport.on(http_method::post, refresh_path).respond(401, error_body("invalid_refresh_token"));
+    script_bootstrap_ok();
+    script_heartbeat_ok();
+    auto o = options();
+    o.installation_id = installation;
+    o.refresh_token = refresh_1;
+    auto& b = make(o);
+    b.step();
+    BOOST_TEST(refreshes() == 1u);
+    BOOST_TEST(bootstraps() == 1u);
+    BOOST_TEST(b.is_connected());
+}
+
+BOOST_FIXTURE_TEST_CASE(spent_install_token_falls_through_to_the_recovery_bootstrap, fixture) {
+    transport.on(http_method::post, bootstrap_path).respond(409, error_body("install_token_used"));
+    transport.on(http_method::post, recover_path).handle([this](const sekuire::http_request&) {
+        return st::fake_transport::reply{201, proto::encode(bootstrap_response()), date_header(), {}};
+    });
+    script_heartbeat_ok();
+    auto o = options();
+    o.api_key = api_key;
+    o.workspace_id = "ws_test";
+    auto& b = make(o);
+    b.step();
+    BOOST_TEST(bootstraps() == 1u);
+    BOOST_TEST_REQUIRE(recovers() == 1u);
+    const auto rec = transport.requests(http_method::post, recover_path).front();
+    const std::string* key = sekuire::find_header(rec.request.headers, "X-API-Key");
+    BOOST_TEST_REQUIRE(key != nullptr);
+    BOOST_TEST(*key == api_key);
+    proto::recover_request body;
+    proto::decode_error err;
+    BOOST_TEST_REQUIRE(proto::decode(rec.request.body, body, err));
+    BOOST_TEST(body.workspace_id == "ws_test");
+    BOOST_TEST(b.is_connected());
+}
+
+BOOST_FIXTURE_TEST_CASE(every_path_failing_permanently_leaves_it_degraded_for_good, fixture) {
+    transport.on(http_method::post, bootstrap_path).respond(410, error_body("install_token_expired"));
+    transport.on(http_method::post, recover_path).respond(401, error_body("invalid_api_key"));
+    auto o = options();
+    o.api_key = api_key;
+    o.workspace_id = "ws_test";
+    auto& b = make(o);
+    const auto next = b.step();
+    BOOST_TEST((next == sekuire::steady_time_point::max())); // nothing left to do: costs nothing
+    const auto s = b.get_status();
+    BOOST_TEST(s.degraded_mode);
+    BOOST_TEST((s.state == sekuire::beacon_state::degraded));
+    BOOST_TEST((s.last_error_code == sekuire::errc::invalid_api_key));
+    BOOST_TEST(s.last_error.find("degraded mode") != std::string::npos);
+    const auto before = transport.total();
+    run_for(24h);
+    BOOST_TEST(transport.total() == before);
+}
+
+BOOST_FIXTURE_TEST_CASE(nothing_to_authenticate_with_is_degraded_without_any_request, fixture) {
+    auto o = options();
+    o.install_token.clear();
+    auto& b = make(o);
+    b.step();
+    BOOST_TEST(transport.total() == 0u);
+    const auto s = b.get_status();
+    BOOST_TEST(s.degraded_mode);
+    BOOST_TEST((s.last_error_code == sekuire::errc::no_credentials));
+}
+
+BOOST_FIXTURE_TEST_CASE(transient_bootstrap_failure_does_not_fall_through, fixture) {
+    transport.on(http_method::post, bootstrap_path)
+        .respond(503, "<html>busy</html>")
+        .respond(502)
+        .handle([this](const sekuire::http_request&) {
+            return st::fake_transport::reply{201, proto::encode(bootstrap_response()), date_header(), {}};
+        });
+    transport.on(http_method::post, recover_path).respond(500);
+    script_heartbeat_ok();
+    auto o = options();
+    o.api_key = api_key;
+    o.workspace_id = "ws_test";
+    auto& b = make(o);
+    b.step();
+    BOOST_TEST(bootstraps() == 1u);
+    BOOST_TEST(recovers() == 0u);
+    BOOST_TEST(b.get_status().degraded_mode);
+    BOOST_TEST((b.get_status().state == sekuire::beacon_state::degraded));
+    run_for(5min);
+    BOOST_TEST(bootstraps() == 3u);
+    BOOST_TEST(recovers() == 0u);
+    BOOST_TEST(b.is_connected());
+    BOOST_TEST(!b.get_status().degraded_mode);
+    // The callback saw degraded mode entered and then left.
+    std::lock_guard<std::mutex> lock(log_mutex);
+    BOOST_TEST_REQUIRE(statuses.size() >= 2u);
+    BOOST_TEST(statuses.front().degraded_mode);
+    BOOST_TEST(!statuses.back().degraded_mode);
+    BOOST_TEST((statuses.back().state == sekuire::beacon_state::connected));
+}
+
+BOOST_FIXTURE_TEST_CASE(transient_refresh_failure_does_not_fall_through, fixture) {
+    transport.on(http_method::post, refresh_path).fail(sekuire::errc::connection_failed);
+    script_bootstrap_ok();
+    auto o = options();
+    o.installation_id = installation;
+    o.refresh_token = refresh_1;
+    auto& b = make(o);
+    b.step();
+    run_for(10min);
+    BOOST_TEST(refreshes() >= 2u);
+    BOOST_TEST(bootstraps() == 0u);
+    BOOST_TEST(b.get_status().degraded_mode);
+    BOOST_TEST((b.get_status().last_error_code == sekuire::errc::connection_failed));
+}
+
+BOOST_FIXTURE_TEST_CASE(unknown_installation_drops_the_credentials_and_bootstraps, fixture) {
+    transport.on(http_method::post, heartbeat_path)
+        .respond(404, error_body("not_found"))
+        .handle([this](const sekuire::http_request&) {
+            return st::fake_transport::reply{200, proto::encode(live_response()), date_header(), {}};
+        });
+    script_bootstrap_ok();
+    auto o = options();
+    o.installation_id = installation;
+    o.refresh_token = refresh_1;
+    o.runtime_token = runtime_3;
+    auto& b = make(o);
+    b.step();
+    BOOST_TEST(bootstraps() == 1u);
+    BOOST_TEST(heartbeats() == 2u);
+    sekuire::error_code ec;
+    BOOST_TEST(store.load(ec)->runtime_token == runtime_1);
+    BOOST_TEST(b.is_connected());
+}
+
+// ---- heartbeats -------------------------------------------------------------------------
+
+BOOST_FIXTURE_TEST_CASE(exactly_n_heartbeats_after_n_intervals, fixture) {
+    script_bootstrap_ok();
+    script_heartbeat_ok();
+    auto& b = make();
+    b.step();
+    BOOST_TEST(heartbeats() == 1u);
+    for (int n = 1; n <= 10; ++n) {
+        run_for(60s);
+        BOOST_TEST(heartbeats() == static_cast<std::size_t>(n + 1));
+    }
+    run_for(59s);
+    BOOST_TEST(heartbeats() == 11u);
+    const auto bodies = heartbeat_bodies();
+    BOOST_TEST_REQUIRE(bodies.size() == 11u);
+    for (std::size_t i = 0; i < bodies.size(); ++i) {
+        BOOST_TEST(bodies[i].sequence == static_cast<std::int64_t>(i + 1));
+        BOOST_TEST((bodies[i].status == proto::heartbeat_status::healthy));
+        BOOST_TEST(bodies[i].uptime_seconds == static_cast<std::int64_t>(i * 60));
+        BOOST_TEST(bodies[i].capabilities.size() == 2u);
+    }
+}
+
+BOOST_FIXTURE_TEST_CASE(jitter_stays_within_ten_percent_of_the_interval, fixture) {
+    script_bootstrap_ok();
+    record_heartbeat_times();
+    auto o = options();
+    o.random = sekuire::make_random_source(42);
+    auto& b = make(o);
+    b.step();
+    run_for(2h);
+    BOOST_TEST_REQUIRE(heartbeat_times.size() > 100u);
+    std::int64_t min_gap = 1 << 30, max_gap = 0;
+    for (std::size_t i = 1; i < heartbeat_times.size(); ++i) {
+        const auto gap = heartbeat_times[i] - heartbeat_times[i - 1];
+        min_gap = std::min(min_gap, gap);
+        max_gap = std::max(max_gap, gap);
+    }
+    BOOST_TEST(min_gap >= 54000);
+    BOOST_TEST(max_gap <= 60000);
+    BOOST_TEST(max_gap - min_gap > 1000); // the gaps do vary
+}
+
+BOOST_FIXTURE_TEST_CASE(extreme_random_values_keep_the_jitter_bounds, fixture) {
+    script_bootstrap_ok();
+    record_heartbeat_times();
+    auto o = options();
+    o.random = [] { return 1.0; }; // out of range: clamped
+    auto& b = make(o);
+    b.step();
+    run_for(10min);
+    BOOST_TEST_REQUIRE(heartbeat_times.size() >= 10u);
+    for (std::size_t i = 1; i < heartbeat_times.size(); ++i) {
+        const auto gap = heartbeat_times[i] - heartbeat_times[i - 1];
+        BOOST_TEST(gap >= 54000);
+        BOOST_TEST(gap <= 60000);
+    }
+}
+
+BOOST_FIXTURE_TEST_CASE(server_directed_pacing_within_bounds, fixture) {
+    script_bootstrap_ok();
+    std::vector<std::chrono::seconds> directions = {20s, 0s, 3600s};
+    std::size_t call = 0;
+    transport.on(http_method::post, heartbeat_path).handle([&](const sekuire::http_request&) {
+        heartbeat_times.push_back(
+            std::chrono::duration_cast<std::chrono::milliseconds>(clock.steady_now().time_since_epoch()).count());
+        auto r = live_response();
+        if (call < directions.size()) r.next_heartbeat_at = server_now() + directions[call];
+        ++call;
+        return st::fake_transport::reply{200, proto::encode(r), date_header(), {}};
+    });
+    auto& b = make();
+    b.step();
+    run_for(10min);
+    BOOST_TEST_REQUIRE(heartbeat_times.size() >= 4u);
+    BOOST_TEST(heartbeat_times[1] - heartbeat_times[0] == 20000);  // as directed
+    BOOST_TEST(heartbeat_times[2] - heartbeat_times[1] == 1000);   // "now" is bounded below by 1 s
+    BOOST_TEST(heartbeat_times[3] - heartbeat_times[2] == 180000); // an hour is bounded by the lease
+}
+
+BOOST_FIXTURE_TEST_CASE(backend_interval_from_the_bootstrap_is_used, fixture) {
+    transport.on(http_method::post, bootstrap_path).handle([this](const sekuire::http_request&) {
+        auto r = bootstrap_response();
+        r.heartbeat_interval_seconds = 30;
+        return st::fake_transport::reply{201, proto::encode(r), date_header(), {}};
+    });
+    script_heartbeat_ok();
+    auto& b = make();
+    b.step();
+    run_for(300s);
+    BOOST_TEST(heartbeats() == 11u);
+    BOOST_TEST(b.get_status().heartbeat_interval.count() == 30);
+}
+
+BOOST_FIXTURE_TEST_CASE(failures_back_off_within_bounds_and_never_past_the_next_beat, fixture) {
+    script_bootstrap_ok();
+    std::size_t call = 0;
+    transport.on(http_method::post, heartbeat_path).handle([&](const sekuire::http_request&) {
+        heartbeat_times.push_back(
+            std::chrono::duration_cast<std::chrono::milliseconds>(clock.steady_now().time_since_epoch()).count());
+        ++call;
+        if (call == 1 || call > 9) return st::fake_transport::reply{200, proto::encode(live_response()), date_header(), {}};
+        return st::fake_transport::reply{503, error_body("unavailable"), {}, {}};
+    });
+    auto o = options();
+    o.random = [] { return 0.999999; }; // the top of each backoff range
+    auto& b = make(o);
+    b.step();
+    run_for(55s); // first failure at 54.001 s (the jitter is at its top too)
+    BOOST_TEST(b.get_status().failed_heartbeats == 1u);
+    run_for(10min);
+    BOOST_TEST_REQUIRE(heartbeat_times.size() >= 10u);
+    // Retries after the first failure (at 54.001 s): 1 s, 2 s, 4 s, 8 s, 16 s, then 32 s
+    // would pass the next regular beat (one interval after the failed one, 114.001 s), so
+    // the retry waits only until then.
+    const std::vector<std::int64_t> expected_gaps = {1000, 2000, 4000, 8000, 16000, 29000};
+    for (std::size_t i = 0; i < expected_gaps.size(); ++i)
+        BOOST_TEST(heartbeat_times[i + 2] - heartbeat_times[i + 1] == expected_gaps[i]);
+    for (std::size_t i = 2; i < heartbeat_times.size(); ++i) {
+        // No retry is ever later than one interval after the beat that was due.
+        BOOST_TEST(heartbeat_times[i] - heartbeat_times[i - 1] <= 60000);
+    }
+    BOOST_TEST(b.get_status().failed_heartbeats == 0u);
+}
+
+BOOST_FIXTURE_TEST_CASE(zero_jitter_backoff_still_moves_time, fixture) {
+    script_bootstrap_ok();
+    transport.on(http_method::post, heartbeat_path)
+        .handle([this](const sekuire::http_request&) {
+            return st::fake_transport::reply{200, proto::encode(live_response()), date_header(), {}};
+        })
+        .fail(sekuire::errc::connection_failed);
+    auto& b = make(); // random is 0: every backoff draw is 0 ms
+    b.step();
+    // run_for throws on a storm; a failing heartbeat at zero delay would be one.
+    run_for(10min);
+    BOOST_TEST(heartbeats() < 1000u);
+    BOOST_TEST(b.get_status().failed_heartbeats > 0u);
+}
+
+BOOST_FIXTURE_TEST_CASE(retry_after_is_honoured_as_the_minimum_wait, fixture) {
+    script_bootstrap_ok();
+    std::size_t call = 0;
+    transport.on(http_method::post, heartbeat_path).handle([&](const sekuire::http_request&) {
+        heartbeat_times.push_back(
+            std::chrono::duration_cast<std::chrono::milliseconds>(clock.steady_now().time_since_epoch()).count());
+        ++call;
+        if (call == 2) return st::fake_transport::reply{429, error_body("rate_limited"), {{"Retry-After", "45"}}, {}};
+        if (call == 3)
+            return st::fake_transport::reply{
+                503, {}, {{"Retry-After", sekuire::format_http_date(server_now() + 30s)}}, {}};
+        return st::fake_transport::reply{200, proto::encode(live_response()), date_header(), {}};
+    });
+    auto& b = make();
+    b.step();
+    run_for(5min);
+    BOOST_TEST_REQUIRE(heartbeat_times.size() >= 4u);
+    BOOST_TEST(heartbeat_times[2] - heartbeat_times[1] == 45000);
+    // An HTTP date interpreted against the agent's wall clock (which equals the backend's
+    // here): 30 s.
+    BOOST_TEST(heartbeat_times[3] - heartbeat_times[2] == 30000);
+}
+
+BOOST_FIXTURE_TEST_CASE(failed_heartbeats_count_consecutive_failures, fixture) {
+    script_bootstrap_ok();
+    transport.on(http_method::post, heartbeat_path)
+        .handle([this](const sekuire::http_request&) {
+            return st::fake_transport::reply{200, proto::encode(live_response()), date_header(), {}};
+        })
+        .fail(sekuire::errc::timeout)
+        .respond(500)
+        .respond(200, "{not json")
+        .handle([this](const sekuire::http_request&) {
+            return st::fake_transport::reply{200, proto::encode(live_response()), date_header(), {}};
+        });
+    auto& b = make();
+    b.step();
+    BOOST_TEST(b.get_status().failed_heartbeats == 0u);
+    run_until_failures(*this, b, 1);
+    run_until_failures(*this, b, 2);
+    run_until_failures(*this, b, 3);
+    BOOST_TEST((b.get_status().last_error_code == sekuire::errc::malformed_json));
+    BOOST_TEST((b.get_status().state == sekuire::beacon_state::connected)); // still within the lease
+    run_for(60s);
+    BOOST_TEST(b.get_status().failed_heartbeats == 0u);
+    BOOST_TEST(b.get_status().last_error.empty());
+}
+
+BOOST_FIXTURE_TEST_CASE(permanent_refusal_is_retried_at_the_interval_not_blindly, fixture) {
+    script_bootstrap_ok();
+    transport.on(http_method::post, heartbeat_path)
+        .handle([this](const sekuire::http_request&) {
+            return st::fake_transport::reply{200, proto::encode(live_response()), date_header(), {}};
+        })
+        .respond(400, error_body("bad_request"));
+    auto& b = make();
+    b.step();
+    run_for(10min);
+    BOOST_TEST(heartbeats() == 11u);
+    BOOST_TEST((b.get_status().last_error_code == sekuire::errc::http_error));
+}
+
+BOOST_FIXTURE_TEST_CASE(heartbeat_carries_metrics_and_paused_status, fixture) {
+    script_bootstrap_ok();
+    script_heartbeat_ok();
+    auto o = options();
+    o.metrics = [] {
+        proto::heartbeat_metrics m;
+        m.requests_handled = 1500;
+        m.errors = 2;
+        m.avg_latency_ms = 145;
+        return m;
+    };
+    auto& b = make(o);
+    b.step();
+    b.set_reported_status(proto::heartbeat_status::draining);
+    run_for(60s);
+    b.set_reported_status(std::nullopt);
+    run_for(60s);
+    const auto bodies = heartbeat_bodies();
+    BOOST_TEST_REQUIRE(bodies.size() == 3u);
+    BOOST_TEST(bodies[0].metrics.requests_handled == 1500);
+    BOOST_TEST(bodies[0].metrics.errors == 2);
+    BOOST_TEST(bodies[0].metrics.avg_latency_ms == 145);
+    BOOST_TEST((bodies[1].status == proto::heartbeat_status::draining));
+    BOOST_TEST((bodies[2].status == proto::heartbeat_status::healthy));
+}
+
+// ---- the lease --------------------------------------------------------------------------
+
+BOOST_FIXTURE_TEST_CASE(lease_lost_then_regained, fixture) {
+    script_bootstrap_ok();
+    bool down = false;
+    transport.on(http_method::post, heartbeat_path).handle([&](const sekuire::http_request&) {
+        if (down) return st::fake_transport::reply{0, {}, {}, sekuire::errc::connection_failed};
+        return st::fake_transport::reply{200, proto::encode(live_response()), date_header(), {}};
+    });
+    auto& b = make();
+    b.step();
+    BOOST_TEST(b.is_connected());
+    down = true;
+    run_for(179s);
+    BOOST_TEST(b.is_connected()); // the lease (180 s) still holds
+    BOOST_TEST(b.get_status().failed_heartbeats > 0u);
+    run_for(2s);
+    BOOST_TEST(!b.is_connected());
+    auto s = b.get_status();
+    BOOST_TEST(s.lease_lost);
+    BOOST_TEST((s.state == sekuire::beacon_state::lease_lost));
+    {
+        std::lock_guard<std::mutex> lock(log_mutex);
+        BOOST_TEST_REQUIRE(!statuses.empty());
+        BOOST_TEST(statuses.back().lease_lost);
+    }
+    down = false;
+    run_for(60s);
+    BOOST_TEST(b.is_connected());
+    s = b.get_status();
+    BOOST_TEST(!s.lease_lost);
+    BOOST_TEST(s.failed_heartbeats == 0u);
+    std::lock_guard<std::mutex> lock(log_mutex);
+    BOOST_TEST((statuses.back().state == sekuire::beacon_state::connected));
+}
+
+BOOST_FIXTURE_TEST_CASE(lease_without_expiry_lasts_three_intervals, fixture) {
+    script_bootstrap_ok();
+    bool down = false;
+    transport.on(http_method::post, heartbeat_path).handle([&](const sekuire::http_request&) {
+        if (down) return st::fake_transport::reply{503, {}, {}, {}};
+        proto::heartbeat_response r;
+        r.lease_renewed = true;
+        return st::fake_transport::reply{200, proto::encode(r), {}, {}};
+    });
+    auto& b = make();
+    b.step();
+    down = true;
+    run_for(179s);
+    BOOST_TEST(b.is_connected());
+    run_for(2s);
+    BOOST_TEST(!b.is_connected());
+}
+
+BOOST_FIXTURE_TEST_CASE(lease_not_renewed_counts_as_a_failure, fixture) {
+    script_bootstrap_ok();
+    auto ok = [this](const sekuire::http_request&) {
+        return st::fake_transport::reply{200, proto::encode(live_response()), date_header(), {}};
+    };
+    transport.on(http_method::post, heartbeat_path)
+        .handle(ok)
+        .handle([this](const sekuire::http_request&) {
+            auto r = live_response();
+            r.lease_renewed = false;
+            return st::fake_transport::reply{200, proto::encode(r), date_header(), {}};
+        })
+        .handle(ok);
+    auto& b = make();
+    b.step();
+    run_for(60s);
+    BOOST_TEST(b.get_status().failed_heartbeats == 1u);
+    BOOST_TEST(b.get_status().last_error.find("did not renew") != std::string::npos);
+    run_for(1s);
+    BOOST_TEST(b.get_status().failed_heartbeats == 0u);
+}
+
+// ---- tokens -----------------------------------------------------------------------------
+
+BOOST_FIXTURE_TEST_CASE(refreshed_token_is_swapped_and_persisted_before_the_next_request, fixture) {
+    script_bootstrap_ok();
+    std::size_t call = 0;
+    std::string store_token_seen_by_second_beat;
+    transport.on(http_method::post, heartbeat_path).handle([&](const sekuire::http_request&) {
+        ++call;
+        auto r = live_response();
+        if (call == 1) {
+            r.refreshed_token = proto::refreshed_token{runtime_2, server_now() + std::chrono::hours(24 * 90), 2};
+        } else if (call == 2) {
+            sekuire::error_code ec;
+            store_token_seen_by_second_beat = store.load(ec)->runtime_token;
+        }
+        return st::fake_transport::reply{200, proto::encode(r), date_header(), {}};
+    });
+    auto& b = make();
+    b.step();
+    sekuire::error_code ec;
+    auto c = store.load(ec);
+    BOOST_TEST(c->runtime_token == runtime_2);
+    BOOST_TEST(c->token_version == 2);
+    BOOST_TEST(c->refresh_token == refresh_1);
+    run_for(60s);
+    const auto hbs = transport.requests(http_method::post, heartbeat_path);
+    BOOST_TEST_REQUIRE(hbs.size() == 2u);
+    BOOST_TEST(bearer(hbs[1]) == runtime_2);
+    BOOST_TEST(store_token_seen_by_second_beat == runtime_2);
+    BOOST_TEST(refreshes() == 0u);
+}
+
+BOOST_FIXTURE_TEST_CASE(token_within_six_days_without_a_heartbeat_refresh_uses_the_endpoint, fixture) {
+    // The backend never refreshes through heartbeats here; the token expires in 10 days.
+    transport.on(http_method::post, bootstrap_path).handle([this](const sekuire::http_request&) {
+        auto r = bootstrap_response();
+        r.runtime_token_expires_at = server_now() + std::chrono::hours(24 * 10);
+        r.heartbeat_interval_seconds = 3600;
+        return st::fake_transport::reply{201, proto::encode(r), date_header(), {}};
+    });
+    lease = std::chrono::seconds(3 * 3600);
+    script_heartbeat_ok();
+    script_refresh_ok(runtime_2);
+    auto& b = make();
+    b.step();
+    run_for(std::chrono::hours(24 * 4) - 1min);
+    BOOST_TEST(refreshes() == 0u);
+    run_for(2min);
+    BOOST_TEST(refreshes() == 1u);
+    sekuire::error_code ec;
+    BOOST_TEST(store.load(ec)->runtime_token == runtime_2);
+    run_for(std::chrono::hours(24));
+    BOOST_TEST(refreshes() == 1u); // the new token is good for 90 days
+    BOOST_TEST(bearer(transport.requests(http_method::post, heartbeat_path).back()) == runtime_2);
+}
+
+BOOST_FIXTURE_TEST_CASE(token_refreshed_by_heartbeats_never_needs_the_endpoint, fixture) {
+    transport.on(http_method::post, bootstrap_path).handle([this](const sekuire::http_request&) {
+        auto r = bootstrap_response();
+        r.runtime_token_expires_at = server_now() + std::chrono::hours(24 * 10);
+        r.heartbeat_interval_seconds = 3600;
+        return st::fake_transport::reply{201, proto::encode(r), date_header(), {}};
+    });
+    lease = std::chrono::seconds(3 * 3600);
+    // The backend's 7-day rule: a refreshed token when within 7 days of expiry.
+    sekuire::wall_time_point expiry = server_now() + std::chrono::hours(24 * 10);
+    int version = 1;
+    transport.on(http_method::post, heartbeat_path).handle([&](const sekuire::http_request&) {
+        auto r = live_response();
+        if (expiry - server_now() <= std::chrono::hours(24 * 7)) {
+            expiry = server_now() + std::chrono::hours(24 * 10);
+            r.refreshed_token = proto::refreshed_token{version % 2 ? runtime_2 : runtime_3, expiry, ++version};
+        }
+        return st::fake_transport::reply{200, proto::encode(r), date_header(), {}};
+    });
+    script_refresh_ok(runtime_2);
+    auto& b = make();
+    b.step();
+    run_for(std::chrono::hours(24 * 20));
+    BOOST_TEST(refreshes() == 0u);
+    BOOST_TEST(version >= 3);
+}
+
+BOOST_FIXTURE_TEST_CASE(expired_token_is_refreshed_before_any_other_call, fixture) {
+    sekuire::installation_credentials c;
+    c.installation_id = installation;
+    c.refresh_token = refresh_1;
+    c.runtime_token = runtime_1;
+    c.runtime_token_expires_at = clock.wall_now() - 1h;
+    sekuire::error_code ec;
+    store.save(c, ec);
+    script_refresh_ok(runtime_2);
+    script_heartbeat_ok();
+    auto& b = make();
+    b.step();
+    const auto all = transport.requests();
+    BOOST_TEST_REQUIRE(all.size() == 2u);
+    BOOST_TEST(all[0].path() == refresh_path);
+    BOOST_TEST(bearer(all[1]) == runtime_2);
+    BOOST_TEST(b.is_connected());
+}
+
+BOOST_FIXTURE_TEST_CASE(token_expiring_while_running_is_refreshed_before_the_next_heartbeat, fixture) {
+    transport.on(http_method::post, bootstrap_path).handle([this](const sekuire::http_request&) {
+        auto r = bootstrap_response();
+        r.runtime_token_expires_at = server_now() + 90s; // shorter than the refresh window
+        return st::fake_transport::reply{201, proto::encode(r), date_header(), {}};
+    });
+    transport.on(http_method::post, refresh_path)
+        .respond(503)
+        .handle([this](const sekuire::http_request&) {
+            proto::refresh_response r;
+            r.runtime_token = runtime_2;
+            r.expires_at = server_now() + std::chrono::hours(24 * 90);
+            return st::fake_transport::reply{200, proto::encode(r), {}, {}};
+        });
+    script_heartbeat_ok();
+    auto& b = make();
+    b.step();
+    run_for(10min);
+    // The old token served the registration only (the first refresh failed); every later
+    // heartbeat, all after its expiry, used the new one.
+    std::size_t old_token = 0;
+    for (const auto& r : transport.requests(http_method::post, heartbeat_path)) {
+        if (bearer(r) == runtime_1) {
+            ++old_token;
+            continue;
+        }
+        BOOST_TEST(bearer(r) == runtime_2);
+    }
+    BOOST_TEST(old_token == 1u);
+    BOOST_TEST(refreshes() == 2u);
+    BOOST_TEST(b.is_connected());
+}
+
+BOOST_FIXTURE_TEST_CASE(rotated_refresh_token_is_persisted_before_it_is_used, fixture) {
+    script_refresh_ok(runtime_2, refresh_2);
+    std::string refresh_in_store_at_heartbeat;
+    transport.on(http_method::post, heartbeat_path).handle([&](const sekuire::http_request&) {
+        sekuire::error_code ec;
+        refresh_in_store_at_heartbeat = store.load(ec)->refresh_token;
+        return st::fake_transport::reply{200, proto::encode(live_response()), date_header(), {}};
+    });
+    auto o = options();
+    o.installation_id = installation;
+    o.refresh_token = refresh_1;
+    auto& b = make(o);
+    b.step();
+    BOOST_TEST(refresh_in_store_at_heartbeat == refresh_2);
+    auto creds = b.get_installation_credentials();
+    BOOST_TEST_REQUIRE(creds.has_value());
+    BOOST_TEST(creds->refresh_token == refresh_2);
+    BOOST_TEST(creds->runtime_token == runtime_2);
+}
+
+BOOST_FIXTURE_TEST_CASE(two_holders_of_one_store_refresh_once, fixture) {
+    // Two beacons share the store. When the backend starts rejecting the token, the first
+    // to notice refreshes it; the second uses the refreshed token at once: one refresh call,
+    // and no 401 for the second.
+    script_refresh_ok(runtime_2);
+    bool reject_old = false;
+    std::size_t rejected = 0;
+    transport.on(http_method::post, heartbeat_path).handle([&](const sekuire::http_request& req) {
+        const std::string* auth = sekuire::find_header(req.headers, "Authorization");
+        if (reject_old && auth && *auth == "Bearer " + runtime_1) {
+            ++rejected;
+            return st::fake_transport::reply{401, {}, {}, {}};
+        }
+        return st::fake_transport::reply{200, proto::encode(live_response()), date_header(), {}};
+    });
+    auto o = options();
+    o.installation_id = installation;
+    o.refresh_token = refresh_1;
+    o.runtime_token = runtime_1;
+    test_beacon first(o, transport, clock, store, st::fixed_probe{});
+    auto o2 = o;
+    o2.random = [] { return 0.5; }; // beats a little earlier than the first
+    test_beacon second(o2, transport, clock, store, st::fixed_probe{});
+    first.step();
+    second.step();
+    BOOST_TEST(heartbeats() == 2u);
+    reject_old = true;
+    st::run_for(clock, 5min, [&] { return std::min(first.step(), second.step()); });
+    BOOST_TEST(refreshes() == 1u);
+    BOOST_TEST(rejected == 1u);
+    BOOST_TEST(first.is_connected());
+    BOOST_TEST(second.is_connected());
+    for (const auto& r : transport.requests(http_method::post, heartbeat_path))
+        if (bearer(r) != runtime_1) BOOST_TEST(bearer(r) == runtime_2);
+}
+
+BOOST_FIXTURE_TEST_CASE(concurrent_refreshes_collapse_into_one_call, fixture) {
+    sekuire::installation_credentials c;
+    c.installation_id = installation;
+    c.refresh_token = refresh_1;
+    c.runtime_token = runtime_1;
+    sekuire::error_code ec;
+    store.save(c, ec);
+    std::promise<void> entered;
+    std::promise<void> release;
+    auto release_future = release.get_future().share();
+    std::atomic<int> calls{0};
+    transport.on(http_method::post, refresh_path).handle([&](const sekuire::http_request&) {
+        if (calls++ == 0) {
+            entered.set_value();
+            release_future.wait_for(10s);
+        }
+        proto::refresh_response r;
+        r.runtime_token = runtime_2;
+        r.expires_at = server_now() + std::chrono::hours(24 * 90);
+        return st::fake_transport::reply{200, proto::encode(r), {}, {}};
+    });
+    auto refresh = [&] {
+        return sekuire::detail::refresh_single_flight(transport, store, runtime_1, clock.wall_now(), 10s);
+    };
+    auto a = std::async(std::launch::async, refresh);
+    BOOST_TEST_REQUIRE((entered.get_future().wait_for(10s) == std::future_status::ready));
+    // The second holder starts while the first is inside its call: it waits for the
+    // lock, then finds the new token.
+    auto b = std::async(std::launch::async, refresh);
+    release.set_value();
+    const auto ra = a.get();
+    const auto rb = b.get();
+    BOOST_TEST(calls.load() == 1);
+    BOOST_TEST((ra.status == sekuire::detail::refresh_status::refreshed));
+    BOOST_TEST((rb.status == sekuire::detail::refresh_status::refreshed));
+    BOOST_TEST(ra.called);
+    BOOST_TEST(!rb.called);
+    BOOST_TEST_REQUIRE(rb.credentials.has_value());
+    BOOST_TEST(rb.credentials->runtime_token == runtime_2);
+}
+
+// ---- the kill switch and commands -----------------------------------------------------
+
+BOOST_FIXTURE_TEST_CASE(revocation_by_heartbeat_stops_everything, fixture) {
+    script_bootstrap_ok();
+    transport.on(http_method::post, heartbeat_path)
+        .handle([this](const sekuire::http_request&) {
+            return st::fake_transport::reply{200, proto::encode(live_response()), date_header(), {}};
+        })
+        .respond(200, R"({"lease_renewed": false, "revoked": true,
+                          "reason": "Emergency shutdown initiated by admin", "shutdown_timeout_ms": 5000})");
+    auto& b = make();
+    b.step();
+    run_for(60s);
+    const auto s = b.get_status();
+    BOOST_TEST(s.revoked);
+    BOOST_TEST(s.revoked_reason == "Emergency shutdown initiated by admin");
+    BOOST_TEST((s.state == sekuire::beacon_state::revoked));
+    BOOST_TEST_REQUIRE(s.shutdown_timeout.has_value());
+    BOOST_TEST(s.shutdown_timeout->count() == 5000);
+    BOOST_TEST(!b.is_connected());
+    BOOST_TEST_REQUIRE(revocations.size() == 1u);
+    BOOST_TEST(revocations[0].reason == "Emergency shutdown initiated by admin");
+    BOOST_TEST(revocations[0].shutdown_timeout.count() == 5000);
+    sekuire::error_code ec;
+    BOOST_TEST(!store.load(ec).has_value()); // the revoked credentials are gone
+    BOOST_TEST(!b.get_installation_credentials().has_value());
+    const auto before = transport.total();
+    run_for(1h);
+    b.stop();
+    BOOST_TEST(transport.total() == before); // no heartbeat, not even a final one
+}
+
+BOOST_FIXTURE_TEST_CASE(revocation_by_403_installation_revoked, fixture) {
+    script_bootstrap_ok();
+    transport.on(http_method::post, heartbeat_path)
+        .handle([this](const sekuire::http_request&) {
+            return st::fake_transport::reply{200, proto::encode(live_response()), date_header(), {}};
+        })
+        .respond(403, error_body("installation_revoked"));
+    auto& b = make();
+    b.step();
+    run_for(60s);
+    BOOST_TEST(b.get_status().revoked);
+    BOOST_TEST_REQUIRE(revocations.size() == 1u);
+    BOOST_TEST(revocations[0].shutdown_timeout.count() == sekuire::default_shutdown_timeout.count());
+    sekuire::error_code ec;
+    BOOST_TEST(!store.load(ec).has_value());
+}
+
+BOOST_FIXTURE_TEST_CASE(revocation_by_refresh_403, fixture) {
+    transport.on(http_method::post, refresh_path).respond(403, error_body("installation_revoked"));
+    auto o = options();
+    o.installation_id = installation;
+    o.refresh_token = refresh_1;
+    auto& b = make(o);
+    b.step();
+    BOOST_TEST(b.get_status().revoked);
+    BOOST_TEST(bootstraps() == 0u);
+    BOOST_TEST(revocations.size() == 1u);
+}
+
+BOOST_FIXTURE_TEST_CASE(revocation_from_another_source_is_acted_on_at_the_next_step, fixture) {
+    script_bootstrap_ok();
+    script_heartbeat_ok();
+    auto& b = make();
+    b.step();
+    b.apply_revocation(proto::revocation{"kill switch from the stream", 2500});
+    b.apply_revocation(proto::revocation{"a second one", 1});
+    b.step();
+    BOOST_TEST(b.get_status().revoked);
+    BOOST_TEST_REQUIRE(revocations.size() == 1u);
+    BOOST_TEST(revocations[0].reason == "kill switch from the stream");
+    BOOST_TEST(revocations[0].shutdown_timeout.count() == 2500);
+    const auto before = heartbeats();
+    run_for(10min);
+    BOOST_TEST(heartbeats() == before);
+}
+
+BOOST_FIXTURE_TEST_CASE(commands_reach_the_callback_and_status_once_each, fixture) {
+    script_bootstrap_ok();
+    std::vector<std::optional<proto::command>> script = {
+        std::nullopt,
+        proto::command{"cmd_1", proto::command_type::pause, "pause", "maintenance", std::nullopt},
+        proto::command{"cmd_1", proto::command_type::pause, "pause", "maintenance", std::nullopt}, // again
+        proto::command{"cmd_2", proto::command_type::resume, "resume", "", std::nullopt},
+        proto::command{"cmd_3", proto::command_type::unknown, "reboot", "", std::nullopt},
+        proto::command{"cmd_4", proto::command_type::terminate, "terminate", "decommissioned", std::nullopt},
+    };
+    std::size_t call = 0;
+    transport.on(http_method::post, heartbeat_path).handle([&](const sekuire::http_request&) {
+        auto r = live_response();
+        if (call < script.size()) r.command = script[call];
+        ++call;
+        return st::fake_transport::reply{200, proto::encode(r), date_header(), {}};
+    });
+    auto& b = make();
+    b.step();
+    BOOST_TEST(commands.empty());
+    run_for(60s);
+    BOOST_TEST_REQUIRE(commands.size() == 1u);
+    BOOST_TEST((commands[0].type == proto::command_type::pause));
+    BOOST_TEST(commands[0].reason == "maintenance");
+    BOOST_TEST(b.get_status().paused);
+    run_for(60s); // the same command id again: not delivered again
+    BOOST_TEST(commands.size() == 1u);
+    BOOST_TEST(b.get_status().paused);
+    run_for(60s);
+    BOOST_TEST(commands.size() == 2u);
+    BOOST_TEST(!b.get_status().paused);
+    run_for(60s); // unknown type: ignored, with a log line
+    BOOST_TEST(commands.size() == 2u);
+    run_for(60s);
+    BOOST_TEST_REQUIRE(commands.size() == 3u);
+    BOOST_TEST((commands[2].type == proto::command_type::terminate));
+    BOOST_TEST(b.get_status().terminate_requested);
+    // While paused, heartbeats said so.
+    const auto bodies = heartbeat_bodies();
+    BOOST_TEST_REQUIRE(bodies.size() >= 4u);
+    BOOST_TEST((bodies[2].status == proto::heartbeat_status::paused));
+    BOOST_TEST((bodies[3].status == proto::heartbeat_status::paused));
+    BOOST_TEST((bodies[4].status == proto::heartbeat_status::healthy));
+}
+
+BOOST_FIXTURE_TEST_CASE(commands_from_another_source_are_deduplicated_with_heartbeats, fixture) {
+    script_bootstrap_ok();
+    transport.on(http_method::post, heartbeat_path)
+        .handle([this](const sekuire::http_request&) {
+            return st::fake_transport::reply{200, proto::encode(live_response()), date_header(), {}};
+        })
+        .handle([this](const sekuire::http_request&) {
+            auto r = live_response();
+            r.command = proto::command{"cmd_9", proto::command_type::pause, "pause", "from both", std::nullopt};
+            return st::fake_transport::reply{200, proto::encode(r), date_header(), {}};
+        });
+    auto& b = make();
+    b.step();
+    b.apply_command(proto::command{"cmd_9", proto::command_type::pause, "pause", "from both", std::nullopt});
+    BOOST_TEST(commands.size() == 1u);
+    BOOST_TEST(b.get_status().paused);
+    run_for(60s);
+    BOOST_TEST(commands.size() == 1u);
+}
+
+BOOST_FIXTURE_TEST_CASE(policy_hash_changes_are_reported, fixture) {
+    script_bootstrap_ok();
+    std::vector<std::string> hashes = {"h1", "h1", "h2"};
+    std::size_t call = 0;
+    transport.on(http_method::post, heartbeat_path).handle([&](const sekuire::http_request&) {
+        auto r = live_response();
+        r.active_policy_hash = hashes[std::min(call++, hashes.size() - 1)];
+        return st::fake_transport::reply{200, proto::encode(r), date_header(), {}};
+    });
+    std::vector<std::string> seen;
+    auto o = options();
+    o.on_policy_hash = [&](const std::string& h) { seen.push_back(h); };
+    auto& b = make(o);
+    b.step();
+    run_for(5min);
+    BOOST_TEST((seen == std::vector<std::string>{"h1", "h2"}));
+    BOOST_TEST(b.get_status().active_policy_hash == "h2");
+}
+
+// ---- stop -------------------------------------------------------------------------------
+
+BOOST_FIXTURE_TEST_CASE(stop_sends_exactly_one_final_heartbeat, fixture) {
+    script_bootstrap_ok();
+    script_heartbeat_ok();
+    auto o = options();
+    o.stop_timeout = 1500ms;
+    auto& b = make(o);
+    b.step();
+    run_for(120s);
+    BOOST_TEST(heartbeats() == 3u);
+    b.stop();
+    b.stop();
+    const auto hbs = transport.requests(http_method::post, heartbeat_path);
+    BOOST_TEST_REQUIRE(hbs.size() == 4u);
+    proto::heartbeat_request last;
+    proto::decode_error err;
+    BOOST_TEST_REQUIRE(proto::decode(hbs.back().request.body, last, err));
+    BOOST_TEST((last.status == proto::heartbeat_status::stopped));
+    BOOST_TEST(hbs.back().request.timeout.count() == 1500);
+    const auto s = b.get_status();
+    BOOST_TEST(!s.is_running);
+    BOOST_TEST((s.state == sekuire::beacon_state::stopped));
+    // A stopped beacon stays stopped.
+    BOOST_TEST((b.step() == sekuire::steady_time_point::max()));
+    sekuire::error_code ec;
+    b.start(ec);
+    BOOST_TEST((ec == sekuire::errc::already_started));
+    BOOST_TEST(heartbeats() == 4u);
+}
+
+BOOST_FIXTURE_TEST_CASE(final_heartbeat_failure_is_not_retried, fixture) {
+    script_bootstrap_ok();
+    transport.on(http_method::post, heartbeat_path)
+        .handle([this](const sekuire::http_request&) {
+            return st::fake_transport::reply{200, proto::encode(live_response()), date_header(), {}};
+        })
+        .fail(sekuire::errc::timeout);
+    auto& b = make();
+    b.step();
+    b.stop();
+    BOOST_TEST(heartbeats() == 2u);
+}
+
+BOOST_FIXTURE_TEST_CASE(stop_before_start_sends_nothing, fixture) {
+    auto& b = make();
+    b.stop();
+    BOOST_TEST(transport.total() == 0u);
+}
+
+BOOST_FIXTURE_TEST_CASE(destructor_stops_a_running_beacon, fixture) {
+    script_bootstrap_ok();
+    script_heartbeat_ok();
+    make().step();
+    beacon.reset();
+    BOOST_TEST(heartbeats() == 2u); // registration + final
+}
+
+// ---- time -------------------------------------------------------------------------------
+
+void check_steady_beats(fixture& f, std::chrono::hours jump) {
+    f.script_bootstrap_ok();
+    f.record_heartbeat_times();
+    auto& b = f.make();
+    b.step();
+    f.run_for(30min);
+    f.clock.jump_wall(jump);
+    f.run_for(30min);
+    f.clock.jump_wall(-jump);
+    f.run_for(30min);
+    // One beat at start and one per minute: no storm, no missed beat.
+    BOOST_TEST(f.heartbeat_times.size() == 91u);
+    for (std::size_t i = 1; i < f.heartbeat_times.size(); ++i)
+        BOOST_TEST(f.heartbeat_times[i] - f.heartbeat_times[i - 1] == 60000);
+    BOOST_TEST(b.is_connected());
+    BOOST_TEST(!b.get_status().lease_lost);
+    BOOST_TEST(b.get_status().failed_heartbeats == 0u);
+    BOOST_TEST(f.refreshes() == 0u);
+}
+
+BOOST_FIXTURE_TEST_CASE(wall_clock_jumping_backwards_causes_no_storm_and_no_missed_beat, fixture) {
+    check_steady_beats(*this, std::chrono::hours(-5));
+}
+
+BOOST_FIXTURE_TEST_CASE(wall_clock_jumping_forwards_causes_no_storm_and_no_missed_beat, fixture) {
+    check_steady_beats(*this, std::chrono::hours(5));
+}
+
+BOOST_FIXTURE_TEST_CASE(wall_clock_jumps_without_a_date_header_keep_the_lease, fixture) {
+    send_date = false;
+    check_steady_beats(*this, std::chrono::hours(7));
+}
+
+// ---- threads ----------------------------------------------------------------------------
+
+BOOST_FIXTURE_TEST_CASE(start_and_stop_on_a_thread_with_the_fake_clock, fixture) {
+    script_bootstrap_ok();
+    script_heartbeat_ok();
+    auto& b = make();
+    b.start(); // returns once the registration heartbeat is done
+    BOOST_TEST(heartbeats() == 1u);
+    BOOST_TEST(b.is_connected());
+    BOOST_TEST(b.get_status().is_running);
+    BOOST_TEST_REQUIRE(clock.block_until_waiters(1));
+    BOOST_TEST((clock.next_deadline() == sekuire::steady_time_point{} + 60s));
+    clock.advance(60s);
+    BOOST_TEST_REQUIRE(clock.block_until_waiters(1)); // asleep again after the beat
+    BOOST_TEST(heartbeats() == 2u);
+    clock.advance(59s);
+    BOOST_TEST_REQUIRE(clock.block_until_waiters(1));
+    BOOST_TEST(heartbeats() == 2u);
+    BOOST_CHECK_THROW(b.start(), sekuire::error);
+    b.stop();
+    BOOST_TEST(heartbeats() == 3u); // the final one
+    BOOST_TEST(clock.waiter_count() == 0u);
+    BOOST_TEST(!b.get_status().is_running);
+}
+
+BOOST_FIXTURE_TEST_CASE(revocation_from_another_thread_wakes_the_beacon, fixture) {
+    script_bootstrap_ok();
+    script_heartbeat_ok();
+    std::promise<void> revoked;
+    auto o = options();
+    o.on_revoked = [&](const sekuire::revocation_info&) { revoked.set_value(); };
+    auto& b = make(o);
+    b.start();
+    BOOST_TEST_REQUIRE(clock.block_until_waiters(1));
+    std::thread t([&] { b.apply_revocation(proto::revocation{"from the stream", 100}); });
+    t.join();
+    // The wake-up makes the thread step at once, without time moving.
+    BOOST_TEST_REQUIRE((revoked.get_future().wait_for(10s) == std::future_status::ready));
+    BOOST_TEST(b.get_status().revoked);
+    BOOST_TEST((clock.steady_now() == sekuire::steady_time_point{}));
+    b.stop();
+    BOOST_TEST(heartbeats() == 1u);
+}
+
+// ---- secrets ----------------------------------------------------------------------------
+
+BOOST_FIXTURE_TEST_CASE(no_token_appears_in_logs_status_or_errors, fixture) {
+    // A run through every path that handles tokens: bootstrap failing over to recovery,
+    // refreshes with rotation, 401s, a refreshed token, commands, revocation.
+    transport.on(http_method::post, bootstrap_path).respond(409, error_body("install_token_used"));
+    transport.on(http_method::post, recover_path).handle([this](const sekuire::http_request&) {
+        return st::fake_transport::reply{201, proto::encode(bootstrap_response()), date_header(), {}};
+    });
+    script_refresh_ok(runtime_3, refresh_2);
+    std::size_t call = 0;
+    transport.on(http_method::post, heartbeat_path).handle([&](const sekuire::http_request& req) {
+        ++call;
+        auto r = live_response();
+        if (call == 2) r.refreshed_token = proto::refreshed_token{runtime_2, server_now() + 1h, 2};
+        if (call == 3) {
+            const std::string* auth = sekuire::find_header(req.headers, "Authorization");
+            if (auth && *auth == "Bearer " + runtime_2) return st::fake_transport::reply{401, {}, {}, {}};
+        }
+        if (call == 5) return st::fake_transport::reply{500, "<html>" + runtime_3 + "</html>", {}, {}};
+        if (call == 7) return st::fake_transport::reply{200, "{\"lease_renewed\": \"" + refresh_2 + "\"}", {}, {}};
+        if (call == 9) return st::fake_transport::reply{403, error_body("installation_revoked"), {}, {}};
+        return st::fake_transport::reply{200, proto::encode(r), date_header(), {}};
+    });
+    auto o = options();
+    o.api_key = api_key;
+    o.workspace_id = "ws_test";
+    auto& b = make(o);
+    std::vector<sekuire::beacon_status> snapshots;
+    b.step();
+    snapshots.push_back(b.get_status());
+    for (int i = 0; i < 20; ++i) {
+        run_for(30s);
+        snapshots.push_back(b.get_status());
+    }
+    b.stop();
+    snapshots.push_back(b.get_status());
+    BOOST_TEST(b.get_status().revoked);
+    BOOST_TEST(refreshes() >= 1u);
+
+    const std::vector<std::string> secrets = {install_token, api_key, runtime_1, runtime_2,
+                                              runtime_3,     refresh_1, refresh_2};
+    std::vector<std::string> texts;
+    {
+        std::lock_guard<std::mutex> lock(log_mutex);
+        texts = logs;
+        for (const auto& s : statuses) snapshots.push_back(s);
+    }
+    BOOST_TEST(!texts.empty());
+    for (const auto& s : snapshots) {
+        texts.push_back(s.installation_id);
+        texts.push_back(s.runtime_token);
+        texts.push_back(s.deployment_url);
+        texts.push_back(s.last_error);
+        texts.push_back(s.last_error_code.message());
+        texts.push_back(s.revoked_reason);
+        texts.push_back(s.active_policy_hash);
+    }
+    for (const auto& text : texts)
+        for (const auto& secret : secrets) {
+            BOOST_TEST(text.find(secret) == std::string::npos, "a token leaked: " << sekuire::mask_token(secret));
+            // Nor any long piece of one.
+            BOOST_TEST(text.find(secret.substr(secret.size() - 12)) == std::string::npos);
+        }
+}
+
+BOOST_AUTO_TEST_SUITE_END()
