@@ -13,6 +13,7 @@
 
 #include <sekuire/clock.hpp>
 #include <sekuire/credential_store.hpp>
+#include <sekuire/executor.hpp>
 #include <sekuire/platform.hpp>
 #include <sekuire/transport.hpp>
 
@@ -20,7 +21,6 @@ namespace sekuire {
 
 class httplib_transport;
 class auto_probe;
-class thread_pool_executor;
 
 /// The Beacon: bootstrap, lease heartbeats, token refresh, kill switch.
 /// See `<sekuire/basic_beacon.hpp>`.
@@ -32,7 +32,8 @@ class basic_beacon;
 /// The TaskWorker: task stream, capability handlers, results, commands, policy gateway.
 /// See `<sekuire/basic_worker.hpp>`.
 template <SEKUIRE_TRANSPORT Transport = httplib_transport, SEKUIRE_CLOCK Clock = system_clock,
-          SEKUIRE_CREDENTIAL_STORE CredentialStore = credential_store, class Executor = thread_pool_executor>
+          SEKUIRE_CREDENTIAL_STORE CredentialStore = credential_store,
+          SEKUIRE_EXECUTOR Executor = thread_pool_executor>
 class basic_worker;
 
 } // namespace sekuire

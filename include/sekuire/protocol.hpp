@@ -1210,6 +1210,8 @@ inline bool read(reader& r, const json::object& o, worker_heartbeat_response& m)
            read_command_field(r, m.command);
 }
 
+// The typed fields are written into `content` (over what it holds), so that a document
+// built from them and one decoded from JSON encode alike.
 inline json::object to_json(const policy_document& m) {
     json::object o;
     o["policy_id"] = jsv(m.policy_id);
@@ -1217,7 +1219,23 @@ inline json::object to_json(const policy_document& m) {
     o["version"] = jsv(m.version);
     o["status"] = jsv(m.status);
     o["hash"] = jsv(m.hash);
-    o["content"] = m.content;
+    json::object content = m.content;
+    auto sub = [](json::object& parent, const char* key) -> json::object& {
+        json::value& v = parent[key];
+        if (!v.is_object()) v = json::object();
+        return v.get_object();
+    };
+    if (!m.allowed_tools.empty() || !m.denied_tools.empty()) {
+        json::object& caps = sub(sub(content, "agent"), "capabilities");
+        caps["allowed_tools"] = to_json_array(m.allowed_tools);
+        caps["denied_tools"] = to_json_array(m.denied_tools);
+    }
+    if (m.rate_limits.max_per_minute || m.rate_limits.max_per_hour) {
+        json::object& requests = sub(sub(content, "rate_limits"), "requests");
+        if (m.rate_limits.max_per_minute) requests["max_per_minute"] = *m.rate_limits.max_per_minute;
+        if (m.rate_limits.max_per_hour) requests["max_per_hour"] = *m.rate_limits.max_per_hour;
+    }
+    o["content"] = std::move(content);
     return o;
 }
 inline bool read(reader& r, const json::object&, policy_document& m) {

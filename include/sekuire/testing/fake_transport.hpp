@@ -34,13 +34,16 @@ namespace testing {
       query) equals `path`; `on_prefix(method, prefix)` for paths that start with
       `prefix`. An exact route wins over a prefix route, a longer prefix over a shorter.
       Each route answers from a queue: `respond()`, `fail()` and `handle()` append to it,
-      each answer is used once, and the last one keeps answering.
+      and each answer is used once; when the queue is empty, the answer used last keeps
+      answering. So `respond(503).respond(200)` fails once and then succeeds for good, and
+      answers appended later are used next.
     - `fail_call(n, ec)` makes the n-th call from now (1-based, sends and streams alike)
       fail with `ec` whatever the script says (Beast's `fail_count` idea: loop n upward
       to hit every failure point).
     - `on_stream(path)` scripts streaming GETs: each `stream_script` is one connection (a
       status, headers, body chunks, then the end, an error, or holding the connection open
-      until the stream is stopped or `close_streams()` is called). `push_chunk()` adds
+      until the stream is stopped or `close_streams()` is called), used once, in order; when
+      none is left, the one used last is replayed. `push_chunk()` adds
       chunks to a held stream from another thread.
     - Requests without a script get a 404 with an error body, and are counted by
       `unscripted_count()`.
@@ -114,10 +117,11 @@ public:
             answers().push_back(std::move(e));
             return *this;
         }
-        /// Forgets the queued answers.
+        /// Forgets the queued answers, and the answer used last.
         route& clear() {
             std::lock_guard<std::mutex> lock(state_->mutex);
             answers().clear();
+            state_->last_answers.erase(key_);
             return *this;
         }
 
@@ -215,7 +219,9 @@ public:
     void clear_scripts() {
         std::lock_guard<std::mutex> lock(state_->mutex);
         state_->routes.clear();
+        state_->last_answers.clear();
         state_->streams.clear();
+        state_->last_streams.clear();
         state_->failures.clear();
     }
 
@@ -237,19 +243,15 @@ public:
                 ec = *injected;
                 return {};
             }
-            auto* q = find_route(req);
-            if (!q || q->empty()) {
+            const route::entry* e = take_answer(req);
+            if (!e) {
                 ++state_->unscripted;
                 r.status = 404;
                 r.body = R"({"error":{"code":"not_found","message":"no script for this request"}})";
+            } else if (e->fn) {
+                fn = e->fn;
             } else {
-                auto& e = q->front();
-                if (e.fn) {
-                    fn = e.fn;
-                } else {
-                    r = e.fixed;
-                }
-                if (q->size() > 1) q->pop_front();
+                r = e->fixed;
             }
         }
         if (fn) r = fn(req);
@@ -278,13 +280,16 @@ public:
             const auto q = req.target.find('?');
             const std::string path = q == std::string::npos ? req.target : req.target.substr(0, q);
             auto it = state_->streams.find(path);
-            if (it == state_->streams.end() || it->second.empty()) {
+            if (it != state_->streams.end() && !it->second.empty()) {
+                script = std::move(it->second.front());
+                it->second.pop_front();
+                state_->last_streams[path] = script;
+            } else if (auto last = state_->last_streams.find(path); last != state_->last_streams.end()) {
+                script = last->second;
+            } else {
                 ++state_->unscripted;
                 script.status = 404;
                 script.chunks.push_back(R"({"error":{"code":"not_found","message":"no stream script"}})");
-            } else {
-                script = it->second.front();
-                if (it->second.size() > 1) it->second.pop_front();
             }
         }
         if (stop.stop_requested()) {
@@ -316,7 +321,9 @@ public:
         std::mutex mutex;
         std::condition_variable cv;
         std::map<std::string, std::deque<route::entry>> routes;
+        std::map<std::string, route::entry> last_answers;
         std::map<std::string, std::deque<stream_script>> streams;
+        std::map<std::string, stream_script> last_streams;
         std::map<std::size_t, error_code> failures;
         std::vector<recorded> log;
         std::vector<std::string> pushed;
@@ -347,24 +354,44 @@ private:
         return ec;
     }
 
-    // Requires the lock.
-    std::deque<route::entry>* find_route(const http_request& req) {
+    // Requires the lock. The route key that answers `req`: the exact route, else the
+    // longest prefix route (routes with queued or previously used answers only).
+    std::string route_key(const http_request& req) const {
         const auto q = req.target.find('?');
         const std::string path = q == std::string::npos ? req.target : req.target.substr(0, q);
-        auto exact = state_->routes.find(key(req.method, "=", path));
-        if (exact != state_->routes.end() && !exact->second.empty()) return &exact->second;
-        std::deque<route::entry>* best = nullptr;
-        std::size_t best_len = 0;
+        auto usable = [&](const std::string& k) {
+            auto it = state_->routes.find(k);
+            return (it != state_->routes.end() && !it->second.empty()) || state_->last_answers.count(k) != 0;
+        };
+        const std::string exact = key(req.method, "=", path);
+        if (usable(exact)) return exact;
         const std::string prefix_key = key(req.method, "^", "");
-        for (auto& kv : state_->routes) {
-            if (kv.first.compare(0, prefix_key.size(), prefix_key) != 0 || kv.second.empty()) continue;
-            const std::string_view prefix = std::string_view(kv.first).substr(prefix_key.size());
-            if (path.compare(0, prefix.size(), prefix) == 0 && (prefix.size() >= best_len || !best)) {
-                best = &kv.second;
+        std::string best;
+        std::size_t best_len = 0;
+        auto consider = [&](const std::string& k) {
+            if (k.compare(0, prefix_key.size(), prefix_key) != 0 || !usable(k)) return;
+            const std::string_view prefix = std::string_view(k).substr(prefix_key.size());
+            if (path.compare(0, prefix.size(), prefix) == 0 && (best.empty() || prefix.size() >= best_len)) {
+                best = k;
                 best_len = prefix.size();
             }
-        }
+        };
+        for (const auto& kv : state_->routes) consider(kv.first);
+        for (const auto& kv : state_->last_answers) consider(kv.first);
         return best;
+    }
+
+    // Requires the lock. The next answer for `req` (queued first, else the last one used).
+    const route::entry* take_answer(const http_request& req) {
+        const std::string k = route_key(req);
+        if (k.empty()) return nullptr;
+        auto& q = state_->routes[k];
+        if (!q.empty()) {
+            state_->last_answers[k] = std::move(q.front());
+            q.pop_front();
+        }
+        auto it = state_->last_answers.find(k);
+        return it == state_->last_answers.end() ? nullptr : &it->second;
     }
 
     void hold(stream_callbacks& cb, const stop_token& stop, error_code& ec) {

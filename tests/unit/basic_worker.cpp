@@ -1,0 +1,855 @@
+// SPDX-License-Identifier: MIT
+// Test that header file is self-contained.
+#include <sekuire/basic_worker.hpp>
+
+#include "worker_fixture.hpp"
+
+#include <sekuire/testing/fixed_probe.hpp>
+
+#include <boost/test/unit_test.hpp>
+
+#include <future>
+#include <thread>
+
+using namespace worker_test;
+
+BOOST_AUTO_TEST_SUITE(basic_worker)
+
+namespace {
+boost::json::value echo(const sekuire::task_context&, const boost::json::value& input) { return input; }
+
+const proto::completion_request* find_result(const std::vector<fixture::completion>& all, const std::string& id) {
+    for (const auto& c : all)
+        if (c.task_id == id) return &c.body;
+    return nullptr;
+}
+} // namespace
+
+// ---- dispatch and results ---------------------------------------------------------------
+
+BOOST_FIXTURE_TEST_CASE(dispatch_passes_every_context_field, fixture) {
+    auto& w = make();
+    sekuire::task_context seen;
+    boost::json::value seen_input;
+    w.on_task("summarize", [&](const sekuire::task_context& ctx, const boost::json::value& input) {
+        seen = ctx;
+        seen_input = input;
+        const std::string text(input.at("text").as_string());
+        return boost::json::value{{"summary", text.substr(0, 3)}};
+    });
+    auto t = make_task("task_1", "summarize", boost::json::object{{"text", "hello world"}});
+    t.requester_agent_id = "agent-req";
+    t.parent_task_id = "task_0";
+    t.workflow_id = "wf_1";
+    t.deadline_at = clock.wall_now() + 30s;
+    stream({": hello\n\n", task_event(t, "1")});
+    w.step();
+    connect();
+
+    BOOST_TEST(seen.task_id == "task_1");
+    BOOST_TEST(seen.capability == "summarize");
+    BOOST_TEST(seen.workspace_id.value_or("") == "ws_test");
+    BOOST_TEST(seen.trace_id.value_or("") == "trace-task_1");
+    BOOST_TEST(seen.requester_agent_id.value_or("") == "agent-req");
+    BOOST_TEST(seen.parent_task_id.value_or("") == "task_0");
+    BOOST_TEST(seen.workflow_id.value_or("") == "wf_1");
+    BOOST_TEST((seen.deadline == clock.wall_now() + 30s)); // earlier than the handler timeout
+    BOOST_TEST(seen.stop.stop_possible());
+    BOOST_TEST(!seen.stop.stop_requested());
+    BOOST_TEST(seen_input.at("text").as_string() == "hello world");
+
+    const auto all = completions();
+    BOOST_TEST_REQUIRE(all.size() == 1u);
+    BOOST_TEST(all[0].task_id == "task_1");
+    BOOST_TEST(all[0].body.installation_id == installation);
+    BOOST_TEST((all[0].body.status == proto::task_status::completed));
+    BOOST_TEST(all[0].body.output.at("summary").as_string() == "hel");
+    BOOST_TEST(!all[0].body.error.has_value());
+    BOOST_TEST(all[0].body.trace_id.value_or("") == "trace-task_1");
+
+    // The stream request.
+    const auto streams = stream_requests();
+    BOOST_TEST_REQUIRE(streams.size() == 1u);
+    BOOST_TEST(header(streams[0], "Accept") == "text/event-stream");
+    BOOST_TEST(header(streams[0], "Authorization") == "Bearer " + runtime_1);
+    BOOST_TEST(streams[0].request.target == proto::path::task_stream(installation, {"summarize"}));
+    BOOST_TEST(header(streams[0], "Last-Event-ID").empty());
+    const auto s = w.get_status();
+    BOOST_TEST(s.completed == 1u);
+    BOOST_TEST(s.received == 1u);
+    BOOST_TEST(s.last_event_id == "1");
+}
+
+BOOST_FIXTURE_TEST_CASE(handler_failures_are_reported_with_their_codes, fixture) {
+    auto& w = make();
+    w.on_task("throws", [](const sekuire::task_context&, const boost::json::value&) -> boost::json::value {
+        throw std::runtime_error("model unavailable");
+    });
+    w.on_task("invalid", [](const sekuire::task_context&, const boost::json::value&) -> boost::json::value {
+        throw sekuire::task_failure(proto::task_error::invalid_input, "text is required");
+    });
+    w.on_task("odd", [](const sekuire::task_context&, const boost::json::value&) -> boost::json::value { throw 42; });
+    stream({task_event(make_task("t1", "throws")), task_event(make_task("t2", "invalid")),
+            task_event(make_task("t3", "odd")), task_event(make_task("t4", "nobody"))});
+    w.step();
+    connect();
+    const auto all = completions();
+    BOOST_TEST_REQUIRE(all.size() == 4u);
+    auto check = [&](const std::string& id, proto::task_status st, proto::task_error code, const std::string& msg) {
+        const auto* r = find_result(all, id);
+        BOOST_TEST_REQUIRE(r != nullptr);
+        BOOST_TEST((r->status == st));
+        BOOST_TEST_REQUIRE(r->error.has_value());
+        BOOST_TEST((r->error->code == code));
+        BOOST_TEST(r->error->message.find(msg) != std::string::npos);
+    };
+    check("t1", proto::task_status::failed, proto::task_error::handler_error, "model unavailable");
+    check("t2", proto::task_status::failed, proto::task_error::invalid_input, "text is required");
+    check("t3", proto::task_status::failed, proto::task_error::handler_error, "non-standard");
+    check("t4", proto::task_status::rejected, proto::task_error::no_handler, "nobody");
+    const auto s = w.get_status();
+    BOOST_TEST(s.failed == 3u);
+    BOOST_TEST(s.rejected == 1u);
+}
+
+BOOST_FIXTURE_TEST_CASE(aliases_and_malformed_task_events, fixture) {
+    auto& w = make();
+    w.on_task("summarize", echo);
+    stream({sse("task", R"({"id":"t_alias","target_capability":"summarize","input":{"a":1}})"),
+            sse("task", R"({"task_id":"t_bad","capability":42})"), sse("task", "not json at all"),
+            sse("unknown_type", "{}"), sse("message", "hello")});
+    w.step();
+    connect();
+    const auto all = completions();
+    BOOST_TEST_REQUIRE(all.size() == 2u);
+    BOOST_TEST(all[0].task_id == "t_alias");
+    BOOST_TEST((all[0].body.status == proto::task_status::completed));
+    BOOST_TEST(all[1].task_id == "t_bad");
+    BOOST_TEST((all[1].body.status == proto::task_status::rejected));
+    BOOST_TEST((all[1].body.error->code == proto::task_error::invalid_input));
+}
+
+BOOST_FIXTURE_TEST_CASE(explicit_capabilities_are_offered_on_the_stream, fixture) {
+    auto o = options();
+    o.capabilities = {"a", "b c"};
+    auto& w = make(o);
+    w.on_task("a", echo);
+    stream({});
+    connect();
+    BOOST_TEST(stream_requests().at(0).request.target == proto::path::task_stream(installation, {"a", "b c"}));
+}
+
+// ---- duplicates ---------------------------------------------------------------------------
+
+BOOST_FIXTURE_TEST_CASE(a_task_id_delivered_twice_runs_once, fixture) {
+    auto& w = make();
+    int runs = 0;
+    w.on_task("summarize", [&](const sekuire::task_context&, const boost::json::value&) {
+        ++runs;
+        return boost::json::value{{"n", runs}};
+    });
+    const auto t = make_task("task_dup", "summarize");
+    stream({task_event(t, "1"), task_event(t, "2")});
+    w.step();
+    connect();
+    BOOST_TEST(runs == 1);
+    // A redelivery of a finished task repeats its result (idempotent for the backend).
+    const auto all = completions();
+    BOOST_TEST_REQUIRE(all.size() == 2u);
+    BOOST_TEST(all[0].body.output.at("n").as_int64() == 1);
+    BOOST_TEST(all[1].body.output.at("n").as_int64() == 1);
+    BOOST_TEST(w.get_status().duplicates == 1u);
+}
+
+// ---- results: retries, 409, 404 -------------------------------------------------------------
+
+BOOST_FIXTURE_TEST_CASE(completion_is_retried_with_backoff_then_409_counts_as_done, fixture) {
+    std::vector<std::int64_t> tries;
+    int call = 0;
+    transport.on(http_method::post, proto::path::complete("task_r")).handle([&](const sekuire::http_request&) {
+        tries.push_back(std::chrono::duration_cast<std::chrono::milliseconds>(clock.steady_now().time_since_epoch()).count());
+        ++call;
+        if (call <= 3) return st::fake_transport::reply{503, {}, {}, {}};
+        return st::fake_transport::reply{409, R"({"error":{"code":"already_completed","message":"done"}})", {}, {}};
+    });
+    auto o = options();
+    o.random = [] { return 0.999999; };
+    auto& w = make(o);
+    w.on_task("summarize", echo);
+    stream({task_event(make_task("task_r", "summarize"))});
+    w.step();
+    connect();
+    BOOST_TEST(w.get_status().pending_results == 1u);
+    run_for(30s);
+    BOOST_TEST_REQUIRE(tries.size() == 4u);
+    BOOST_TEST(tries[1] - tries[0] == 1000);
+    BOOST_TEST(tries[2] - tries[1] == 2000);
+    BOOST_TEST(tries[3] - tries[2] == 4000);
+    const auto s = w.get_status();
+    BOOST_TEST(s.pending_results == 0u);
+    BOOST_TEST(s.results_dropped == 0u);
+}
+
+BOOST_FIXTURE_TEST_CASE(completion_for_an_unknown_task_is_dropped_with_a_log_line, fixture) {
+    transport.on(http_method::post, proto::path::complete("task_gone"))
+        .respond(404, R"({"error":{"code":"unknown_task","message":"no such task"}})");
+    auto& w = make();
+    w.on_task("summarize", echo);
+    stream({task_event(make_task("task_gone", "summarize"))});
+    w.step();
+    connect();
+    run_for(10min);
+    BOOST_TEST(transport.count(http_method::post, proto::path::complete("task_gone")) == 1u);
+    BOOST_TEST(w.get_status().results_dropped == 1u);
+    BOOST_TEST(w.get_status().pending_results == 0u);
+    std::lock_guard<std::mutex> lock(log_mutex);
+    bool logged = false;
+    for (const auto& l : logs)
+        if (l.find("task_gone") != std::string::npos && l.find("dropped") != std::string::npos) logged = true;
+    BOOST_TEST(logged);
+}
+
+BOOST_FIXTURE_TEST_CASE(completion_after_401_refreshes_and_retries_once, fixture) {
+    transport.on(http_method::post, proto::path::complete("task_a")).handle([](const sekuire::http_request& r) {
+        const std::string* auth = sekuire::find_header(r.headers, "Authorization");
+        if (auth && *auth == "Bearer " + runtime_1) return st::fake_transport::reply{401, {}, {}, {}};
+        return st::fake_transport::reply{200, R"({"accepted":true})", {}, {}};
+    });
+    transport.on(http_method::post, refresh_path).handle([this](const sekuire::http_request&) {
+        proto::refresh_response r;
+        r.runtime_token = runtime_2;
+        r.expires_at = clock.wall_now() + 24h;
+        return st::fake_transport::reply{200, proto::encode(r), {}, {}};
+    });
+    auto& w = make();
+    w.on_task("summarize", echo);
+    stream({task_event(make_task("task_a", "summarize"))});
+    w.step();
+    connect();
+    BOOST_TEST(transport.count(http_method::post, refresh_path) == 1u);
+    BOOST_TEST(transport.count(http_method::post, proto::path::complete("task_a")) == 2u);
+    BOOST_TEST(w.get_status().pending_results == 0u);
+    sekuire::error_code ec;
+    BOOST_TEST(store.load(ec)->runtime_token == runtime_2);
+}
+
+// ---- commands -----------------------------------------------------------------------------
+
+BOOST_FIXTURE_TEST_CASE(pause_rejects_new_tasks_and_resume_accepts_them_again, fixture) {
+    auto& w = make();
+    w.on_task("summarize", echo);
+    std::vector<proto::command> via_method;
+    w.on_command([&](const proto::command& c) { via_method.push_back(c); });
+    stream({sse("command", R"({"id":"cmd_1","type":"pause","reason":"maintenance"})"),
+            task_event(make_task("t_paused", "summarize"))});
+    w.step();
+    connect();
+    BOOST_TEST(w.is_paused());
+    BOOST_TEST_REQUIRE(via_method.size() == 1u);
+    BOOST_TEST(via_method[0].reason == "maintenance");
+    BOOST_TEST(commands.size() == 1u);
+    auto all = completions();
+    BOOST_TEST_REQUIRE(all.size() == 1u);
+    BOOST_TEST((all[0].body.status == proto::task_status::rejected));
+    BOOST_TEST((all[0].body.error->code == proto::task_error::worker_paused));
+    // Paused, it keeps heartbeating, and says so.
+    run_for(10s);
+    BOOST_TEST_REQUIRE(!worker_heartbeats().empty());
+    BOOST_TEST((worker_heartbeats().back().state == proto::worker_state::paused));
+    // The same command id again: ignored. Then resume.
+    stream({sse("command", R"({"id":"cmd_1","type":"pause","reason":"again"})"),
+            sse("command", R"({"id":"cmd_2","type":"resume","reason":""})"),
+            task_event(make_task("t_resumed", "summarize"))});
+    clock.advance(1s);
+    connect();
+    BOOST_TEST(!w.is_paused());
+    BOOST_TEST(via_method.size() == 2u);
+    all = completions();
+    BOOST_TEST_REQUIRE(all.size() == 2u);
+    BOOST_TEST((all[1].body.status == proto::task_status::completed));
+}
+
+BOOST_FIXTURE_TEST_CASE(commands_from_the_beacon_are_deduplicated_with_the_stream, fixture) {
+    auto& w = make();
+    w.on_task("summarize", echo);
+    w.apply_command(proto::command{"cmd_7", proto::command_type::pause, "pause", "from the beacon", std::nullopt});
+    BOOST_TEST(w.is_paused());
+    stream({sse("command", R"({"id":"cmd_7","type":"pause","reason":"from the stream"})")});
+    connect();
+    BOOST_TEST(commands.size() == 1u);
+}
+
+BOOST_FIXTURE_TEST_CASE(terminate_starts_the_graceful_shutdown, fixture) {
+    auto& w = make();
+    w.on_task("summarize", echo);
+    stream({sse("command", R"({"id":"cmd_t","type":"terminate","reason":"decommissioned"})"),
+            task_event(make_task("t_after", "summarize"))});
+    w.step();
+    connect();
+    // The stream is closed at once: the task behind the command is never taken (the
+    // backend redelivers it elsewhere).
+    BOOST_TEST(completions().empty());
+    BOOST_TEST(commands.size() == 1u);
+    w.step();
+    const auto s = w.get_status();
+    BOOST_TEST((s.state == sekuire::worker_state::stopped));
+    BOOST_TEST(w.wait_for(0s));
+    BOOST_TEST((worker_heartbeats().back().state == proto::worker_state::draining));
+}
+
+// ---- revocation ---------------------------------------------------------------------------
+
+BOOST_FIXTURE_TEST_CASE(revoked_event_is_acted_on_before_the_next_event, fixture) {
+    auto& w = make();
+    int runs = 0;
+    w.on_task("summarize", [&](const sekuire::task_context&, const boost::json::value& v) {
+        ++runs;
+        return v;
+    });
+    // The revoked event and a task arrive in one chunk.
+    stream({task_event(make_task("t_before", "summarize")) +
+            sse("revoked", R"({"lease_renewed":false,"revoked":true,"reason":"kill switch","shutdown_timeout_ms":3000})") +
+            task_event(make_task("t_after", "summarize"))});
+    w.step();
+    const auto before = worker_heartbeats().size();
+    connect();
+    BOOST_TEST(runs == 1);
+    const auto s = w.get_status();
+    BOOST_TEST(s.revoked);
+    BOOST_TEST(s.revoked_reason == "kill switch");
+    BOOST_TEST_REQUIRE(revocations.size() == 1u);
+    BOOST_TEST(revocations[0].shutdown_timeout.count() == 3000);
+    sekuire::error_code ec;
+    BOOST_TEST(!store.load(ec).has_value()); // the revoked credentials are removed
+    // No new stream, no further heartbeats.
+    run_for(1min);
+    BOOST_TEST((w.stream_step() == sekuire::steady_time_point::max()));
+    BOOST_TEST(worker_heartbeats().size() == before);
+    BOOST_TEST((w.get_status().state == sekuire::worker_state::revoked));
+}
+
+BOOST_FIXTURE_TEST_CASE(revoked_worker_heartbeat_shuts_down, fixture) {
+    transport.on(http_method::post, worker_heartbeat_path)
+        .clear()
+        .respond(200, R"({"active_policy_hash":"h0"})")
+        .respond(200, R"({"lease_renewed":false,"revoked":true,"reason":"admin","shutdown_timeout_ms":100})");
+    auto& w = make();
+    w.step();
+    run_for(10s);
+    BOOST_TEST(w.get_status().revoked);
+    BOOST_TEST(revocations.size() == 1u);
+}
+
+BOOST_FIXTURE_TEST_CASE(stream_403_installation_revoked_shuts_down, fixture) {
+    st::fake_transport::stream_script s;
+    s.status = 403;
+    s.chunks = {R"({"error":{"code":"installation_revoked","message":"revoked by admin"}})"};
+    transport.on_stream(stream_path, s);
+    auto& w = make();
+    connect();
+    BOOST_TEST(w.get_status().revoked);
+    BOOST_TEST(w.get_status().revoked_reason == "revoked by admin");
+}
+
+// ---- the stream ---------------------------------------------------------------------------
+
+BOOST_FIXTURE_TEST_CASE(reconnect_sends_last_event_id_and_a_fresh_token, fixture) {
+    auto& w = make();
+    w.on_task("summarize", echo);
+    stream({task_event(make_task("t1", "summarize"), "7"), "retry: 5000\n\n"});
+    stream({task_event(make_task("t2", "summarize"), "8")});
+    auto next = connect();
+    // retry: 5000 sets the reconnection delay.
+    BOOST_TEST((next - clock.steady_now() >= 5000ms));
+    // Another holder of the store refreshes the token meanwhile.
+    sekuire::error_code ec;
+    auto c = *store.load(ec);
+    c.runtime_token = runtime_2;
+    store.save(c, ec);
+    clock.advance_to(next);
+    connect();
+    const auto streams = stream_requests();
+    BOOST_TEST_REQUIRE(streams.size() == 2u);
+    BOOST_TEST(header(streams[1], "Last-Event-ID") == "7");
+    BOOST_TEST(header(streams[1], "Authorization") == "Bearer " + runtime_2);
+    BOOST_TEST(completions().size() == 2u);
+}
+
+BOOST_FIXTURE_TEST_CASE(reconnects_back_off_while_the_stream_fails, fixture) {
+    st::fake_transport::stream_script fail;
+    fail.end_error = sekuire::errc::connection_failed;
+    transport.on_stream(stream_path, fail);
+    auto o = options();
+    o.random = [] { return 0.999999; };
+    auto& w = make(o);
+    std::vector<std::int64_t> gaps;
+    auto at = clock.steady_now();
+    for (int i = 0; i < 8; ++i) {
+        const auto next = w.stream_step();
+        gaps.push_back(std::chrono::duration_cast<std::chrono::milliseconds>(next - at).count());
+        clock.advance_to(next);
+        at = next;
+    }
+    const std::vector<std::int64_t> expected = {1000, 2000, 4000, 8000, 16000, 32000, 60000, 60000};
+    BOOST_TEST(gaps == expected, boost::test_tools::per_element());
+    BOOST_TEST(w.get_status().stream_connects == 8u);
+}
+
+BOOST_FIXTURE_TEST_CASE(stream_401_refreshes_and_reconnects_at_once, fixture) {
+    st::fake_transport::stream_script unauthorized;
+    unauthorized.status = 401;
+    transport.on_stream(stream_path, unauthorized);
+    stream({": ok\n\n"});
+    transport.on(http_method::post, refresh_path).handle([this](const sekuire::http_request&) {
+        proto::refresh_response r;
+        r.runtime_token = runtime_2;
+        r.expires_at = clock.wall_now() + 24h;
+        return st::fake_transport::reply{200, proto::encode(r), {}, {}};
+    });
+    make();
+    const auto next = connect();
+    BOOST_TEST((next == clock.steady_now()));
+    connect();
+    const auto streams = stream_requests();
+    BOOST_TEST_REQUIRE(streams.size() == 2u);
+    BOOST_TEST(header(streams[1], "Authorization") == "Bearer " + runtime_2);
+    BOOST_TEST(transport.count(http_method::post, refresh_path) == 1u);
+}
+
+BOOST_FIXTURE_TEST_CASE(garbage_and_oversized_lines_end_the_connection_with_an_error, fixture) {
+    auto o = options();
+    auto& w = make(o);
+    w.on_task("summarize", echo);
+    stream({std::string("\xff\xfe\x00garbage\x01\n", 12), std::string(2u << 20, 'x')});
+    stream({task_event(make_task("t_ok", "summarize"), "1")});
+    const auto next = connect();
+    BOOST_TEST((w.get_status().last_error_code == sekuire::errc::stream_line_too_long));
+    clock.advance_to(next);
+    connect();
+    BOOST_TEST(completions().size() == 1u);
+}
+
+BOOST_FIXTURE_TEST_CASE(silent_stream_is_reconnected_after_the_idle_timeout, fixture) {
+    st::fake_transport::stream_script held;
+    held.chunks = {": hello\n\n"};
+    held.hold_open = true;
+    transport.on_stream(stream_path, held);
+    auto& w = make();
+    w.step();
+    std::promise<sekuire::steady_time_point> result;
+    auto done = result.get_future();
+    std::thread t([&] { result.set_value(w.stream_step()); });
+    BOOST_TEST_REQUIRE(transport.wait_for_open_streams(1, 10s));
+    // 44.999 s of silence: still open.
+    run_for(44999ms);
+    BOOST_TEST(transport.open_streams() == 1u);
+    run_for(1ms);
+    BOOST_TEST_REQUIRE((done.wait_for(10s) == std::future_status::ready));
+    t.join();
+    BOOST_TEST((w.get_status().last_error_code == sekuire::errc::stream_idle));
+    BOOST_TEST(transport.open_streams() == 0u);
+}
+
+// ---- policy gateway -----------------------------------------------------------------------
+
+BOOST_FIXTURE_TEST_CASE(allow_and_deny_patterns_are_enforced_before_the_handler, fixture) {
+    auto p = policy("h1");
+    p.allowed_tools = {"summarize", "google:docs:*"};
+    p.denied_tools = {"google:docs:delete", "shell:*"};
+    transport.on(http_method::get, policy_path).clear().respond(200, proto::encode(p));
+    transport.on(http_method::post, worker_heartbeat_path).clear().respond(200, R"({"active_policy_hash":"h1"})");
+    auto& w = make();
+    int runs = 0;
+    for (const char* cap : {"summarize", "google:docs:read", "google:docs:delete", "classify", "shell:rm"})
+        w.on_task(cap, [&](const sekuire::task_context&, const boost::json::value& v) {
+            ++runs;
+            return v;
+        });
+    w.step();
+    BOOST_TEST(w.get_status().policy_hash == "h1");
+    stream({task_event(make_task("a", "summarize")), task_event(make_task("b", "google:docs:read")),
+            task_event(make_task("c", "google:docs:delete")), task_event(make_task("d", "classify")),
+            task_event(make_task("e", "shell:rm"))});
+    connect();
+    BOOST_TEST(runs == 2);
+    const auto all = completions();
+    BOOST_TEST_REQUIRE(all.size() == 5u);
+    BOOST_TEST((find_result(all, "a")->status == proto::task_status::completed));
+    BOOST_TEST((find_result(all, "b")->status == proto::task_status::completed));
+    for (const char* id : {"c", "d", "e"}) {
+        BOOST_TEST((find_result(all, id)->status == proto::task_status::rejected));
+        BOOST_TEST((find_result(all, id)->error->code == proto::task_error::capability_denied));
+    }
+}
+
+BOOST_FIXTURE_TEST_CASE(rate_limits_at_their_exact_boundaries, fixture) {
+    auto p = policy("h_rl");
+    p.rate_limits.max_per_minute = 2;
+    p.rate_limits.max_per_hour = 3;
+    transport.on(http_method::get, policy_path).clear().respond(200, proto::encode(p));
+    auto& w = make();
+    w.on_task("summarize", echo);
+    w.step();
+    int n = 0;
+    auto deliver = [&](sekuire::steady_time_point at) {
+        clock.advance_to(at);
+        const std::string id = "rl" + std::to_string(++n);
+        stream({task_event(make_task(id, "summarize"))});
+        w.stream_step();
+        const auto all = completions();
+        const auto* r = find_result(all, id);
+        BOOST_TEST_REQUIRE(r != nullptr);
+        return r->status == proto::task_status::completed;
+    };
+    const sekuire::steady_time_point t0{};
+    BOOST_TEST(deliver(t0 + 1s));
+    BOOST_TEST(deliver(t0 + 2s));
+    BOOST_TEST(!deliver(t0 + 3s));                 // 2 per minute
+    // Reconnections are at least 100 ms apart here, so the boundaries are probed 100 ms
+    // early; tests/unit/policy_gateway.cpp probes them to the nanosecond.
+    BOOST_TEST(!deliver(t0 + 61s - 100ms));        // the first still counts
+    BOOST_TEST(deliver(t0 + 61s));                 // ... and no longer: a sliding minute
+    BOOST_TEST(!deliver(t0 + 10min));              // 3 per hour
+    BOOST_TEST(!deliver(t0 + 1h + 1s - 100ms));    // the first still counts in the hour
+    BOOST_TEST(deliver(t0 + 1h + 1s));             // now it does not
+    const auto all = completions();
+    BOOST_TEST((find_result(all, "rl3")->error->code == proto::task_error::rate_limited));
+}
+
+BOOST_FIXTURE_TEST_CASE(policy_is_fetched_again_only_on_a_new_hash, fixture) {
+    transport.on(http_method::get, policy_path)
+        .clear()
+        .respond(200, proto::encode(policy("h1")))
+        .respond(200, proto::encode(policy("h2")));
+    transport.on(http_method::post, worker_heartbeat_path)
+        .clear()
+        .respond(200, R"({"active_policy_hash":"h1"})")
+        .respond(200, R"({"active_policy_hash":"h1"})")
+        .respond(200, R"({"active_policy_hash":"h2"})");
+    auto& w = make();
+    w.step(); // the initial fetch, and the first heartbeat (h1: nothing to fetch)
+    BOOST_TEST(transport.count(http_method::get, policy_path) == 1u);
+    run_for(10s); // h1 again
+    BOOST_TEST(transport.count(http_method::get, policy_path) == 1u);
+    run_for(10s); // h2: fetched
+    BOOST_TEST(transport.count(http_method::get, policy_path) == 2u);
+    BOOST_TEST(w.get_status().policy_hash == "h2");
+    run_for(60s);
+    BOOST_TEST(transport.count(http_method::get, policy_path) == 2u);
+    // A policy event with the same hash changes nothing; a new one fetches.
+    transport.on(http_method::get, policy_path).clear().respond(200, proto::encode(policy("h3")));
+    stream({sse("policy", R"({"active_policy_hash":"h2"})"), sse("policy", R"({"active_policy_hash":"h3"})")});
+    connect();
+    w.step();
+    BOOST_TEST(transport.count(http_method::get, policy_path) == 3u);
+    BOOST_TEST(w.get_status().policy_hash == "h3");
+}
+
+// ---- heartbeats ---------------------------------------------------------------------------
+
+BOOST_FIXTURE_TEST_CASE(worker_heartbeats_every_interval_with_the_counts, fixture) {
+    auto& w = make();
+    w.on_task("summarize", echo);
+    w.on_task("fail", [](const sekuire::task_context&, const boost::json::value&) -> boost::json::value {
+        throw std::runtime_error("x");
+    });
+    w.step();
+    stream({task_event(make_task("a", "summarize")), task_event(make_task("b", "fail"))});
+    connect();
+    run_for(60s);
+    const auto hbs = worker_heartbeats();
+    BOOST_TEST(hbs.size() == 7u); // at 0 s, then every 10 s
+    BOOST_TEST(hbs.back().completed == 1);
+    BOOST_TEST(hbs.back().failed == 1);
+    BOOST_TEST(hbs.back().in_flight == 0);
+    BOOST_TEST((hbs.back().state == proto::worker_state::running));
+    BOOST_TEST(hbs.back().policy_hash.value_or("") == "h0");
+    BOOST_TEST(hbs.back().capabilities.size() == 2u);
+}
+
+// ---- deadlines, concurrency and the drain (handlers held by a manual executor) ----------
+
+BOOST_FIXTURE_TEST_CASE(handler_timeout_fires_the_stop_token_and_reports, manual_fixture) {
+    auto o = options();
+    o.handler_timeout = 30s;
+    auto& w = make(o);
+    sekuire::stop_token token;
+    w.on_task("slow", [&](const sekuire::task_context& ctx, const boost::json::value&) {
+        token = ctx.stop;
+        return boost::json::value{{"late", true}};
+    });
+    w.step();
+    stream({task_event(make_task("t_slow", "slow"))});
+    connect();
+    BOOST_TEST(w.get_status().in_flight == 1u);
+    // Start the handler; it captures its token, and its (late) result is held back below.
+    run_for(29999ms);
+    BOOST_TEST(completions().empty());
+    run_for(1ms);
+    auto all = completions();
+    BOOST_TEST_REQUIRE(all.size() == 1u);
+    BOOST_TEST((all[0].body.error->code == proto::task_error::handler_timeout));
+    // The handler runs now, too late: it sees its stop token fired, and its output is dropped.
+    executor.run_all();
+    BOOST_TEST(token.stop_requested());
+    BOOST_TEST(completions().size() == 1u);
+    BOOST_TEST(w.get_status().in_flight == 0u);
+}
+
+BOOST_FIXTURE_TEST_CASE(at_most_max_concurrent_handlers_run, manual_fixture) {
+    auto o = options();
+    o.max_concurrent_handlers = 2;
+    auto& w = make(o);
+    w.on_task("summarize", echo);
+    stream({task_event(make_task("a", "summarize")), task_event(make_task("b", "summarize")),
+            task_event(make_task("c", "summarize"))});
+    connect();
+    BOOST_TEST(executor.pending() == 2u);
+    BOOST_TEST(w.get_status().in_flight == 2u);
+    BOOST_TEST(w.get_status().queued == 1u);
+    BOOST_TEST(executor.run_one());
+    BOOST_TEST(executor.pending() == 2u); // the third started when a slot freed
+    executor.run_all();
+    BOOST_TEST(completions().size() == 3u);
+}
+
+BOOST_FIXTURE_TEST_CASE(task_past_its_deadline_is_not_run, fixture) {
+    auto& w = make();
+    int runs = 0;
+    w.on_task("summarize", [&](const sekuire::task_context&, const boost::json::value& v) {
+        ++runs;
+        return v;
+    });
+    auto t = make_task("late", "summarize");
+    t.deadline_at = clock.wall_now() - 1s;
+    stream({task_event(t)});
+    connect();
+    BOOST_TEST(runs == 0);
+    const auto all = completions();
+    BOOST_TEST_REQUIRE(all.size() == 1u);
+    BOOST_TEST((all[0].body.error->code == proto::task_error::handler_timeout));
+}
+
+BOOST_FIXTURE_TEST_CASE(drain_finishes_in_flight_work_and_reports_it, manual_fixture) {
+    auto o = options();
+    o.max_concurrent_handlers = 2;
+    auto& w = make(o);
+    sekuire::stop_token second_token;
+    int calls = 0;
+    w.on_task("summarize", [&](const sekuire::task_context& ctx, const boost::json::value& v) {
+        if (++calls == 2) second_token = ctx.stop;
+        return v;
+    });
+    w.step();
+    stream({task_event(make_task("a", "summarize")), task_event(make_task("b", "summarize")),
+            task_event(make_task("c", "summarize"))});
+    connect();
+    w.begin_shutdown(5s, "test");
+    // The queued task is refused at once; the two in flight may finish.
+    auto all = completions();
+    BOOST_TEST_REQUIRE(all.size() == 1u);
+    BOOST_TEST(all[0].task_id == "c");
+    BOOST_TEST((all[0].body.error->code == proto::task_error::shutting_down));
+    BOOST_TEST(executor.run_one()); // "a" finishes and is reported
+    w.step();
+    BOOST_TEST(completions().size() == 2u);
+    BOOST_TEST((w.get_status().state == sekuire::worker_state::draining));
+    // New tasks are refused while draining; the stream is not reconnected.
+    BOOST_TEST((w.stream_step() == sekuire::steady_time_point::max()));
+    // "b" never ran: at the drain deadline it is cancelled and reported.
+    run_for(5s);
+    all = completions();
+    BOOST_TEST_REQUIRE(all.size() == 3u);
+    BOOST_TEST(all[2].task_id == "b");
+    BOOST_TEST((all[2].body.error->code == proto::task_error::shutting_down));
+    BOOST_TEST((w.get_status().state == sekuire::worker_state::stopped));
+    executor.run_all();
+    BOOST_TEST(second_token.stop_requested());
+    BOOST_TEST(completions().size() == 3u);
+    // The draining worker said so in a heartbeat as soon as the drain began.
+    const auto hbs = worker_heartbeats();
+    BOOST_TEST_REQUIRE(hbs.size() >= 2u);
+    BOOST_TEST((hbs[1].state == proto::worker_state::draining));
+    BOOST_TEST(hbs[1].in_flight == 1); // "a" had finished by then; "b" had not
+}
+
+BOOST_FIXTURE_TEST_CASE(results_still_pending_at_shutdown_are_flushed, fixture) {
+    transport.on(http_method::post, proto::path::complete("p1")).respond(503).respond(200, R"({"accepted":true})");
+    auto& w = make();
+    w.on_task("summarize", echo);
+    stream({task_event(make_task("p1", "summarize"))});
+    connect();
+    BOOST_TEST(w.get_status().pending_results == 1u);
+    w.begin_shutdown(10s, "test");
+    w.step(); // draining: a pending result is tried at once
+    BOOST_TEST(w.get_status().pending_results == 0u);
+    BOOST_TEST((w.get_status().state == sekuire::worker_state::stopped));
+    BOOST_TEST(transport.count(http_method::post, proto::path::complete("p1")) == 2u);
+}
+
+BOOST_FIXTURE_TEST_CASE(unsent_results_at_the_end_of_the_drain_are_logged, fixture) {
+    transport.on(http_method::post, proto::path::complete("lost")).fail(sekuire::errc::connection_failed);
+    auto& w = make();
+    w.on_task("summarize", echo);
+    stream({task_event(make_task("lost", "summarize"))});
+    connect();
+    w.begin_shutdown(3s, "test");
+    run_for(3s);
+    BOOST_TEST((w.get_status().state == sekuire::worker_state::stopped));
+    BOOST_TEST(w.get_status().results_dropped == 1u);
+    std::lock_guard<std::mutex> lock(log_mutex);
+    bool logged = false;
+    for (const auto& l : logs)
+        if (l.find("lost") != std::string::npos && l.find("could not be reported") != std::string::npos) logged = true;
+    BOOST_TEST(logged);
+}
+
+// ---- authentication order -----------------------------------------------------------------
+
+BOOST_FIXTURE_TEST_CASE(auth_order_runtime_token_first, fixture) {
+    auto& w = make();
+    w.step();
+    BOOST_TEST(transport.count(http_method::post, refresh_path) == 0u);
+    BOOST_TEST(transport.count(http_method::post, std::string(proto::path::bootstrap)) == 0u);
+    const auto hb = transport.requests(http_method::post, worker_heartbeat_path);
+    BOOST_TEST_REQUIRE(!hb.empty());
+    BOOST_TEST(header(hb[0], "Authorization") == "Bearer " + runtime_1);
+}
+
+BOOST_FIXTURE_TEST_CASE(auth_order_refresh_before_install_token, fixture) {
+    transport.on(http_method::post, refresh_path).handle([this](const sekuire::http_request&) {
+        proto::refresh_response r;
+        r.runtime_token = runtime_2;
+        r.expires_at = clock.wall_now() + 24h;
+        return st::fake_transport::reply{200, proto::encode(r), {}, {}};
+    });
+    auto o = options();
+    o.runtime_token.clear();
+    o.install_token = "skt_unused_0123456789abcdefghijklmnop";
+    auto& w = make(o);
+    w.step();
+    BOOST_TEST(transport.count(http_method::post, refresh_path) == 1u);
+    BOOST_TEST(transport.count(http_method::post, std::string(proto::path::bootstrap)) == 0u);
+}
+
+BOOST_FIXTURE_TEST_CASE(auth_order_install_token_last, fixture) {
+    transport.on(http_method::post, std::string(proto::path::bootstrap)).handle([this](const sekuire::http_request&) {
+        proto::bootstrap_response r;
+        r.installation_id = installation;
+        r.runtime_token = runtime_2;
+        r.runtime_token_expires_at = clock.wall_now() + 24h;
+        r.refresh_token = refresh_1;
+        r.lease_expires_at = clock.wall_now() + 180s;
+        return st::fake_transport::reply{201, proto::encode(r), {}, {}};
+    });
+    auto o = options();
+    o.runtime_token.clear();
+    o.refresh_token.clear();
+    o.installation_id.clear();
+    o.install_token = "skt_install_0123456789abcdefghijklmnop";
+    auto& w = make(o);
+    w.step();
+    BOOST_TEST(transport.count(http_method::post, std::string(proto::path::bootstrap)) == 1u);
+    sekuire::error_code ec;
+    BOOST_TEST(store.load(ec)->runtime_token == runtime_2);
+    const auto hb = transport.requests(http_method::post, worker_heartbeat_path);
+    BOOST_TEST_REQUIRE(!hb.empty());
+    BOOST_TEST(header(hb[0], "Authorization") == "Bearer " + runtime_2);
+}
+
+BOOST_FIXTURE_TEST_CASE(no_credentials_is_degraded_and_retried_slowly, fixture) {
+    auto o = options();
+    o.runtime_token.clear();
+    o.refresh_token.clear();
+    o.installation_id.clear();
+    auto& w = make(o);
+    w.step();
+    BOOST_TEST((w.get_status().state == sekuire::worker_state::degraded));
+    BOOST_TEST(transport.total() == 0u);
+    run_for(10min);
+    BOOST_TEST(transport.total() == 0u);
+}
+
+BOOST_FIXTURE_TEST_CASE(token_provider_supplies_the_token, fixture) {
+    auto o = options();
+    o.runtime_token.clear();
+    int calls = 0;
+    o.token_provider = [&]() -> std::optional<std::string> {
+        ++calls;
+        return std::string("srt_from_provider_0123456789abcdef");
+    };
+    auto& w = make(o);
+    w.step();
+    BOOST_TEST(calls >= 1);
+    const auto hb = transport.requests(http_method::post, worker_heartbeat_path);
+    BOOST_TEST_REQUIRE(!hb.empty());
+    BOOST_TEST(header(hb[0], "Authorization") == "Bearer srt_from_provider_0123456789abcdef");
+}
+
+// ---- a beacon and a worker sharing one store ------------------------------------------------
+
+BOOST_FIXTURE_TEST_CASE(tokens_refreshed_by_either_holder_are_seen_by_the_other, fixture) {
+    // The worker refreshes on a 401; the beacon's next heartbeat uses the new token at once.
+    transport.on(http_method::post, refresh_path).handle([this](const sekuire::http_request&) {
+        proto::refresh_response r;
+        r.runtime_token = runtime_2;
+        r.expires_at = clock.wall_now() + 24h * 90;
+        return st::fake_transport::reply{200, proto::encode(r), {}, {}};
+    });
+    transport.on(http_method::post, worker_heartbeat_path).clear().handle([](const sekuire::http_request& r) {
+        const std::string* auth = sekuire::find_header(r.headers, "Authorization");
+        if (auth && *auth == "Bearer " + runtime_1) return st::fake_transport::reply{401, {}, {}, {}};
+        return st::fake_transport::reply{200, R"({"active_policy_hash":"h0"})", {}, {}};
+    });
+    const std::string beacon_path = proto::path::heartbeat(installation);
+    transport.on(http_method::post, beacon_path).handle([this](const sekuire::http_request&) {
+        proto::heartbeat_response r;
+        r.lease_renewed = true;
+        r.lease_expires_at = clock.wall_now() + 180s;
+        return st::fake_transport::reply{200, proto::encode(r), {}, {}};
+    });
+    auto& w = make();
+    sekuire::beacon_options bo;
+    bo.installation_id = installation;
+    bo.refresh_token = refresh_1;
+    bo.runtime_token = runtime_1;
+    bo.random = [] { return 0.0; };
+    sekuire::basic_beacon<st::fake_transport, st::fake_clock, sekuire::memory_store, sekuire::testing::fixed_probe>
+        beacon(bo, transport, clock, store, {});
+    beacon.step(); // registration heartbeat with runtime_1 (still accepted by the beacon route)
+    w.step();      // worker heartbeat: 401, refresh, retry with runtime_2
+    BOOST_TEST(transport.count(http_method::post, refresh_path) == 1u);
+    st::run_for(clock, 60s, [&] { return std::min(beacon.step(), w.step()); });
+    const auto beats = transport.requests(http_method::post, beacon_path);
+    BOOST_TEST_REQUIRE(beats.size() >= 2u);
+    BOOST_TEST(header(beats.back(), "Authorization") == "Bearer " + runtime_2);
+    BOOST_TEST(transport.count(http_method::post, refresh_path) == 1u);
+    beacon.stop();
+}
+
+// ---- secrets ------------------------------------------------------------------------------
+
+BOOST_FIXTURE_TEST_CASE(no_token_appears_in_logs_or_status, fixture) {
+    transport.on(http_method::post, proto::path::complete("t1")).respond(500, "<html>" + runtime_1 + "</html>").respond(200, "{}");
+    auto& w = make();
+    w.on_task("summarize", echo);
+    stream({task_event(make_task("t1", "summarize"))});
+    w.step();
+    connect();
+    run_for(1min);
+    w.stop();
+    std::vector<std::string> texts;
+    {
+        std::lock_guard<std::mutex> lock(log_mutex);
+        texts = logs;
+    }
+    const auto s = w.get_status();
+    texts.push_back(s.last_error);
+    texts.push_back(s.runtime_token);
+    BOOST_TEST(texts.size() > 3u);
+    for (const auto& t : texts)
+        for (const auto& secret : {runtime_1, runtime_2, refresh_1})
+            BOOST_TEST(t.find(secret.substr(secret.size() - 12)) == std::string::npos);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
