@@ -11,36 +11,47 @@
 
 namespace sekuire {
 
+namespace detail {
+// Only known type prefixes are shown. A generic rule ("leading lower-case words ending in
+// `_`") also matches the start of a random secret, since base64url secrets contain both
+// lower-case letters and `_`, and would then show up to 8 characters of it.
+inline constexpr std::string_view token_type_prefixes[] = {"sk_live_", "skt_", "srt_", "rt_"};
+} // namespace detail
+
 /** Masks a token so that a person can recognise it but nobody can use it.
 
-    The result keeps the token's non-secret type prefix (the leading lower-case words
-    ending in `_`, at most 8 characters, such as `skt_`, `srt_` or `sk_live_`) and, when
-    the secret part is at least 16 characters long, its last 4 characters:
-    `srt_...9f2c`. A shorter secret shows none of its characters: `srt_***`. An empty
-    token gives an empty string. At most 4 secret characters are ever shown, and never more
-    than a quarter of the secret.
+    The result keeps the token's non-secret type prefix when it has one of the known ones
+    (`skt_` install tokens, `sk_live_` API keys, `srt_` runtime and `rt_` refresh tokens)
+    and, when the secret part is at least 16 characters long and its last 4 are printable
+    ASCII, those last 4 characters: `srt_...9f2c`. Otherwise the secret shows none of its
+    characters: `srt_***`. A prefix is shown only when at least 8 secret characters follow
+    it (`skt_abc` gives `***`). An empty token gives an empty string. At most 4 secret
+    characters are ever shown, and never more than a quarter of the secret.
 
     @par Thread Safety
     Pure function.
 */
 inline std::string mask_token(std::string_view token) {
     if (token.empty()) return std::string();
-    std::size_t prefix = 0;
-    for (std::size_t i = 0; i < token.size() && i < 8; ++i) {
-        const char c = token[i];
-        if (c == '_') {
-            prefix = i + 1;
-        } else if (c < 'a' || c > 'z') {
+    std::string_view prefix;
+    for (const std::string_view p : detail::token_type_prefixes) {
+        if (token.substr(0, p.size()) == p) {
+            prefix = p;
             break;
         }
     }
-    // A "prefix" that leaves no secret is not a prefix.
-    if (token.size() - prefix < 8) prefix = 0;
-    const std::string_view secret = token.substr(prefix);
-    std::string out(token.substr(0, prefix));
-    if (secret.size() >= 16) {
+    // A prefix that leaves little secret is not shown: it would tell how short the secret is.
+    if (token.size() - prefix.size() < 8) prefix = std::string_view();
+    const std::string_view secret = token.substr(prefix.size());
+    std::string out(prefix);
+    bool show_tail = secret.size() >= 16;
+    const std::string_view tail = show_tail ? secret.substr(secret.size() - 4) : std::string_view();
+    // Control characters or partial UTF-8 would corrupt the log line that shows the mask.
+    for (const char c : tail)
+        if (c < '!' || c > '~') show_tail = false;
+    if (show_tail) {
         out += "...";
-        out += secret.substr(secret.size() - 4);
+        out += tail;
     } else {
         out += "***";
     }

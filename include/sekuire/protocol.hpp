@@ -21,6 +21,7 @@
 #include <boost/json/value.hpp>
 
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <exception>
 #include <limits>
@@ -183,6 +184,7 @@ inline status_class classify_status(int status, std::string_view error_code, boo
 /// The `errc` that describes a non-2xx status and its error-body code, for status and logs.
 inline error_code status_error(int status, std::string_view code, bool bearer_call, bool installation_path) {
     namespace n = error_code_name;
+    if (status >= 200 && status < 300) return {};
     if (status >= 300 && status < 400) return errc::redirect_refused;
     if (code == n::installation_revoked && status == 403) return errc::revoked;
     if (status == 401) {
@@ -604,7 +606,8 @@ inline bool from_string(std::string_view s, worker_state& out) noexcept {
 // ---------------------------------------------------------------------------------------
 
 /** Why a body could not be decoded: the code, and the field it concerns (a dotted path
-    such as `refreshed_token.expires_at`; empty for whole-body errors).
+    such as `refreshed_token.expires_at`; `(body)` when the body is JSON but not an
+    object; empty when it is too large or not JSON at all).
 */
 struct decode_error {
     error_code code;
@@ -633,6 +636,24 @@ struct decode_options {
 namespace detail {
 
 namespace json = boost::json;
+
+// Boost.JSON reads a number too large for a double (1e400) as infinity and serializes it
+// as `Infinity`, which is not JSON: a kept value with one would not encode again.
+inline bool all_numbers_finite(const json::value& root) {
+    std::vector<const json::value*> stack{&root}; // explicit: depth is bounded, but by the caller
+    while (!stack.empty()) {
+        const json::value* v = stack.back();
+        stack.pop_back();
+        if (v->is_double()) {
+            if (!std::isfinite(v->get_double())) return false;
+        } else if (v->is_array()) {
+            for (const auto& e : v->get_array()) stack.push_back(&e);
+        } else if (v->is_object()) {
+            for (const auto& kv : v->get_object()) stack.push_back(&kv.value());
+        }
+    }
+    return true;
+}
 
 /// Reads fields of one JSON object, naming the first failure in a `decode_error`.
 class reader {
@@ -809,6 +830,7 @@ public:
     /// Copies any value (absent: null) into `out`, which owns its memory.
     bool any_value(std::string_view key, json::value& out) {
         const json::value* v = find(key);
+        if (v && !all_numbers_finite(*v)) return fail(errc::invalid_value, key);
         out = v ? json::value(*v, json::storage_ptr()) : json::value(nullptr);
         return true;
     }
@@ -1277,6 +1299,8 @@ inline bool read(reader& r, const json::object&, policy_document& m) {
                 return false;
         }
     }
+    // Last, so that a rule field of the content is named when it is the one out of range.
+    if (!all_numbers_finite(*r.find("content"))) return r.fail(errc::invalid_value, "content");
     return true;
 }
 
@@ -1388,7 +1412,17 @@ inline std::string error_message_of(std::string_view body) {
     if (!decode(body, eb, err)) return {};
     std::string out;
     for (char c : eb.message) {
-        if (out.size() >= 200) break;
+        if (out.size() >= 200) {
+            // Cut at a character boundary: drop a last character whose bytes did not all fit.
+            std::size_t lead = out.size();
+            while (lead > 0 && (static_cast<unsigned char>(out[lead - 1]) & 0xC0) == 0x80) --lead;
+            if (lead > 0) {
+                const auto b = static_cast<unsigned char>(out[lead - 1]);
+                const std::size_t need = b >= 0xF0 ? 4 : b >= 0xE0 ? 3 : b >= 0xC0 ? 2 : 1;
+                if (out.size() - (lead - 1) < need) out.resize(lead - 1);
+            }
+            break;
+        }
         out.push_back(static_cast<unsigned char>(c) < 0x20 ? ' ' : c);
     }
     return out;

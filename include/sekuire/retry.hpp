@@ -83,24 +83,34 @@ struct backoff_options {
     double min_fraction = 0.1;
 };
 
-/// The largest delay of attempt `attempt` (0-based): `min(cap, base * factor^attempt)`.
+/** The largest delay of attempt `attempt` (0-based): `min(cap, base * factor^attempt)`.
+
+    A factor below 1 (or NaN) counts as 1; a base or cap that is not positive gives 0.
+*/
 inline std::chrono::milliseconds backoff_ceiling(const backoff_options& o, unsigned attempt) noexcept {
     if (o.base.count() <= 0 || o.cap.count() <= 0) return std::chrono::milliseconds(0);
-    const double factor = o.factor < 1.0 ? 1.0 : o.factor;
+    const double factor = o.factor >= 1.0 ? o.factor : 1.0; // NaN fails the comparison
     const double raw = static_cast<double>(o.base.count()) * std::pow(factor, static_cast<double>(attempt));
-    const double cap = static_cast<double>(o.cap.count());
-    return std::chrono::milliseconds(static_cast<std::int64_t>(std::min(raw, cap)));
+    // Converted to an integer only below the cap: near milliseconds::max() the double
+    // reaches 2^63, which no int64 holds.
+    if (!(raw < static_cast<double>(o.cap.count()))) return o.cap;
+    return std::min(std::chrono::milliseconds(static_cast<std::int64_t>(raw)), o.cap);
 }
 
-/// Full jitter: a delay drawn uniformly from [0, ceiling] with `u` in [0, 1).
+/** Full jitter: a delay drawn uniformly from [0, ceiling] with `u` in [0, 1).
+
+    `u` outside [0, 1) is clamped (NaN counts as 0); a ceiling that is not positive gives 0.
+*/
 inline std::chrono::milliseconds full_jitter(std::chrono::milliseconds ceiling, double u) noexcept {
     if (ceiling.count() <= 0) return std::chrono::milliseconds(0);
-    const double v = detail::clamp_unit(u) * static_cast<double>(ceiling.count() + 1);
-    return std::chrono::milliseconds(std::min<std::int64_t>(static_cast<std::int64_t>(v), ceiling.count()));
+    // ceiling + 1 in double: in integers it overflows at milliseconds::max().
+    const double v = detail::clamp_unit(u) * (static_cast<double>(ceiling.count()) + 1.0);
+    if (!(v < static_cast<double>(ceiling.count()))) return ceiling;
+    return std::chrono::milliseconds(static_cast<std::int64_t>(v));
 }
 
-/** Exponential backoff with full jitter: each `next()` draws from [0, ceiling(n)] and
-    counts the attempt; `reset()` after a success.
+/** Exponential backoff with full jitter: each `next()` draws from [floor(n), ceiling(n)]
+    (see `backoff_options`) and counts the attempt; `reset()` after a success.
 
     @par Thread Safety
     Distinct objects: Safe. Shared objects: Unsafe.
@@ -109,8 +119,8 @@ class backoff {
 public:
     explicit backoff(backoff_options o = {}) noexcept : options_(o) {}
 
-    /// The delay before the next attempt, in [floor, ceiling] (see `backoff_options`);
-    /// counts the attempt.
+    /// The delay before the next attempt, in [floor, ceiling] (see `backoff_options`),
+    /// drawn with `rnd` (an empty source draws the midpoint, 0.5); counts the attempt.
     std::chrono::milliseconds next(const random_source& rnd) {
         const auto ceiling = backoff_ceiling(options_, attempts_);
         if (attempts_ < 64) ++attempts_;

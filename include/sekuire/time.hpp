@@ -114,7 +114,9 @@ struct split_time {
 };
 
 inline split_time split(wall_time_point t) noexcept {
-    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
+    // floor, not duration_cast: a sub-millisecond part before 1970 must round toward the
+    // past, as it does after 1970, so that formatting never moves an instant later.
+    const auto ms = std::chrono::floor<std::chrono::milliseconds>(t.time_since_epoch()).count();
     std::int64_t secs = ms / 1000;
     std::int64_t rem_ms = ms % 1000;
     if (rem_ms < 0) {
@@ -194,8 +196,8 @@ inline std::optional<wall_time_point> parse_rfc3339(std::string_view s) noexcept
 }
 
 /** Formats a time as RFC 3339 in UTC: `2026-02-03T12:05:00Z`, with milliseconds
-    (`12:05:00.250Z`) when the time has a sub-second part. Years outside 0000..9999 cannot
-    be formatted faithfully and are clamped to that range.
+    (`12:05:00.250Z`) when the time has a sub-second part (truncated toward the past).
+    Years outside 0000..9999 cannot be formatted faithfully and are clamped to that range.
 */
 inline std::string format_rfc3339(wall_time_point t) {
     auto p = detail::split(t);
