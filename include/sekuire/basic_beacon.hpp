@@ -295,8 +295,11 @@ public:
         `api_base_url` and `transport` (when it can be built from them), the store from
         `credentials_file` (a `file_store` when set), the clock and probe by default.
         Throws `sekuire::error` when the base URL is refused by the transport.
+        (A template only so that an explicit instantiation needs no default-constructible
+        policies.)
     */
-    explicit basic_beacon(beacon_options options)
+    template <class Options = beacon_options, class = std::enable_if_t<std::is_convertible<Options, beacon_options>::value>>
+    explicit basic_beacon(Options options)
         : basic_beacon(options, detail::make_transport<Transport>(options.api_base_url, options.transport), Clock(),
                        detail::make_store<CredentialStore>(options.credentials_file), PlatformProbe()) {}
 

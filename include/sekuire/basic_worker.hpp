@@ -241,7 +241,10 @@ public:
     using executor_type = Executor;
 
     /// A worker whose policies are built from the options (see `basic_beacon`).
-    explicit basic_worker(worker_options options)
+    /// (A template only so that an explicit instantiation needs no default-constructible
+    /// policies.)
+    template <class Options = worker_options, class = std::enable_if_t<std::is_convertible<Options, worker_options>::value>>
+    explicit basic_worker(Options options)
         : basic_worker(options, detail::make_transport<Transport>(options.api_base_url, options.transport), Clock(),
                        detail::make_store<CredentialStore>(options.credentials_file), make_executor(options)) {}
 
@@ -387,6 +390,15 @@ public:
     /// Applies a revocation that arrived another way (a beacon's heartbeat). Thread-safe.
     void apply_revocation(const protocol::revocation& r) { handle_revocation(r); }
 
+    /// Tells the worker the backend's active policy hash seen elsewhere (a beacon's
+    /// heartbeat); the policy is fetched again when it changed. Thread-safe.
+    void apply_policy_hash(const std::string& hash) {
+        if (options_.gateway.on_heartbeat_response(hash)) {
+            policy_fetch_due_ = true;
+            wake_control();
+        }
+    }
+
     /** Starts the graceful shutdown of protocol.md section 5 without waiting: no new tasks,
         in-flight handlers get until `timeout`, results are reported. Thread-safe.
     */
@@ -474,11 +486,13 @@ private:
         std::optional<protocol::completion_request> result;
     };
 
-    static Executor make_executor(const worker_options& o) {
-        if constexpr (std::is_constructible<Executor, std::size_t>::value) {
-            return Executor(o.max_concurrent_handlers);
+    // A template: only the options-only constructor needs it.
+    template <class E = Executor>
+    static E make_executor(const worker_options& o) {
+        if constexpr (std::is_constructible<E, std::size_t>::value) {
+            return E(o.max_concurrent_handlers);
         } else {
-            return Executor();
+            return E();
         }
     }
 
