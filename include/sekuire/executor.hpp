@@ -53,9 +53,10 @@ public:
 */
 class thread_pool_executor {
 public:
-    /// A pool of `threads` threads (0: the hardware concurrency, at least 2).
+    /// A pool of `threads` threads (0: the hardware concurrency, at least 4: handlers often
+    /// wait on I/O).
     explicit thread_pool_executor(std::size_t threads = 0) : pool_(std::make_shared<pool>()) {
-        if (threads == 0) threads = std::max<std::size_t>(2, std::thread::hardware_concurrency());
+        if (threads == 0) threads = std::max<std::size_t>(4, std::thread::hardware_concurrency());
         pool_->size = threads;
     }
 

@@ -1,0 +1,363 @@
+// SPDX-License-Identifier: MIT
+#ifndef SEKUIRE_BASIC_SDK_HPP
+#define SEKUIRE_BASIC_SDK_HPP
+
+/// @file
+/// `basic_sdk`: a beacon and its task workers wired together (the seed's `SekuireSDK`).
+///
+/// The workers share the beacon's credential store (a token refreshed by either is used by
+/// both at once, and concurrent refreshes make one call) and the SDK's policy gateway. A
+/// command or a kill switch seen by any part, in a heartbeat response or on the task
+/// stream, acts on all: pause pauses the workers; terminate and revocation shut everything
+/// down (workers drain, then the beacon sends its final heartbeat).
+
+#include <sekuire/basic_beacon.hpp>
+#include <sekuire/basic_worker.hpp>
+#include <sekuire/policy_gateway.hpp>
+
+#include <chrono>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+namespace sekuire {
+
+/** Options of an SDK: those of its beacon, and whether the beacon heartbeats. Workers
+    created by `create_task_worker()` inherit the base URL, agent id, workspace, logger and
+    transport settings.
+*/
+struct sdk_options : beacon_options {
+    /// Run the beacon (bootstrap and heartbeats). Off: credentials are used as given, no
+    /// heartbeats are sent (the seed's `autoHeartbeat: false`).
+    bool auto_heartbeat = true;
+    /// Threads of the handler pool shared by the workers (0: the hardware concurrency, at
+    /// least 4). A worker runs at most its `max_concurrent_handlers` at once on it.
+    std::size_t handler_threads = 0;
+
+    /// Options from the `SEKUIRE_*` environment (protocol.md section 8).
+    static sdk_options from_env() { return from_env(process_env()); }
+    static sdk_options from_env(const env_lookup& lookup) {
+        sdk_options o;
+        static_cast<beacon_options&>(o) = beacon_options::from_env(lookup);
+        return o;
+    }
+};
+
+/** A beacon and its task workers, wired together.
+
+    Movable: the parts live behind one pointer, and the callbacks that wire them do not
+    refer to the SDK object itself.
+
+    @par Thread Safety
+    `is_connected()`, `get_beacon_status()`, `get_installation_credentials()`,
+    `request_shutdown()`, `shutdown_requested()` and `wait_for()` are safe from any thread.
+    `start()`, `create_task_worker()` and `shutdown()` must not race each other.
+*/
+template <SEKUIRE_TRANSPORT Transport = httplib_transport, SEKUIRE_CLOCK Clock = system_clock,
+          SEKUIRE_CREDENTIAL_STORE CredentialStore = credential_store,
+          SEKUIRE_PLATFORM_PROBE PlatformProbe = auto_probe, SEKUIRE_EXECUTOR Executor = thread_pool_executor>
+class basic_sdk {
+public:
+    using beacon_type = basic_beacon<Transport, Clock, CredentialStore, PlatformProbe>;
+    using worker_type = basic_worker<Transport, Clock, CredentialStore, Executor>;
+
+    /// An SDK whose policies are built from the options.
+    /// (A template only so that an explicit instantiation needs no default-constructible
+    /// policies.)
+    template <class Options = sdk_options, class = std::enable_if_t<std::is_convertible<Options, sdk_options>::value>>
+    explicit basic_sdk(Options options)
+        : basic_sdk(options, detail::make_transport<Transport>(options.api_base_url, options.transport), Clock(),
+                    detail::make_store<CredentialStore>(options.credentials_file), PlatformProbe(),
+                    default_executor<Executor>(options.handler_threads)) {}
+
+    /// An SDK over the given policies (the workers get copies of the transport, clock,
+    /// store and executor handles: they share one handler pool).
+    basic_sdk(sdk_options options, Transport transport, Clock clock = Clock(), CredentialStore store = CredentialStore(),
+              PlatformProbe probe = PlatformProbe(), Executor executor = default_executor<Executor>(0))
+        : s_(std::make_unique<state>(std::move(options), std::move(transport), std::move(clock), std::move(store),
+                                     std::move(executor))) {
+        state* st = s_.get();
+        beacon_options bo = st->options;
+        bo.on_command = [st](const protocol::command& c) { st->on_command(c, nullptr); };
+        bo.on_revoked = [st](const revocation_info& r) { st->on_revoked(r, nullptr); };
+        bo.on_policy_hash = [st](const std::string& h) {
+            st->for_each_worker([&](worker_type& w) { w.apply_policy_hash(h); });
+            detail::invoke_callback(st->options.on_policy_hash, st->options.logger, "on_policy_hash", h);
+        };
+        if (!bo.metrics) bo.metrics = [st] { return st->worker_metrics(); };
+        st->beacon = std::make_unique<beacon_type>(std::move(bo), st->transport, st->clock, st->store, std::move(probe));
+    }
+
+    /// From the `SEKUIRE_*` environment, with the default policies. (A template only so
+    /// that an explicit instantiation needs no default-constructible policies.)
+    template <class Sdk = basic_sdk>
+    static Sdk from_env() {
+        return Sdk(sdk_options::from_env());
+    }
+
+    basic_sdk(basic_sdk&&) noexcept = default;
+
+    /// Shuts this SDK down, then takes `other`'s parts.
+    basic_sdk& operator=(basic_sdk&& other) noexcept {
+        if (this != &other) {
+            shutdown();
+            s_ = std::move(other.s_);
+        }
+        return *this;
+    }
+
+    /// Shuts down (see `shutdown()`).
+    ~basic_sdk() {
+        if (s_) shutdown();
+    }
+
+    /** Starts the beacon (bootstrap or recovery, registration heartbeat: at most
+        `start_timeout`) and the supervisor that shuts everything down on terminate or
+        revocation. Degraded mode is not an error: check `get_beacon_status()`.
+    */
+    void start(error_code& ec) {
+        ec = {};
+        if (s_->options.auto_heartbeat) {
+            s_->beacon->start(ec);
+            if (ec) return;
+        }
+        std::lock_guard<std::mutex> lock(s_->mutex);
+        if (!s_->supervisor.joinable()) s_->supervisor = std::thread([st = s_.get()] { st->supervise(); });
+    }
+
+    /// As `start(error_code&)`, throwing `sekuire::error`.
+    void start() {
+        error_code ec;
+        start(ec);
+        detail::throw_if(ec, "sdk start");
+    }
+
+    /// True when the beacon is authenticated and holds its lease.
+    bool is_connected() const { return s_->beacon->is_connected(); }
+
+    /// The beacon's status.
+    beacon_status get_beacon_status() const { return s_->beacon->get_status(); }
+
+    /// The credentials to persist for ephemeral compute (see `basic_beacon`).
+    std::optional<installation_credentials> get_installation_credentials() {
+        return s_->beacon->get_installation_credentials();
+    }
+
+    /** Creates a task worker that shares the beacon's credential store and the SDK's policy
+        gateway, and takes commands and revocations from the beacon (and gives its own to
+        the beacon and the other workers). Unset options are inherited from the SDK: base
+        URL, agent id, workspace id, logger and transport settings. The worker never
+        bootstraps on its own (the beacon does). The SDK owns it; call `start()` on it.
+    */
+    worker_type& create_task_worker(worker_options options = {}) {
+        state* st = s_.get();
+        const sdk_options& o = st->options;
+        if (options.api_base_url == protocol::default_api_url) options.api_base_url = o.api_base_url;
+        if (options.agent_id.empty()) options.agent_id = o.agent_id;
+        if (options.workspace_id.empty()) options.workspace_id = o.workspace_id;
+        if (!options.logger) options.logger = o.logger;
+        options.install_token.clear();
+        options.gateway = st->gateway;
+        auto user_command = std::move(options.on_command);
+        options.on_command = nullptr;
+        // The worker is known only once built; its revocation callback finds it here.
+        auto self = std::make_shared<worker_type*>(nullptr);
+        options.on_revoked = [st, self, user = std::move(options.on_revoked)](const revocation_info& r) {
+            detail::invoke_callback(user, st->options.logger, "on_revoked", r);
+            st->on_revoked(r, *self);
+        };
+        auto w = std::make_unique<worker_type>(std::move(options), st->transport, st->clock, st->store, st->executor);
+        worker_type* wp = w.get();
+        *self = wp;
+        wp->on_command([st, wp, user_command](const protocol::command& c) {
+            detail::invoke_callback(user_command, st->options.logger, "on_command", c);
+            st->on_command(c, wp);
+        });
+        {
+            std::lock_guard<std::mutex> lock(st->mutex);
+            st->workers.push_back(std::move(w));
+        }
+        return *wp;
+    }
+
+    /// Asks for a graceful shutdown from any thread (a signal handler's thread, say); the
+    /// supervisor carries it out. Does not wait.
+    void request_shutdown() { s_->request("shutdown requested"); }
+
+    /// True once a shutdown was requested (terminate, revocation, `request_shutdown()`).
+    bool shutdown_requested() const {
+        std::lock_guard<std::mutex> lock(s_->mutex);
+        return s_->requested;
+    }
+
+    /// Waits (real time) until everything is shut down; true when it is.
+    template <class Rep, class Period>
+    bool wait_for(std::chrono::duration<Rep, Period> timeout) {
+        std::unique_lock<std::mutex> lock(s_->mutex);
+        return s_->cv.wait_for(lock, timeout, [&] { return s_->done; });
+    }
+
+    /// Waits until a shutdown is requested and carried out.
+    void wait() {
+        std::unique_lock<std::mutex> lock(s_->mutex);
+        s_->cv.wait(lock, [&] { return s_->done; });
+    }
+
+    /** Shuts down gracefully and waits: each worker drains (within its drain timeout), then
+        the beacon sends its final heartbeat and stops. Never throws.
+    */
+    void shutdown() noexcept {
+        if (!s_) return;
+        try {
+            s_->request("shutting down");
+            bool supervised = false;
+            {
+                std::lock_guard<std::mutex> lock(s_->mutex);
+                supervised = s_->supervisor.joinable();
+            }
+            if (supervised) {
+                s_->supervisor.join();
+            } else {
+                s_->shut_down();
+            }
+        } catch (...) {
+        }
+    }
+
+    beacon_type& beacon() noexcept { return *s_->beacon; }
+    policy_gateway& gateway() noexcept { return s_->gateway; }
+    const sdk_options& options() const noexcept { return s_->options; }
+
+private:
+    template <class E>
+    static E default_executor(std::size_t threads) {
+        if constexpr (std::is_constructible<E, std::size_t>::value) {
+            return E(threads);
+        } else {
+            (void)threads;
+            return E();
+        }
+    }
+
+    struct state {
+        state(sdk_options o, Transport t, Clock c, CredentialStore s, Executor e)
+            : options(std::move(o)), transport(std::move(t)), clock(std::move(c)), store(std::move(s)),
+              executor(std::move(e)) {}
+
+        sdk_options options;
+        Transport transport;
+        Clock clock;
+        CredentialStore store;
+        Executor executor;
+        policy_gateway gateway;
+        std::unique_ptr<beacon_type> beacon;
+        std::vector<std::unique_ptr<worker_type>> workers;
+
+        mutable std::mutex mutex;
+        std::condition_variable cv;
+        bool requested = false;
+        bool done = false;
+        bool revoked = false;
+        std::string why;
+        std::thread supervisor;
+
+        template <class F>
+        void for_each_worker(F&& f) {
+            std::vector<worker_type*> ws;
+            {
+                std::lock_guard<std::mutex> lock(mutex);
+                for (auto& w : workers) ws.push_back(w.get());
+            }
+            for (auto* w : ws) f(*w);
+        }
+
+        // A command seen by `from` (a worker) or by the beacon (null) reaches every part;
+        // each part runs a command id once.
+        void on_command(const protocol::command& c, worker_type* from) {
+            if (from) beacon->apply_command(c);
+            for_each_worker([&](worker_type& w) {
+                if (&w != from) w.apply_command(c);
+            });
+            if (!from) detail::invoke_callback(options.on_command, options.logger, "on_command", c);
+            if (c.type == protocol::command_type::terminate) request("terminate command");
+        }
+
+        void on_revoked(const revocation_info& r, worker_type* from) {
+            {
+                // The parts tell each other; the SDK acts (and calls back) once.
+                std::lock_guard<std::mutex> lock(mutex);
+                if (revoked) return;
+                revoked = true;
+            }
+            const protocol::revocation rv{r.reason, r.shutdown_timeout.count()};
+            if (from) beacon->apply_revocation(rv);
+            for_each_worker([&](worker_type& w) {
+                if (&w != from) w.apply_revocation(rv);
+            });
+            detail::invoke_callback(options.on_revoked, options.logger, "on_revoked", r);
+            request("installation revoked");
+        }
+
+        protocol::heartbeat_metrics worker_metrics() {
+            protocol::heartbeat_metrics total;
+            std::int64_t weighted = 0;
+            for_each_worker([&](worker_type& w) {
+                const auto m = w.metrics();
+                total.requests_handled += m.requests_handled;
+                total.errors += m.errors;
+                weighted += m.avg_latency_ms * m.requests_handled;
+            });
+            if (total.requests_handled > 0) total.avg_latency_ms = weighted / total.requests_handled;
+            return total;
+        }
+
+        void request(const std::string& reason) {
+            {
+                std::lock_guard<std::mutex> lock(mutex);
+                if (requested) return;
+                requested = true;
+                why = reason;
+            }
+            cv.notify_all();
+        }
+
+        void supervise() noexcept {
+            {
+                std::unique_lock<std::mutex> lock(mutex);
+                cv.wait(lock, [&] { return requested; });
+            }
+            shut_down();
+        }
+
+        void shut_down() noexcept {
+            try {
+                beacon->set_reported_status(protocol::heartbeat_status::draining);
+                std::vector<worker_type*> ws;
+                {
+                    std::lock_guard<std::mutex> lock(mutex);
+                    if (done) return;
+                    for (auto& w : workers) ws.push_back(w.get());
+                }
+                for (auto* w : ws) w->stop();
+                beacon->stop();
+            } catch (...) {
+            }
+            {
+                std::lock_guard<std::mutex> lock(mutex);
+                done = true;
+            }
+            cv.notify_all();
+        }
+    };
+
+    std::unique_ptr<state> s_;
+};
+
+} // namespace sekuire
+
+#endif
