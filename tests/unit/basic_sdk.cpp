@@ -1,0 +1,239 @@
+// SPDX-License-Identifier: MIT
+// Test that header file is self-contained.
+#include <sekuire/basic_sdk.hpp>
+
+#include <sekuire/testing/fake_clock.hpp>
+#include <sekuire/testing/fake_transport.hpp>
+#include <sekuire/testing/fixed_probe.hpp>
+
+#include <boost/test/unit_test.hpp>
+
+#include <memory>
+
+namespace st = sekuire::testing;
+namespace proto = sekuire::protocol;
+using namespace std::chrono_literals;
+using sekuire::http_method;
+
+namespace {
+
+using test_sdk = sekuire::basic_sdk<st::fake_transport, st::fake_clock, sekuire::memory_store, st::fixed_probe,
+                                    sekuire::inline_executor>;
+
+const std::string installation = "inst_sdk";
+const std::string token = "srt_sdk_0123456789abcdefghijklmnopq";
+const std::string heartbeat_path = proto::path::heartbeat(installation);
+const std::string worker_heartbeat_path = proto::path::worker_heartbeat(installation);
+const std::string stream_path = proto::path::task_stream(installation, {});
+
+struct fixture {
+    st::fake_clock clock;
+    st::fake_transport transport;
+    sekuire::memory_store store;
+    std::unique_ptr<test_sdk> sdk;
+    std::vector<proto::command> sdk_commands;
+    std::vector<sekuire::revocation_info> sdk_revocations;
+
+    fixture() {
+        transport.on(http_method::post, std::string(proto::path::bootstrap)).handle([this](const sekuire::http_request&) {
+            proto::bootstrap_response r;
+            r.installation_id = installation;
+            r.runtime_token = token;
+            r.runtime_token_expires_at = clock.wall_now() + 24h * 90;
+            r.refresh_token = "rft_sdk_0123456789abcdefghijklmnopq";
+            r.lease_expires_at = clock.wall_now() + 180s;
+            return st::fake_transport::reply{201, proto::encode(r), {}, {}};
+        });
+        script_beacon({});
+        transport.on(http_method::post, worker_heartbeat_path).respond(200, R"({"active_policy_hash":"h0"})");
+        transport.on(http_method::get, proto::path::active_policy("ws_sdk")).respond(200, policy("h0"));
+        transport.on_prefix(http_method::post, std::string(proto::path::tasks_prefix)).respond(200, R"({"accepted":true})");
+        sekuire::sdk_options o;
+        o.agent_id = "agent-sdk";
+        o.install_token = "skt_sdk_0123456789abcdefghijklmnop";
+        o.workspace_id = "ws_sdk";
+        o.random = [] { return 0.0; };
+        o.on_command = [this](const proto::command& c) { sdk_commands.push_back(c); };
+        o.on_revoked = [this](const sekuire::revocation_info& r) { sdk_revocations.push_back(r); };
+        sdk = std::make_unique<test_sdk>(o, transport, clock, store, st::fixed_probe{}, sekuire::inline_executor{});
+    }
+    ~fixture() {
+        transport.clear_scripts();
+        sdk.reset();
+    }
+
+    static std::string policy(const std::string& hash) {
+        proto::policy_document p;
+        p.hash = hash;
+        p.workspace_id = "ws_sdk";
+        return proto::encode(p);
+    }
+
+    void script_beacon(std::optional<proto::command> cmd, std::optional<std::string> hash = std::nullopt) {
+        transport.on(http_method::post, heartbeat_path).clear().handle([this, cmd, hash](const sekuire::http_request&) {
+            proto::heartbeat_response r;
+            r.lease_renewed = true;
+            r.lease_expires_at = clock.wall_now() + 180s;
+            r.command = cmd;
+            r.active_policy_hash = hash;
+            return st::fake_transport::reply{200, proto::encode(r), {}, {}};
+        });
+    }
+
+    void stream(std::vector<std::string> chunks) {
+        st::fake_transport::stream_script s;
+        s.chunks = std::move(chunks);
+        transport.on_stream(stream_path, s);
+    }
+};
+
+boost::json::value echo(const sekuire::task_context&, const boost::json::value& v) { return v; }
+
+std::string task_event(const std::string& id) {
+    proto::task t;
+    t.task_id = id;
+    t.capability = "summarize";
+    t.input = boost::json::object{{"text", "x"}};
+    return "event: task\ndata: " + proto::encode(t) + "\n\n";
+}
+
+} // namespace
+
+BOOST_AUTO_TEST_SUITE(basic_sdk)
+
+BOOST_FIXTURE_TEST_CASE(worker_uses_the_beacons_credentials_and_never_bootstraps, fixture) {
+    sdk->beacon().step();
+    BOOST_TEST(sdk->is_connected());
+    auto& w = sdk->create_task_worker();
+    w.on_task("summarize", echo);
+    w.step();
+    stream({task_event("t1")});
+    w.stream_step();
+    BOOST_TEST(transport.count(http_method::post, std::string(proto::path::bootstrap)) == 1u);
+    const auto hb = transport.requests(http_method::post, worker_heartbeat_path);
+    BOOST_TEST_REQUIRE(!hb.empty());
+    BOOST_TEST(*sekuire::find_header(hb[0].request.headers, "Authorization") == "Bearer " + token);
+    BOOST_TEST(w.get_status().completed == 1u);
+    // The beacon's heartbeats carry the worker's metrics.
+    st::run_for(clock, 60s, [&] { return sdk->beacon().step(); });
+    proto::heartbeat_request body;
+    proto::decode_error err;
+    BOOST_TEST_REQUIRE(proto::decode(transport.requests(http_method::post, heartbeat_path).back().request.body, body, err));
+    BOOST_TEST(body.metrics.requests_handled == 1);
+    auto creds = sdk->get_installation_credentials();
+    BOOST_TEST_REQUIRE(creds.has_value());
+    BOOST_TEST(creds->installation_id == installation);
+}
+
+BOOST_FIXTURE_TEST_CASE(pause_from_a_beacon_heartbeat_pauses_the_worker, fixture) {
+    sdk->beacon().step();
+    auto& w = sdk->create_task_worker();
+    w.on_task("summarize", echo);
+    script_beacon(proto::command{"cmd_p", proto::command_type::pause, "pause", "hold on", std::nullopt});
+    st::run_for(clock, 60s, [&] { return sdk->beacon().step(); });
+    BOOST_TEST(w.is_paused());
+    BOOST_TEST(sdk->get_beacon_status().paused);
+    BOOST_TEST_REQUIRE(sdk_commands.size() == 1u); // once, though both parts saw it
+    // The same command on the stream is not delivered again.
+    stream({"event: command\ndata: {\"id\":\"cmd_p\",\"type\":\"pause\",\"reason\":\"hold on\"}\n\n", task_event("t2")});
+    w.stream_step();
+    BOOST_TEST(sdk_commands.size() == 1u);
+    BOOST_TEST(w.get_status().rejected == 1u);
+}
+
+BOOST_FIXTURE_TEST_CASE(resume_on_the_stream_resumes_the_beacon_status_too, fixture) {
+    sdk->beacon().step();
+    auto& w = sdk->create_task_worker();
+    stream({"event: command\ndata: {\"id\":\"c1\",\"type\":\"pause\",\"reason\":\"\"}\n\n"});
+    w.stream_step();
+    BOOST_TEST(sdk->get_beacon_status().paused);
+    clock.advance(1s);
+    stream({"event: command\ndata: {\"id\":\"c2\",\"type\":\"resume\",\"reason\":\"\"}\n\n"});
+    w.stream_step();
+    BOOST_TEST(!sdk->get_beacon_status().paused);
+    BOOST_TEST(!w.is_paused());
+    BOOST_TEST(sdk_commands.size() == 2u);
+}
+
+BOOST_FIXTURE_TEST_CASE(revoked_event_on_the_stream_revokes_the_beacon, fixture) {
+    sdk->beacon().step();
+    auto& w = sdk->create_task_worker();
+    stream({"event: revoked\ndata: {\"revoked\":true,\"reason\":\"kill\",\"shutdown_timeout_ms\":500}\n\n"});
+    w.stream_step();
+    sdk->beacon().step(); // acts on it at its next step
+    const auto s = sdk->get_beacon_status();
+    BOOST_TEST(s.revoked);
+    BOOST_TEST(s.revoked_reason == "kill");
+    BOOST_TEST(sdk->shutdown_requested());
+    BOOST_TEST(sdk_revocations.size() == 1u); // once, though both parts revoked
+    const auto before = transport.count(http_method::post, heartbeat_path);
+    sdk->shutdown();
+    BOOST_TEST(transport.count(http_method::post, heartbeat_path) == before); // no final heartbeat
+    BOOST_TEST(sdk->wait_for(0s));
+}
+
+BOOST_FIXTURE_TEST_CASE(revocation_by_the_beacon_shuts_the_worker_down, fixture) {
+    sdk->beacon().step();
+    auto& w = sdk->create_task_worker();
+    transport.on(http_method::post, heartbeat_path).clear().respond(200, R"({"revoked":true,"reason":"admin"})");
+    st::run_for(clock, 60s, [&] { return sdk->beacon().step(); });
+    BOOST_TEST(w.get_status().revoked);
+    BOOST_TEST(sdk->shutdown_requested());
+    BOOST_TEST(sdk_revocations.size() == 1u);
+}
+
+BOOST_FIXTURE_TEST_CASE(terminate_shuts_down_workers_first_then_the_beacon, fixture) {
+    sdk->beacon().step();
+    auto& w = sdk->create_task_worker();
+    w.on_task("summarize", echo);
+    stream({task_event("t_last"), "event: command\ndata: {\"id\":\"ct\",\"type\":\"terminate\",\"reason\":\"bye\"}\n\n"});
+    w.stream_step();
+    BOOST_TEST(sdk->shutdown_requested());
+    BOOST_TEST(sdk->get_beacon_status().terminate_requested);
+    sdk->shutdown();
+    const auto all = transport.requests();
+    BOOST_TEST_REQUIRE(!all.empty());
+    // The last request is the beacon's final heartbeat, after the worker's last result.
+    BOOST_TEST(all.back().path() == heartbeat_path);
+    proto::heartbeat_request last;
+    proto::decode_error err;
+    BOOST_TEST_REQUIRE(proto::decode(all.back().request.body, last, err));
+    BOOST_TEST((last.status == proto::heartbeat_status::stopped));
+    BOOST_TEST((w.get_status().state == sekuire::worker_state::stopped));
+    BOOST_TEST(!sdk->get_beacon_status().is_running);
+}
+
+BOOST_FIXTURE_TEST_CASE(policy_hash_from_the_beacon_makes_the_worker_fetch, fixture) {
+    sdk->beacon().step();
+    sekuire::worker_options wo;
+    wo.heartbeat_interval = 10min; // so that only the beacon can tell the worker
+    auto& w = sdk->create_task_worker(wo);
+    w.step(); // initial fetch: h0
+    BOOST_TEST(transport.count(http_method::get, proto::path::active_policy("ws_sdk")) == 1u);
+    // The backend's policy changes; the beacon's next heartbeat is the first to say so.
+    transport.on(http_method::get, proto::path::active_policy("ws_sdk")).clear().respond(200, policy("h9"));
+    script_beacon(std::nullopt, std::string("h9"));
+    st::run_for(clock, 70s, [&] { return std::min(sdk->beacon().step(), w.step()); });
+    BOOST_TEST(transport.count(http_method::get, proto::path::active_policy("ws_sdk")) == 2u);
+    BOOST_TEST(sdk->gateway().policy_hash() == "h9");
+}
+
+BOOST_FIXTURE_TEST_CASE(sdk_is_movable, fixture) {
+    sdk->beacon().step();
+    test_sdk moved = std::move(*sdk);
+    BOOST_TEST(moved.is_connected());
+    moved.shutdown();
+    BOOST_TEST(!moved.get_beacon_status().is_running);
+}
+
+BOOST_AUTO_TEST_CASE(options_from_env) {
+    const auto o = sekuire::sdk_options::from_env([](const char* n) -> std::optional<std::string> {
+        if (std::string(n) == "SEKUIRE_AGENT_ID") return std::string("a1");
+        return std::nullopt;
+    });
+    BOOST_TEST(o.agent_id == "a1");
+    BOOST_TEST(o.auto_heartbeat);
+    BOOST_TEST(o.api_base_url == "https://api.sekuire.ai");
+}
+
+BOOST_AUTO_TEST_SUITE_END()
