@@ -76,6 +76,7 @@ enum class errc {
     // -- usage ------------------------------------------------------------------------
     invalid_option,         ///< an option has an invalid value
     already_started,        ///< start() on something already running
+    invalid_argument,       ///< an argument cannot be used (a header with CR/LF, credentials without an id)
 };
 
 namespace detail {
@@ -135,6 +136,7 @@ public:
         case errc::store_io: return "the credential store cannot be read or written";
         case errc::invalid_option: return "an option has an invalid value";
         case errc::already_started: return "already started";
+        case errc::invalid_argument: return "an argument cannot be used";
         }
         return "unknown sekuire error";
     }

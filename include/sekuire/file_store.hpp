@@ -54,6 +54,7 @@
 
 #include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <cstdio>
@@ -502,6 +503,42 @@ struct lock_registry {
     std::map<std::string, std::weak_ptr<lock_entry>> entries;
 };
 
+// Counts the times a refresh lock had to wait (in this process, or on the lock file held by
+// another process), so that tests can see a contender block without sleeping.
+struct lock_waits {
+    std::mutex mutex;
+    std::condition_variable changed;
+    std::uint64_t in_process = 0;
+    std::uint64_t on_file = 0;
+};
+
+inline lock_waits& waits() {
+    static lock_waits* w = new lock_waits(); // never destroyed, like the registry
+    return *w;
+}
+
+inline void count_wait(std::uint64_t lock_waits::*counter) {
+    auto& w = waits();
+    {
+        std::lock_guard<std::mutex> lock(w.mutex);
+        ++(w.*counter);
+    }
+    w.changed.notify_all();
+}
+
+/// Waits (real time, bounded) until at least `n` waits of the kind were counted.
+inline bool wait_for_waits(std::uint64_t lock_waits::*counter, std::uint64_t n, std::chrono::milliseconds timeout) {
+    auto& w = waits();
+    std::unique_lock<std::mutex> lock(w.mutex);
+    return w.changed.wait_for(lock, timeout, [&] { return w.*counter >= n; });
+}
+
+inline std::uint64_t wait_count(std::uint64_t lock_waits::*counter) {
+    auto& w = waits();
+    std::lock_guard<std::mutex> lock(w.mutex);
+    return w.*counter;
+}
+
 inline lock_registry& registry() {
     // Never destroyed: a background thread may still lock a store during static destruction.
     static lock_registry* r = new lock_registry();
@@ -531,6 +568,8 @@ inline int lock_file(const std::string& lock_path) noexcept {
         if (fd < 0 && errno == EACCES) fd = open_retry(lock_path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     }
     if (fd < 0) return -1;
+    if (::flock(fd, LOCK_EX | LOCK_NB) == 0) return fd;
+    if (errno == EWOULDBLOCK) count_wait(&lock_waits::on_file);
     for (;;) {
         if (::flock(fd, LOCK_EX) == 0) return fd;
         if (errno != EINTR) {
@@ -597,7 +636,7 @@ public:
         A corrupt existing file is first kept aside as `<path>.corrupt-<time>[-N]`. Sets
         `ec` to `errc::store_io` when the file cannot be written (the old file is then left
         as it was) or when the directory cannot be synced after the new file took its place,
-        and to `errc::invalid_value` without touching the disk when `c` cannot be stored
+        and to `errc::invalid_argument` without touching the disk when `c` cannot be stored
         faithfully: an empty `installation_id`, text that is not valid UTF-8, or an expiry
         that cannot be written as RFC 3339. An expiry is stored truncated to whole
         milliseconds, and loads (from this handle too) return it so truncated.
@@ -647,7 +686,10 @@ public:
         std::shared_ptr<detail::cred_file::lock_entry> entry = refresh_entry();
         {
             std::unique_lock<std::mutex> lock(entry->mutex);
-            entry->cv.wait(lock, [&] { return !entry->held; });
+            if (entry->held) {
+                detail::cred_file::count_wait(&detail::cred_file::lock_waits::in_process);
+                entry->cv.wait(lock, [&] { return !entry->held; });
+            }
             entry->held = true;
         }
         const int fd = detail::cred_file::valid_path(state_->path)
@@ -749,14 +791,14 @@ private:
             return;
         }
         if (c.installation_id.empty()) {
-            cf::fail(st, errc::invalid_value, "installation_id is empty");
+            cf::fail(st, errc::invalid_argument, "installation_id is empty");
             return;
         }
         const std::string bytes = cf::encode(c);
         // Store only what load() will read back identically.
         installation_credentials stored;
         if (cf::decode(bytes, stored) != nullptr) {
-            cf::fail(st, errc::invalid_value, "the credentials hold text that is not UTF-8 or an unwritable expiry");
+            cf::fail(st, errc::invalid_argument, "the credentials hold text that is not UTF-8 or an unwritable expiry");
             return;
         }
 

@@ -343,7 +343,7 @@ inline bool is_valid_target(std::string_view target) noexcept {
     the caller gave them.
 
     Errors: `errc::invalid_url` for a target that is not an origin-form path (printable
-    ASCII, starting with `/`, no fragment); `errc::invalid_option` for a header name that
+    ASCII, starting with `/`, no fragment); `errc::invalid_argument` for a header name that
     is not a token, a value holding CR, LF or NUL, a `Content-Length` or
     `Transfer-Encoding` field (the transport frames the body), or a timeout that is not
     positive.
@@ -356,7 +356,7 @@ inline bool prepare_request(const http_request& req, const std::string& user_age
         return false;
     }
     if (req.timeout <= std::chrono::milliseconds::zero()) {
-        ec = errc::invalid_option;
+        ec = errc::invalid_argument;
         return false;
     }
     out.clear();
@@ -364,7 +364,7 @@ inline bool prepare_request(const http_request& req, const std::string& user_age
     for (const auto& h : req.headers) {
         if (!is_valid_header_name(h.name) || !is_valid_header_value(h.value) || iequals(h.name, "Content-Length") ||
             iequals(h.name, "Transfer-Encoding")) {
-            ec = errc::invalid_option;
+            ec = errc::invalid_argument;
             return false;
         }
         out.push_back(h);
@@ -709,7 +709,7 @@ public:
         `errc::tls_failed`, `errc::timeout`, `errc::connection_lost`,
         `errc::response_too_large` (body over `max_response_size`), `errc::invalid_url`
         (a target that is not a printable-ASCII path starting with `/`),
-        `errc::invalid_option` (a bad header field or a non-positive timeout), or the
+        `errc::invalid_argument` (a bad header field or a non-positive timeout), or the
         construction error.
         @par Thread Safety
         Safe to call concurrently.

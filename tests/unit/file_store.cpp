@@ -116,24 +116,23 @@ const std::string valid_doc =
     R"({"format":1,"installation_id":"inst","refresh_token":"rt","runtime_token":"tok","token_version":1})";
 
 // `holder` takes the refresh lock; a thread then asks `contender` for it and must get it
-// only after `holder` released it.
+// only after `holder` released it. The test sees the contender block (the store counts its
+// waits), so it needs no sleep.
 template <class Holder, class Contender>
 void check_excludes(Holder& holder, Contender& contender) {
+    namespace cf = sekuire::detail::cred_file;
     holder.lock_refresh();
     std::atomic<bool> released{false};
-    std::promise<void> started;
     std::promise<bool> acquired;
-    auto started_f = started.get_future();
     auto acquired_f = acquired.get_future();
+    const auto waits_before = cf::wait_count(&cf::lock_waits::in_process);
     std::thread t([&] {
-        started.set_value();
         contender.lock_refresh();
         acquired.set_value(released.load());
         contender.unlock_refresh();
     });
-    BOOST_TEST((started_f.wait_for(std::chrono::seconds(10)) == std::future_status::ready));
-    // A bounded chance for the contender to take the lock it must not get yet.
-    BOOST_TEST((acquired_f.wait_for(std::chrono::milliseconds(50)) == std::future_status::timeout));
+    BOOST_TEST(cf::wait_for_waits(&cf::lock_waits::in_process, waits_before + 1, std::chrono::seconds(10)));
+    BOOST_TEST((acquired_f.wait_for(std::chrono::seconds(0)) == std::future_status::timeout));
     released = true;
     holder.unlock_refresh();
     const bool got = acquired_f.wait_for(std::chrono::seconds(10)) == std::future_status::ready;
@@ -371,17 +370,17 @@ BOOST_AUTO_TEST_CASE(save_refuses_what_it_cannot_store) {
     c.installation_id.clear();
     error_code ec;
     s.save(c, ec);
-    BOOST_TEST(ec == error_code(errc::invalid_value));
+    BOOST_TEST(ec == error_code(errc::invalid_argument));
     c = sample();
     c.runtime_token = "tok-\xff";
     s.save(c, ec);
-    BOOST_TEST(ec == error_code(errc::invalid_value));
+    BOOST_TEST(ec == error_code(errc::invalid_argument));
     c = sample();
     c.runtime_token_expires_at = sekuire::wall_time_point::max();
     s.save(c, ec);
-    BOOST_TEST(ec == error_code(errc::invalid_value));
+    BOOST_TEST(ec == error_code(errc::invalid_argument));
     BOOST_CHECK_EXCEPTION(s.save(c), sekuire::error,
-                          [](const sekuire::error& e) { return has_code(e, errc::invalid_value); });
+                          [](const sekuire::error& e) { return has_code(e, errc::invalid_argument); });
     BOOST_TEST(d.names().empty());
 }
 
@@ -664,7 +663,9 @@ BOOST_AUTO_TEST_CASE(lock_file_is_0600_and_flocked) {
     BOOST_TEST(errno == EWOULDBLOCK);
     s.unlock_refresh();
     BOOST_TEST(::flock(fd, LOCK_EX | LOCK_NB) == 0);
-    // Held by someone else: lock_refresh() waits for it.
+    // Held by someone else: lock_refresh() waits for it (the store counts the wait).
+    namespace cf = sekuire::detail::cred_file;
+    const auto waits_before = cf::wait_count(&cf::lock_waits::on_file);
     std::promise<void> done;
     auto done_f = done.get_future();
     std::thread t([&] {
@@ -672,7 +673,8 @@ BOOST_AUTO_TEST_CASE(lock_file_is_0600_and_flocked) {
         done.set_value();
         s.unlock_refresh();
     });
-    BOOST_TEST((done_f.wait_for(std::chrono::milliseconds(50)) == std::future_status::timeout));
+    BOOST_TEST(cf::wait_for_waits(&cf::lock_waits::on_file, waits_before + 1, std::chrono::seconds(10)));
+    BOOST_TEST((done_f.wait_for(std::chrono::seconds(0)) == std::future_status::timeout));
     ::flock(fd, LOCK_UN);
     BOOST_TEST((done_f.wait_for(std::chrono::seconds(10)) == std::future_status::ready));
     t.join();
