@@ -438,7 +438,9 @@ public:
     */
     void apply_command(const protocol::command& cmd) {
         if (accept_command(cmd)) {
-            publish();
+            // Only the command fields here: the rest of the status belongs to the stepping
+            // thread, which the wake-up makes publish it.
+            publish_commands();
             wake();
         }
     }
@@ -1104,6 +1106,19 @@ private:
                 status_.failed_heartbeats > 0, status_.installation_id};
     }
 
+    void publish_commands() {
+        bool paused = false, terminate = false;
+        {
+            std::lock_guard<std::mutex> lock(command_mutex_);
+            paused = paused_;
+            terminate = terminate_requested_;
+        }
+        std::lock_guard<std::mutex> lock(status_mutex_);
+        status_.paused = paused;
+        status_.terminate_requested = terminate;
+    }
+
+    // Only from the thread that steps (or after it ended).
     void publish() {
         bool paused = false, terminate = false;
         {

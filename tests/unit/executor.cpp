@@ -34,10 +34,10 @@ BOOST_AUTO_TEST_CASE(pool_runs_everything_posted_before_it_is_destroyed) {
 }
 
 BOOST_AUTO_TEST_CASE(pool_runs_on_several_threads_and_survives_a_throw) {
-    sekuire::thread_pool_executor pool(2);
     std::promise<void> first_in, second_in;
     auto f1 = first_in.get_future();
     auto f2 = second_in.get_future().share();
+    sekuire::thread_pool_executor pool(2); // after what its tasks use: destroyed (joined) first
     pool.post([] { throw 1; });
     pool.post([&] {
         first_in.set_value();

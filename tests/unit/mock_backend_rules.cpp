@@ -1,0 +1,260 @@
+// SPDX-License-Identifier: MIT
+// Test that header file is self-contained.
+#include <sekuire/testing/detail/mock_state.hpp>
+
+#include <sekuire/protocol.hpp>
+#include <sekuire/testing/fake_clock.hpp>
+
+#include <boost/test/unit_test.hpp>
+
+#include <chrono>
+#include <string>
+
+namespace {
+
+using namespace std::chrono_literals;
+namespace proto = sekuire::protocol;
+namespace mock = sekuire::testing::detail;
+using sekuire::testing::fake_clock;
+using sekuire::testing::mock_backend_options;
+using sekuire::testing::mock_fault;
+using sekuire::testing::mock_task_status;
+
+mock::mock_clock_fns fns(const fake_clock& c) {
+    return {[c] { return c.wall_now(); }, [c] { return c.steady_now(); }};
+}
+
+std::string authz(const std::string& token) { return std::string(proto::header::bearer_prefix) + token; }
+
+template <class T>
+T decoded(const mock::mock_reply& r) {
+    T out;
+    proto::decode_error err;
+    BOOST_REQUIRE_MESSAGE(proto::decode(r.body, out, err), err.message());
+    return out;
+}
+
+proto::bootstrap_response bootstrap(mock::mock_core& core, std::vector<std::string> caps = {"summarize"}) {
+    proto::bootstrap_request req;
+    req.install_token = std::string(sekuire::testing::mock_default_install_token);
+    req.agent_id = "agent-1";
+    req.capabilities = std::move(caps);
+    auto r = core.bootstrap(proto::encode(req));
+    BOOST_REQUIRE_EQUAL(r.status, 201);
+    return decoded<proto::bootstrap_response>(r);
+}
+
+sekuire::testing::mock_task_request task(std::string capability) {
+    sekuire::testing::mock_task_request r;
+    r.capability = std::move(capability);
+    r.input = boost::json::object{{"n", 1}};
+    return r;
+}
+
+std::string enqueue(mock::mock_core& core, std::string capability) {
+    sekuire::error_code ec;
+    auto id = core.enqueue_task(task(std::move(capability)), ec);
+    BOOST_REQUIRE(!ec);
+    return id;
+}
+
+std::uint64_t add(mock::mock_core& core, const mock_fault& f) {
+    sekuire::error_code ec;
+    auto id = core.add_fault(f, ec);
+    BOOST_REQUIRE(!ec);
+    return id;
+}
+
+} // namespace
+
+BOOST_AUTO_TEST_SUITE(mock_backend_rules)
+
+BOOST_AUTO_TEST_CASE(options_are_validated) {
+    BOOST_TEST(mock::validate_options(mock_backend_options{}).empty());
+    auto bad = [](auto change) {
+        mock_backend_options o;
+        change(o);
+        return !mock::validate_options(o).empty();
+    };
+    BOOST_TEST(bad([](auto& o) { o.host.clear(); }));
+    BOOST_TEST(bad([](auto& o) { o.port = 70000; }));
+    BOOST_TEST(bad([](auto& o) { o.install_tokens = {"has space"}; }));
+    BOOST_TEST(bad([](auto& o) { o.api_key.clear(); }));
+    BOOST_TEST(bad([](auto& o) { o.workspace_id = "ws\n"; }));
+    BOOST_TEST(bad([](auto& o) { o.token_lifetime = 0s; }));
+    BOOST_TEST(bad([](auto& o) { o.lease = 0s; }));
+    BOOST_TEST(bad([](auto& o) { o.heartbeat_interval = 0s; }));
+    BOOST_TEST(bad([](auto& o) { o.keepalive = 0ms; }));
+    BOOST_TEST(bad([](auto& o) { o.redelivery_timeout = 0s; }));
+    BOOST_TEST(bad([](auto& o) { o.threads = 0; }));
+    BOOST_TEST(bad([](auto& o) { o.max_body = 10; }));
+    BOOST_TEST(bad([](auto& o) { o.keep_alive_timeout = 0s; }));
+}
+
+BOOST_AUTO_TEST_CASE(faults_are_validated) {
+    mock_fault f;
+    BOOST_TEST(!mock::validate_fault(f).empty()); // no effect
+    f.status = 503;
+    BOOST_TEST(mock::validate_fault(f).empty());
+    f.retry_after = "5\r\nX-Injected: 1";
+    BOOST_TEST(!mock::validate_fault(f).empty());
+    f.retry_after = "Wed, 21 Oct 2026 07:28:00 GMT";
+    BOOST_TEST(mock::validate_fault(f).empty());
+    f.drop_connection = true;
+    BOOST_TEST(!mock::validate_fault(f).empty());
+    mock_fault g;
+    g.delay = 10ms;
+    BOOST_TEST(mock::validate_fault(g).empty());
+    g.delay = 11min;
+    BOOST_TEST(!mock::validate_fault(g).empty());
+    mock_fault h;
+    h.cut_stream_after_events = 0;
+    h.count = 0;
+    BOOST_TEST(!mock::validate_fault(h).empty());
+    mock_fault i;
+    i.status = 200;
+    BOOST_TEST(!mock::validate_fault(i).empty());
+}
+
+BOOST_AUTO_TEST_CASE(headers_are_parsed_strictly) {
+    BOOST_TEST(mock::bearer_token("Bearer abc") == "abc");
+    BOOST_TEST(mock::bearer_token("bearer abc") == "abc");
+    BOOST_TEST(mock::bearer_token("Basic abc").empty());
+    BOOST_TEST(mock::bearer_token("Bearer ").empty());
+    BOOST_TEST(mock::bearer_token("").empty());
+    BOOST_TEST(mock::bearer_token("Bearer " + std::string(600, 'x')).empty());
+    BOOST_TEST(mock::parse_event_id("12").value_or(0) == 12u);
+    BOOST_TEST(!mock::parse_event_id(""));
+    BOOST_TEST(!mock::parse_event_id("-1"));
+    BOOST_TEST(!mock::parse_event_id("1a"));
+    BOOST_TEST(!mock::parse_event_id("99999999999999999999"));
+}
+
+BOOST_AUTO_TEST_CASE(policy_hash_is_sha256_of_the_serialized_content) {
+    BOOST_TEST(mock::sha256_hex("abc") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    BOOST_TEST(mock::policy_hash_of(boost::json::object{}) == mock::sha256_hex("{}"));
+    fake_clock clock;
+    mock::mock_core core(mock_backend_options{}, fns(clock));
+    BOOST_TEST(core.policy().hash == mock::sha256_hex("{}"));
+    BOOST_TEST(core.policy().version == "1");
+    const auto h = core.set_policy(boost::json::object{{"rate_limits", boost::json::object{}}});
+    BOOST_TEST(h == mock::sha256_hex(R"({"rate_limits":{}})"));
+    BOOST_TEST(core.policy().version == "2");
+}
+
+BOOST_AUTO_TEST_CASE(stream_frames_have_ids_types_and_data) {
+    fake_clock clock;
+    mock_backend_options o;
+    o.keepalive = 15s;
+    mock::mock_core core(o, fns(clock));
+    auto b = bootstrap(core);
+    auto opened = core.open_stream(b.installation_id, authz(b.runtime_token), std::nullopt, "", std::nullopt);
+    BOOST_REQUIRE(opened.id != 0);
+    std::string out;
+    BOOST_TEST((core.next_frames(opened.id, 0ms, out) == mock::mock_stream_end::none));
+    BOOST_TEST(out.empty());
+
+    const auto id = enqueue(core, "summarize");
+    out.clear();
+    BOOST_TEST((core.next_frames(opened.id, 0ms, out) == mock::mock_stream_end::none));
+    proto::task t;
+    t.task_id = id;
+    t.capability = "summarize";
+    t.input = boost::json::object{{"n", 1}};
+    t.workspace_id = std::string(sekuire::testing::mock_default_workspace);
+    BOOST_TEST(out == "id: 1\nevent: task\ndata: " + proto::encode(t) + "\n\n");
+    BOOST_TEST((core.task(id)->status == mock_task_status::delivered));
+
+    clock.advance(14s);
+    out.clear();
+    core.next_frames(opened.id, 0ms, out);
+    BOOST_TEST(out.empty());
+    clock.advance(1s);
+    core.next_frames(opened.id, 0ms, out);
+    BOOST_TEST(out == ": keep-alive\n\n");
+    out.clear();
+    core.next_frames(opened.id, 0ms, out);
+    BOOST_TEST(out.empty());
+}
+
+BOOST_AUTO_TEST_CASE(closing_a_stream_requeues_unwritten_tasks) {
+    fake_clock clock;
+    mock::mock_core core(mock_backend_options{}, fns(clock));
+    auto b = bootstrap(core);
+    auto s1 = core.open_stream(b.installation_id, authz(b.runtime_token), std::nullopt, "", std::nullopt);
+    const auto id = enqueue(core, "summarize"); // chosen for s1, not written
+    core.close_stream(s1.id);
+    core.close_stream(s1.id); // idempotent
+    BOOST_TEST((core.task(id)->status == mock_task_status::queued));
+    auto s2 = core.open_stream(b.installation_id, authz(b.runtime_token), std::nullopt, "", std::nullopt);
+    std::string out;
+    core.next_frames(s2.id, 0ms, out);
+    BOOST_TEST(out.find(id) != std::string::npos);
+    BOOST_TEST(core.open_streams() == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(streams_are_cut_and_revoked) {
+    fake_clock clock;
+    mock::mock_core core(mock_backend_options{}, fns(clock));
+    auto b = bootstrap(core);
+    enqueue(core, "summarize");
+    enqueue(core, "summarize");
+    auto cut = core.open_stream(b.installation_id, authz(b.runtime_token), std::nullopt, "", std::size_t(1));
+    std::string out;
+    BOOST_TEST((core.next_frames(cut.id, 0ms, out) == mock::mock_stream_end::cut));
+    BOOST_TEST(out.find("id: 1\n") != std::string::npos);
+    BOOST_TEST(out.find("id: 2\n") == std::string::npos);
+    core.close_stream(cut.id);
+
+    auto s = core.open_stream(b.installation_id, authz(b.runtime_token), std::nullopt, "", std::nullopt);
+    out.clear();
+    core.next_frames(s.id, 0ms, out);
+    BOOST_TEST(out.find("id: 2\n") != std::string::npos);
+    sekuire::error_code ec;
+    BOOST_TEST(core.revoke(b.installation_id, "gone", 1000, ec));
+    out.clear();
+    BOOST_TEST((core.next_frames(s.id, 0ms, out) == mock::mock_stream_end::done));
+    BOOST_TEST(out.find("event: revoked\n") != std::string::npos);
+    const auto data_at = out.find("data: ") + 6;
+    proto::heartbeat_response shape;
+    proto::decode_error err;
+    BOOST_REQUIRE(proto::decode(out.substr(data_at, out.find('\n', data_at) - data_at), shape, err));
+    BOOST_REQUIRE(shape.revoked);
+    BOOST_TEST(shape.revoked->reason == "gone");
+    auto refused = core.open_stream(b.installation_id, authz(b.runtime_token), std::nullopt, "", std::nullopt);
+    BOOST_TEST(refused.id == 0u);
+    BOOST_TEST(refused.error.status == 403);
+    core.shutdown();
+    BOOST_TEST((core.next_frames(s.id, 0ms, out) == mock::mock_stream_end::cut));
+}
+
+BOOST_AUTO_TEST_CASE(faults_are_taken_in_order_and_counted) {
+    fake_clock clock;
+    mock::mock_core core(mock_backend_options{}, fns(clock));
+    mock_fault f;
+    f.path_prefix = "/a/";
+    f.status = 500;
+    f.count = 2;
+    mock_fault cut;
+    cut.cut_stream_after_events = 3;
+    BOOST_TEST(add(core, f) == 1u);
+    BOOST_TEST(add(core, cut) == 2u);
+    BOOST_TEST(!core.take_fault("/other", false));
+    BOOST_TEST(core.take_fault("/a/x", false)->status.value_or(0) == 500);
+    BOOST_TEST(core.take_fault("/a/x", true)->status.value_or(0) == 500);
+    BOOST_TEST(!core.take_fault("/a/x", false));
+    BOOST_TEST(core.take_fault("/a/x", true)->cut_stream_after_events.value_or(0) == 3u);
+    BOOST_TEST(!core.take_fault("/a/x", true));
+}
+
+BOOST_AUTO_TEST_CASE(request_counts_are_bounded) {
+    fake_clock clock;
+    mock::mock_core core(mock_backend_options{}, fns(clock));
+    for (std::size_t i = 0; i < mock::mock_max_counted_paths + 10; ++i) core.count_request("/p/" + std::to_string(i));
+    core.count_request("/p/0");
+    BOOST_TEST(core.request_count("/p/0") == 2u);
+    BOOST_TEST(core.request_counts().size() == mock::mock_max_counted_paths + 1);
+    BOOST_TEST(core.request_count("(other)") == 10u);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
