@@ -755,8 +755,15 @@ BOOST_AUTO_TEST_CASE(revocation_answers_with_the_revoked_shape_and_403) {
     BOOST_REQUIRE(refresh);
     BOOST_TEST(refresh->status == 403);
     BOOST_TEST(code_of(refresh) == str(ek::installation_revoked));
+    // Results computed before the kill switch are still taken during the shutdown timeout
+    // (protocol.md section 5), and refused after it.
     const auto task_id = env.backend.enqueue_task(make_task("summarize"));
-    auto completion = env.http->complete(task_id, b.runtime_token, b.installation_id);
+    auto in_time = env.http->complete(task_id, b.runtime_token, b.installation_id);
+    BOOST_REQUIRE(in_time);
+    BOOST_TEST(in_time->status == 200);
+    env.clock.advance(std::chrono::milliseconds(2501));
+    const auto late_id = env.backend.enqueue_task(make_task("summarize"));
+    auto completion = env.http->complete(late_id, b.runtime_token, b.installation_id);
     BOOST_REQUIRE(completion);
     BOOST_TEST(completion->status == 403);
     BOOST_TEST(code_of(completion) == str(ek::installation_revoked));

@@ -951,7 +951,11 @@ public:
             std::lock_guard<std::mutex> lk(m_);
             installation_rec* in = nullptr;
             if (auto denied = authenticate_token_locked(authorization, clock_.wall(), in)) return *denied;
-            if (in->revoked) return revoked_error();
+            // A revoked agent shuts down gracefully (protocol.md section 5): results it
+            // computed are still taken until its shutdown timeout has passed.
+            if (in->revoked &&
+                clock_.wall() > in->revoked_at + std::chrono::milliseconds(in->revoked->shutdown_timeout_ms.value_or(0)))
+                return revoked_error();
             if (!decoded) return bad_request(err);
             if (req.installation_id != in->id)
                 return error_reply(401, n::unauthorized, "the runtime token belongs to another installation");
@@ -1604,6 +1608,7 @@ private:
         wall_time_point created_at{};
         bool stopped = false;
         std::optional<protocol::revocation> revoked;
+        wall_time_point revoked_at{};
         token_rec current;
         std::optional<token_rec> previous;
         std::string refresh_token;
@@ -1751,6 +1756,7 @@ private:
         r.reason = reason.empty() ? std::string("revoked by an operator") : std::move(reason);
         r.shutdown_timeout_ms = shutdown_timeout_ms ? *shutdown_timeout_ms : opts_.revoke_shutdown_timeout_ms;
         in.revoked = r;
+        in.revoked_at = clock_.wall();
         const std::string data = protocol::encode(r);
         for (auto& kv : streams_) {
             auto& s = kv.second;
