@@ -12,8 +12,12 @@ if(TARGET httplib::httplib)
   return()
 endif()
 
-find_package(httplib 0.11 CONFIG QUIET)
-if(httplib_FOUND)
+# No version in the request: cpp-httplib's own version file accepts the same minor version
+# only (a request for 0.11 would refuse 0.12 and later), so the minimum is checked here.
+find_package(httplib CONFIG QUIET)
+if(httplib_FOUND AND httplib_VERSION AND httplib_VERSION VERSION_LESS 0.11)
+  set(_sekuire_httplib_too_old " The cpp-httplib package at ${httplib_DIR} is version ${httplib_VERSION}.")
+elseif(httplib_FOUND)
   if(DEFINED HTTPLIB_IS_USING_OPENSSL AND NOT HTTPLIB_IS_USING_OPENSSL)
     message(WARNING "sekuire: the cpp-httplib package found at ${httplib_DIR} was built without "
                     "OpenSSL; https base URLs will be refused at run time.")
@@ -21,18 +25,23 @@ if(httplib_FOUND)
   return()
 endif()
 
-find_package(PkgConfig QUIET)
-if(PkgConfig_FOUND)
-  pkg_check_modules(SEKUIRE_CPPHTTPLIB QUIET IMPORTED_TARGET GLOBAL cpp-httplib>=0.11)
+if(NOT httplib_FOUND)
+  find_package(PkgConfig QUIET)
+  if(PkgConfig_FOUND)
+    pkg_check_modules(SEKUIRE_CPPHTTPLIB QUIET IMPORTED_TARGET GLOBAL cpp-httplib>=0.11)
+  endif()
 endif()
 if(TARGET PkgConfig::SEKUIRE_CPPHTTPLIB)
-  add_library(httplib::httplib ALIAS PkgConfig::SEKUIRE_CPPHTTPLIB)
+  # An imported target, not an ALIAS: install(EXPORT) writes an alias's real name, and the
+  # export set must name httplib::httplib whichever way the consumer finds httplib.
+  add_library(httplib::httplib INTERFACE IMPORTED GLOBAL)
+  target_link_libraries(httplib::httplib INTERFACE PkgConfig::SEKUIRE_CPPHTTPLIB)
   return()
 endif()
 
 set(_sekuire_httplib_msg "sekuire needs cpp-httplib >= 0.11: install its CMake package \
 (vcpkg: cpp-httplib[openssl]; Conan: cpp-httplib with with_openssl=True) or Debian's \
-libcpp-httplib-dev together with pkg-config.")
+libcpp-httplib-dev together with pkg-config.${_sekuire_httplib_too_old}")
 if(CMAKE_FIND_PACKAGE_NAME STREQUAL "sekuire")
   # Called from sekuireConfig.cmake: report through find_package instead of stopping CMake.
   set(sekuire_FOUND FALSE)
