@@ -656,7 +656,8 @@ private:
     void finish_bootstrap(steady_time_point now, const detail::bootstrap_result& r, const char* what) {
         switch (r.status) {
         case detail::bootstrap_status::ok: {
-            const installation_credentials c = detail::credentials_from(r.response);
+            const installation_credentials c =
+                detail::credentials_from(r.response, r.server_time ? *r.server_time : clock_.wall_now());
             error_code ec;
             store_.save(c, ec);
             if (ec) record_error(ec, "the credential store cannot be written: " + ec.message());
@@ -745,8 +746,8 @@ private:
             if (phase_ != phase::running) return phase_ == phase::auth ? next_at_ : steady_time_point::max();
         }
         next = std::min(next_beat_at_, lease_or_max());
-        if (creds_ && creds_->runtime_token_expires_at) {
-            const auto until = *creds_->runtime_token_expires_at - protocol::timing::client_refresh_window - clock_.wall_now();
+        if (const auto due = creds_ ? detail::refresh_due_at(*creds_) : std::nullopt) {
+            const auto until = *due - clock_.wall_now();
             if (until > until.zero())
                 next = std::min(next, now + std::chrono::duration_cast<std::chrono::milliseconds>(until));
             else
@@ -913,6 +914,7 @@ private:
             installation_credentials next = *creds_;
             next.runtime_token = r.refreshed_token->runtime_token;
             next.runtime_token_expires_at = r.refreshed_token->expires_at;
+            next.runtime_token_issued_at = out.server_time ? *out.server_time : clock_.wall_now();
             next.token_version = r.refreshed_token->token_version;
             error_code ec;
             store_.save(next, ec);
@@ -995,6 +997,7 @@ private:
         if (!ec && c) {
             c->runtime_token.clear();
             c->runtime_token_expires_at.reset();
+            c->runtime_token_issued_at.reset();
             store_.save(*c, ec);
             creds_ = c;
         }

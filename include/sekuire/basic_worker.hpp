@@ -576,6 +576,7 @@ private:
                 if (auto t = options_.token_provider()) {
                     c->runtime_token = *t;
                     c->runtime_token_expires_at.reset();
+                    c->runtime_token_issued_at.reset();
                 }
             } catch (...) {
                 log(log_level::warning, "the token provider threw");
@@ -618,7 +619,8 @@ private:
             set_error(ec, "bootstrap failed: " + ec.message());
             return std::nullopt;
         }
-        installation_credentials c = detail::credentials_from(r.response);
+        installation_credentials c =
+            detail::credentials_from(r.response, r.server_time ? *r.server_time : clock_.wall_now());
         store_.save(c, ec);
         if (ec) set_error(ec, "the credential store cannot be written: " + ec.message());
         ec = {};

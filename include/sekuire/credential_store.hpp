@@ -46,6 +46,9 @@ struct installation_credentials {
     std::string runtime_token;
     /// Expiry of `runtime_token`, when known.
     std::optional<wall_time_point> runtime_token_expires_at;
+    /// When `runtime_token` was issued (received), when known: with the expiry it gives the
+    /// token's lifetime, which bounds how early a short-lived token is refreshed.
+    std::optional<wall_time_point> runtime_token_issued_at;
     /// Version of `runtime_token` as the backend numbers it (0 when unknown).
     std::int64_t token_version = 0;
 
@@ -55,7 +58,7 @@ struct installation_credentials {
     friend bool operator==(const installation_credentials& a, const installation_credentials& b) {
         return a.installation_id == b.installation_id && a.refresh_token == b.refresh_token &&
                a.runtime_token == b.runtime_token && a.runtime_token_expires_at == b.runtime_token_expires_at &&
-               a.token_version == b.token_version;
+               a.runtime_token_issued_at == b.runtime_token_issued_at && a.token_version == b.token_version;
     }
     friend bool operator!=(const installation_credentials& a, const installation_credentials& b) {
         return !(a == b);

@@ -9,10 +9,11 @@
 /// One JSON object, written with Boost.JSON:
 /// ```json
 /// {"format": 1, "installation_id": "...", "refresh_token": "...", "runtime_token": "...",
-///  "runtime_token_expires_at": "2026-02-03T12:05:00Z", "token_version": 3}
+///  "runtime_token_expires_at": "2026-02-03T12:05:00Z",
+///  "runtime_token_issued_at": "2026-01-03T12:05:00Z", "token_version": 3}
 /// ```
-/// `runtime_token_expires_at` is omitted when the expiry is unknown, and is stored to the
-/// millisecond (RFC 3339, UTC). Reading is strict: the file is at most
+/// `runtime_token_expires_at` and `runtime_token_issued_at` are omitted when unknown, and
+/// are stored to the millisecond (RFC 3339, UTC). Reading is strict: the file is at most
 /// `file_store::max_file_size` bytes; it must parse as a JSON object whose `format` is 1,
 /// whose `installation_id` is a non-empty string, whose `refresh_token` and `runtime_token`
 /// are strings, whose `token_version` is a 64-bit signed integer and whose expiry, when
@@ -289,6 +290,7 @@ inline std::string encode(const installation_credentials& c) {
     o["refresh_token"] = c.refresh_token;
     o["runtime_token"] = c.runtime_token;
     if (c.runtime_token_expires_at) o["runtime_token_expires_at"] = format_rfc3339(*c.runtime_token_expires_at);
+    if (c.runtime_token_issued_at) o["runtime_token_issued_at"] = format_rfc3339(*c.runtime_token_issued_at);
     o["token_version"] = c.token_version;
     std::string out = boost::json::serialize(o);
     out.push_back('\n');
@@ -336,6 +338,12 @@ inline const char* decode(std::string_view text, installation_credentials& out) 
         if (s == nullptr) return "runtime_token_expires_at has the wrong type";
         c.runtime_token_expires_at = parse_rfc3339(std::string_view(s->data(), s->size()));
         if (!c.runtime_token_expires_at) return "runtime_token_expires_at is not a valid RFC 3339 timestamp";
+    }
+    if (const auto* issued = o->if_contains("runtime_token_issued_at")) {
+        const auto* s = issued->if_string();
+        if (s == nullptr) return "runtime_token_issued_at has the wrong type";
+        c.runtime_token_issued_at = parse_rfc3339(std::string_view(s->data(), s->size()));
+        if (!c.runtime_token_issued_at) return "runtime_token_issued_at is not a valid RFC 3339 timestamp";
     }
     const auto* version = o->if_contains("token_version");
     if (version == nullptr) return "the token_version field is missing";

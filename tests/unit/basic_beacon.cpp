@@ -672,6 +672,34 @@ BOOST_FIXTURE_TEST_CASE(token_refreshed_by_heartbeats_never_needs_the_endpoint, 
     BOOST_TEST(version >= 3);
 }
 
+BOOST_FIXTURE_TEST_CASE(short_lived_tokens_are_refreshed_two_thirds_into_their_life_not_in_a_loop, fixture) {
+    // A backend that issues 1-hour tokens (each "within 6 days of expiry" from birth) and
+    // never refreshes through heartbeats: the beacon refreshes each token once, a third into
+    // its life (20 minutes), not at every step.
+    transport.on(http_method::post, bootstrap_path).handle([this](const sekuire::http_request&) {
+        auto r = bootstrap_response();
+        r.runtime_token_expires_at = server_now() + 1h;
+        return st::fake_transport::reply{201, proto::encode(r), date_header(), {}};
+    });
+    transport.on(http_method::post, refresh_path).handle([this](const sekuire::http_request&) {
+        proto::refresh_response r;
+        r.runtime_token = runtime_2;
+        r.expires_at = server_now() + 1h;
+        return st::fake_transport::reply{200, proto::encode(r), date_header(), {}};
+    });
+    script_heartbeat_ok();
+    auto& b = make();
+    b.step();
+    run_for(19min);
+    BOOST_TEST(refreshes() == 0u);
+    run_for(2min);
+    BOOST_TEST(refreshes() == 1u);
+    run_for(3h);
+    BOOST_TEST(refreshes() >= 9u);  // one per 20 minutes...
+    BOOST_TEST(refreshes() <= 11u); // ...and no more
+    BOOST_TEST(b.is_connected());
+}
+
 BOOST_FIXTURE_TEST_CASE(expired_token_is_refreshed_before_any_other_call, fixture) {
     sekuire::installation_credentials c;
     c.installation_id = installation;

@@ -106,6 +106,7 @@ installation_credentials sample() {
     c.refresh_token = "refresh-SECRET-1";
     c.runtime_token = "runtime-SECRET-1";
     c.runtime_token_expires_at = sekuire::wall_time_point(std::chrono::milliseconds(1770120300250LL));
+    c.runtime_token_issued_at = sekuire::wall_time_point(std::chrono::milliseconds(1767528300125LL));
     c.token_version = 7;
     return c;
 }
@@ -190,8 +191,10 @@ BOOST_AUTO_TEST_CASE(round_trip_absent_expiry) {
     const std::string p = d.path("creds.json");
     auto c = sample();
     c.runtime_token_expires_at.reset();
+    c.runtime_token_issued_at.reset();
     sekuire::file_store(p).save(c);
     BOOST_TEST(read_bytes(p).find("runtime_token_expires_at") == std::string::npos);
+    BOOST_TEST(read_bytes(p).find("runtime_token_issued_at") == std::string::npos);
     const auto got = sekuire::file_store(p).load();
     BOOST_REQUIRE(got.has_value());
     BOOST_TEST(!got->runtime_token_expires_at.has_value());
@@ -204,12 +207,13 @@ BOOST_AUTO_TEST_CASE(file_holds_the_documented_json) {
     sekuire::file_store(p).save(sample());
     const auto v = boost::json::parse(read_bytes(p));
     const auto& o = v.as_object();
-    BOOST_TEST(o.size() == 6u);
+    BOOST_TEST(o.size() == 7u);
     BOOST_TEST(o.at("format").as_int64() == 1);
     BOOST_TEST(o.at("installation_id").as_string() == "inst-0123");
     BOOST_TEST(o.at("refresh_token").as_string() == "refresh-SECRET-1");
     BOOST_TEST(o.at("runtime_token").as_string() == "runtime-SECRET-1");
     BOOST_TEST(o.at("runtime_token_expires_at").as_string() == "2026-02-03T12:05:00.250Z");
+    BOOST_TEST(o.at("runtime_token_issued_at").as_string() == "2026-01-04T12:05:00.125Z");
     BOOST_TEST(o.at("token_version").as_int64() == 7);
 }
 
@@ -316,6 +320,8 @@ BOOST_AUTO_TEST_CASE(corrupt_files_are_store_corrupt) {
         {"expiry null", head + R"("runtime_token_expires_at":null,)" + rest},
         {"invalid timestamp", head + R"("runtime_token_expires_at":"2026-02-30T00:00:00Z",)" + rest},
         {"not a timestamp", head + R"("runtime_token_expires_at":"tomorrow",)" + rest},
+        {"issue time a number", head + R"("runtime_token_issued_at":5,)" + rest},
+        {"invalid issue time", head + R"("runtime_token_issued_at":"2026-13-01T00:00:00Z",)" + rest},
         {"100 KiB file", padded},
         {"invalid UTF-8", "{\"format\":1,\"installation_id\":\"in\xff\xfest\"," + rest},
         {"deeply nested arrays", std::string(10000, '[') + std::string(10000, ']')},

@@ -89,11 +89,26 @@ inline bool token_expired(const installation_credentials& c, wall_time_point now
     return c.runtime_token.empty() || (c.runtime_token_expires_at && now >= *c.runtime_token_expires_at);
 }
 
-/// True when the client should refresh on its own: expired, or within the client window.
+/** When the client refreshes a token on its own, if no heartbeat did: 6 days before its
+    expiry (protocol.md section 5 gives the backend 7), but never earlier than a third into
+    the token's lifetime when it is known. So a 90-day token is refreshed 6 days before it
+    expires, and a 1-hour token after 20 minutes rather than at once and for ever.
+*/
+inline std::optional<wall_time_point> refresh_due_at(const installation_credentials& c) noexcept {
+    if (!c.runtime_token_expires_at) return std::nullopt;
+    auto window = std::chrono::duration_cast<wall_time_point::duration>(protocol::timing::client_refresh_window);
+    if (c.runtime_token_issued_at && *c.runtime_token_issued_at < *c.runtime_token_expires_at) {
+        const auto lifetime = *c.runtime_token_expires_at - *c.runtime_token_issued_at;
+        window = std::min(window, lifetime / 3 * 2);
+    }
+    return *c.runtime_token_expires_at - window;
+}
+
+/// True when the client should refresh on its own: expired, or past `refresh_due_at`.
 inline bool token_needs_refresh(const installation_credentials& c, wall_time_point now) noexcept {
     if (token_expired(c, now)) return true;
-    return c.runtime_token_expires_at &&
-           now >= *c.runtime_token_expires_at - protocol::timing::client_refresh_window;
+    const auto due = refresh_due_at(c);
+    return due && now >= *due;
 }
 
 /// Outcome of a refresh.
@@ -168,6 +183,7 @@ refresh_result refresh_single_flight(Transport& transport, Store& store, std::st
         installation_credentials next = *creds;
         next.runtime_token = std::move(r.runtime_token);
         next.runtime_token_expires_at = r.expires_at;
+        next.runtime_token_issued_at = res.server_time ? *res.server_time : now;
         next.token_version = r.token_version;
         if (r.refresh_token && *r.refresh_token != next.refresh_token) {
             next.refresh_token = std::move(*r.refresh_token);
@@ -245,13 +261,14 @@ bootstrap_result bootstrap_recover(Transport& transport, const protocol::recover
     return finish_bootstrap(perform(transport, req, false, false, now));
 }
 
-/// The credentials a bootstrap response grants.
-inline installation_credentials credentials_from(const protocol::bootstrap_response& r) {
+/// The credentials a bootstrap response grants, issued at `issued_at`.
+inline installation_credentials credentials_from(const protocol::bootstrap_response& r, wall_time_point issued_at) {
     installation_credentials c;
     c.installation_id = r.installation_id;
     c.refresh_token = r.refresh_token;
     c.runtime_token = r.runtime_token;
     c.runtime_token_expires_at = r.runtime_token_expires_at;
+    c.runtime_token_issued_at = issued_at;
     c.token_version = 1;
     return c;
 }
