@@ -22,6 +22,7 @@
 #include <sekuire/platform.hpp>
 #include <sekuire/protocol.hpp>
 #include <sekuire/retry.hpp>
+#include <sekuire/time.hpp>
 #include <sekuire/transport.hpp>
 
 #include <algorithm>
@@ -107,6 +108,31 @@ struct beacon_status {
     std::string active_policy_hash;
     std::chrono::seconds heartbeat_interval{protocol::timing::default_heartbeat_interval};
 };
+
+/** A one-line summary of a status, for logs and consoles (tokens masked, as in the status):
+    `state=connected installation=inst_1 token=srt_...9f2c heartbeats=12 failed=0 ...`.
+*/
+inline std::string to_string(const beacon_status& s) {
+    std::string out = "state=";
+    out += to_string(s.state);
+    out += " running=";
+    out += s.is_running ? "true" : "false";
+    if (!s.installation_id.empty()) out += " installation=" + s.installation_id;
+    if (!s.runtime_token.empty()) out += " token=" + s.runtime_token;
+    out += " heartbeats=" + std::to_string(s.heartbeats_sent);
+    out += " failed=" + std::to_string(s.failed_heartbeats);
+    out += " degraded=";
+    out += s.degraded_mode ? "true" : "false";
+    if (s.lease_expires_at) out += " lease_expires_at=" + format_rfc3339(*s.lease_expires_at);
+    if (s.lease_lost) out += " lease_lost=true";
+    if (s.paused) out += " paused=true";
+    if (s.terminate_requested) out += " terminate_requested=true";
+    if (s.revoked) out += " revoked=\"" + s.revoked_reason + "\"";
+    if (s.recovered_from_env) out += " recovered_from_env=true";
+    if (!s.deployment_url.empty()) out += " deployment=" + s.deployment_url;
+    if (!s.last_error.empty()) out += " last_error=\"" + s.last_error + "\"";
+    return out;
+}
 
 /// What a revocation callback receives.
 struct revocation_info {
@@ -374,7 +400,7 @@ public:
             if (thread_.joinable()) thread_.join();
             // The thread has ended: the stepping state is ours now.
             if (phase_ == phase::running && !revoked_) send_final_heartbeat();
-            phase_ = phase::stopped;
+            if (!revoked_) phase_ = phase::stopped; // a revoked beacon stays shown as revoked
             running_ = false;
             publish();
             notify_if_changed(before);
@@ -437,7 +463,7 @@ public:
         status and calls `on_command` unless this command id was seen already. Thread-safe.
     */
     void apply_command(const protocol::command& cmd) {
-        if (accept_command(cmd)) {
+        if (accept_command(cmd, false)) {
             // Only the command fields here: the rest of the status belongs to the stepping
             // thread, which the wake-up makes publish it.
             publish_commands();
@@ -1003,7 +1029,8 @@ private:
         }
     }
 
-    bool accept_command(const protocol::command& cmd) {
+    // `heard` is false for a command another part received (and logged) first.
+    bool accept_command(const protocol::command& cmd, bool heard = true) {
         {
             std::lock_guard<std::mutex> lock(command_mutex_);
             if (!commands_.first_time(cmd.id)) return false;
@@ -1015,11 +1042,12 @@ private:
             }
         }
         if (cmd.type == protocol::command_type::unknown) {
-            log(log_level::warning, "ignoring a command of unknown type '" + cmd.type_name + "'");
+            if (heard) log(log_level::warning, "ignoring a command of unknown type '" + cmd.type_name + "'");
             return true;
         }
-        log(log_level::info, std::string("command ") + protocol::to_string(cmd.type) +
-                                 (cmd.reason.empty() ? std::string() : ": " + cmd.reason));
+        if (heard)
+            log(log_level::info, std::string("command ") + protocol::to_string(cmd.type) +
+                                     (cmd.reason.empty() ? std::string() : ": " + cmd.reason));
         detail::invoke_callback(options_.on_command, options_.logger, "on_command", cmd);
         return true;
     }

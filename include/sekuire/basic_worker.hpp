@@ -144,6 +144,25 @@ struct worker_status {
     error_code last_error_code;
 };
 
+/// A one-line summary of a worker's status, for logs and consoles (tokens masked).
+inline std::string to_string(const worker_status& s) {
+    std::string out = "state=";
+    out += to_string(s.state);
+    if (!s.installation_id.empty()) out += " installation=" + s.installation_id;
+    out += " stream=";
+    out += s.stream_connected ? "open" : "closed";
+    out += " in_flight=" + std::to_string(s.in_flight) + " queued=" + std::to_string(s.queued);
+    out += " completed=" + std::to_string(s.completed) + " failed=" + std::to_string(s.failed) +
+           " rejected=" + std::to_string(s.rejected);
+    if (s.pending_results) out += " pending_results=" + std::to_string(s.pending_results);
+    if (s.results_dropped) out += " results_dropped=" + std::to_string(s.results_dropped);
+    if (s.paused) out += " paused=true";
+    if (s.revoked) out += " revoked=\"" + s.revoked_reason + "\"";
+    if (!s.policy_hash.empty()) out += " policy=" + s.policy_hash;
+    if (!s.last_error.empty()) out += " last_error=\"" + s.last_error + "\"";
+    return out;
+}
+
 /** Options of a worker; the names follow the TypeScript SDK's `createWorker` options in
     C++ style.
 */
@@ -545,6 +564,16 @@ private:
     std::optional<installation_credentials> session(error_code& ec) {
         ec = {};
         std::lock_guard<std::mutex> auth(auth_mutex_);
+        {
+            // Revoked: the store no longer holds the credentials (they were removed), but the
+            // results computed before the kill switch are still reported with the last ones.
+            std::lock_guard<std::mutex> lock(mutex_);
+            if (revoked_) {
+                if (last_session_) return last_session_;
+                ec = errc::revoked;
+                return std::nullopt;
+            }
+        }
         const wall_time_point now = clock_.wall_now();
         std::optional<installation_credentials> c = store_.load(ec);
         if (ec) {
@@ -567,7 +596,7 @@ private:
                 if (!c) return std::nullopt;
             } else {
                 ec = errc::no_credentials;
-                set_error(ec, std::string("no usable credentials: ") + ec.message());
+                set_error(ec, ec.message());
                 return std::nullopt;
             }
         }
@@ -597,6 +626,7 @@ private:
             std::lock_guard<std::mutex> lock(mutex_);
             status_.installation_id = c->installation_id;
             status_.runtime_token = mask_token(c->runtime_token);
+            last_session_ = c;
         }
         return c;
     }
@@ -927,6 +957,8 @@ private:
         error_code ec;
         auto c = store_.load(ec);
         if (c && !c->installation_id.empty()) return c->installation_id;
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (last_session_) return last_session_->installation_id; // after a revocation
         return options_.installation_id;
     }
 
@@ -1449,6 +1481,7 @@ private:
     bool stream_open_ = false;
     bool idle_cut_ = false;
     std::string last_event_id_;
+    std::optional<installation_credentials> last_session_;
     steady_time_point drain_deadline_{};
     steady_time_point last_byte_at_{};
     std::shared_ptr<stop_source> stream_stop_;

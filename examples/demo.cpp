@@ -1,0 +1,179 @@
+// SPDX-License-Identifier: MIT
+// The demo: the mock backend starts in-process on 127.0.0.1 and an agent (the SDK: a beacon
+// and a task worker) lives a short, complete life on it, told as a timeline: bootstrap,
+// heartbeats, tasks, pause and resume, a token refresh, the kill switch and the graceful
+// shutdown. It ends by itself in well under 30 seconds, with exit code 0.
+#include <sekuire/sdk.hpp>
+#include <sekuire/testing/mock_backend.hpp>
+
+#include "example_support.hpp"
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <functional>
+#include <iostream>
+#include <mutex>
+#include <string>
+#include <thread>
+
+namespace {
+
+using namespace std::chrono_literals;
+namespace testing = sekuire::testing;
+
+const auto started = std::chrono::steady_clock::now();
+std::mutex out_mutex;
+
+void say(const std::string& who, const std::string& what) {
+    const double t = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    char stamp[32];
+    std::snprintf(stamp, sizeof stamp, "[%6.2fs] ", t);
+    std::lock_guard<std::mutex> lock(out_mutex);
+    std::cout << stamp << who << ": " << what << std::endl;
+}
+
+// Waits (real time, bounded) until `done()`; false on timeout.
+bool wait_until(const std::function<bool()>& done, std::chrono::milliseconds timeout) {
+    const auto end = std::chrono::steady_clock::now() + timeout;
+    while (!done()) {
+        if (std::chrono::steady_clock::now() >= end) return false;
+        std::this_thread::sleep_for(10ms);
+    }
+    return true;
+}
+
+int fail(const std::string& why) {
+    say("demo", "FAILED: " + why);
+    return 1;
+}
+
+} // namespace
+
+int main() {
+    // -- the backend --------------------------------------------------------------------
+    testing::mock_backend_options backend_options;
+    backend_options.lease = 5s;
+    backend_options.token_lifetime = 12s;       // short, so that a refresh happens during the demo
+    backend_options.refresh_window = 8s;        // the "7-day rule", scaled down
+    backend_options.keepalive = 2000ms;
+    testing::mock_backend backend(backend_options);
+    backend.start();
+    say("backend", "listening on " + backend.url() + " (workspace " + backend_options.workspace_id + ")");
+
+    // -- the agent ------------------------------------------------------------------------
+    std::atomic<int> refreshes{0};
+    sekuire::sdk_options options;
+    options.api_base_url = backend.url();
+    options.agent_id = "demo-agent";
+    options.install_token = std::string(testing::mock_default_install_token);
+    options.workspace_id = backend_options.workspace_id;
+    options.capabilities = {"summarize"};
+    options.heartbeat_interval = 1s;
+    options.logger = [&](sekuire::log_level level, std::string_view line) {
+        if (level == sekuire::log_level::debug) return;
+        if (line.find("runtime token replaced") != std::string_view::npos ||
+            line.find("runtime token refreshed") != std::string_view::npos) {
+            if (refreshes++ > 0) return; // the first is enough for the timeline
+        }
+        say("agent", std::string(line));
+    };
+    options.on_status_change = [](const sekuire::beacon_status& s) {
+        say("agent", std::string("beacon is ") + sekuire::to_string(s.state) + (s.paused ? " (paused)" : ""));
+    };
+    sekuire::sdk sdk(options);
+    sdk.start();
+    if (!sdk.is_connected()) return fail("the agent did not connect: " + sdk.get_beacon_status().last_error);
+    const std::string installation = sdk.get_beacon_status().installation_id;
+    say("agent", "connected: " + sekuire::to_string(sdk.get_beacon_status()));
+
+    sekuire::worker_options worker_options;
+    worker_options.heartbeat_interval = 1s;
+    auto& worker = sdk.create_task_worker(worker_options);
+    worker.on_task("summarize", [](const sekuire::task_context& ctx, const boost::json::value& input) {
+        if (examples::text_of(input).rfind("slow", 0) == 0) {
+            // Takes a while, but honours its stop token.
+            for (int i = 0; i < 100 && !ctx.stop.stop_requested(); ++i) std::this_thread::sleep_for(10ms);
+        }
+        return examples::summarize(input);
+    });
+    worker.start();
+    if (!backend.wait_for_open_streams(1, 10s)) return fail("the task stream did not open");
+    say("agent", "task stream open");
+
+    // -- heartbeats -----------------------------------------------------------------------
+    if (!wait_until([&] { return sdk.get_beacon_status().heartbeats_sent >= 3; }, 10s))
+        return fail("no heartbeats");
+    auto seen = backend.installation(installation);
+    say("backend", "installation " + installation + " is " + testing::to_string(seen->state) + ", " +
+                       std::to_string(sdk.get_beacon_status().heartbeats_sent) + " heartbeats so far");
+
+    // -- tasks ----------------------------------------------------------------------------
+    auto run_task = [&](const std::string& text, testing::mock_task_status expected) -> bool {
+        testing::mock_task_request r;
+        r.capability = "summarize";
+        r.input = boost::json::object{{"text", text}};
+        const std::string id = backend.enqueue_task(r);
+        if (!backend.wait_for_task(id, expected, 10s)) return false;
+        const auto t = backend.task(id);
+        std::string detail = t->output.is_null() ? std::string() : " " + boost::json::serialize(t->output);
+        if (t->error) detail += " (" + t->error->code + ": " + t->error->message + ")";
+        say("backend", "task " + id + " " + testing::to_string(t->status) + detail);
+        return true;
+    };
+    if (!run_task("Sekuire gives companies visibility and control over their AI agents.",
+                  testing::mock_task_status::completed) ||
+        !run_task("Every deployed agent bootstraps an installation with a one-time install token.",
+                  testing::mock_task_status::completed))
+        return fail("tasks were not completed");
+
+    // -- pause and resume -----------------------------------------------------------------
+    backend.send_command(installation, "pause", "maintenance window");
+    say("backend", "sent a pause command");
+    if (!wait_until([&] { return worker.is_paused(); }, 10s)) return fail("the worker did not pause");
+    say("agent", "worker paused");
+    if (!run_task("This one arrives while the agent is paused.", testing::mock_task_status::rejected))
+        return fail("a task was not rejected while paused");
+    if (!wait_until([&] { return backend.installation(installation)->last_status == sekuire::protocol::heartbeat_status::paused; }, 10s))
+        return fail("the heartbeats did not say paused");
+    say("backend", "heartbeats now report: paused");
+    backend.send_command(installation, "resume", "maintenance over");
+    say("backend", "sent a resume command");
+    if (!wait_until([&] { return !worker.is_paused(); }, 10s)) return fail("the worker did not resume");
+    if (!run_task("Back to work after the pause.", testing::mock_task_status::completed))
+        return fail("a task failed after resume");
+
+    // -- a token refresh ------------------------------------------------------------------
+    const std::string first_token = sdk.get_beacon_status().runtime_token;
+    if (!wait_until([&] { return sdk.get_beacon_status().runtime_token != first_token; }, 15s))
+        return fail("the runtime token was never refreshed");
+    say("agent", "runtime token is now " + sdk.get_beacon_status().runtime_token + " (was " + first_token + ")");
+
+    // -- the kill switch, and the graceful shutdown ----------------------------------------
+    testing::mock_task_request slow;
+    slow.capability = "summarize";
+    slow.input = boost::json::object{{"text", "slow: a task still running when the kill switch is hit"}};
+    const std::string slow_id = backend.enqueue_task(slow);
+    wait_until([&] { return worker.get_status().in_flight > 0; }, 5s);
+    const auto heartbeats_before = backend.request_count(sekuire::protocol::path::heartbeat(installation));
+    backend.revoke(installation, "demo: emergency shutdown", 3000);
+    say("backend", "revoked the installation (shutdown timeout 3 s)");
+    if (!sdk.wait_for(15s)) return fail("the agent did not shut down");
+    if (!backend.wait_for_task(slow_id, testing::mock_task_status::completed, 5s))
+        return fail("the in-flight task's result was lost");
+    say("backend", "the in-flight task " + slow_id + " was completed during the shutdown");
+    say("agent", "worker " + sekuire::to_string(worker.get_status()));
+    say("agent", "beacon " + sekuire::to_string(sdk.get_beacon_status()));
+    std::this_thread::sleep_for(1500ms); // over a heartbeat interval: no heartbeat may follow
+    const auto heartbeats_after = backend.request_count(sekuire::protocol::path::heartbeat(installation));
+    if (heartbeats_after > heartbeats_before + 1) return fail("heartbeats went on after the kill switch");
+    say("backend", "installation " + installation + " is " + testing::to_string(backend.installation(installation)->state) +
+                       "; no heartbeat after the kill switch");
+
+    const auto s = sdk.get_beacon_status();
+    say("demo", "done: " + std::to_string(s.heartbeats_sent) + " heartbeats, " +
+                    std::to_string(worker.get_status().completed) + " tasks completed, " +
+                    std::to_string(refreshes.load()) + " token refreshes");
+    backend.stop();
+    return 0;
+}

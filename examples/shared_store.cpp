@@ -1,0 +1,65 @@
+// SPDX-License-Identifier: MIT
+// A beacon and a worker built by hand that share one credential store (the seed's "Sharing
+// Credentials with TaskWorker"): the beacon bootstraps, the worker uses its credentials,
+// and a token refreshed by either is used by both at once. Commands and the kill switch are
+// wired between them by hand (`sekuire::sdk` does this for you).
+//
+// SEKUIRE_CREDENTIALS_FILE selects a file store; otherwise the store is in memory.
+#include <sekuire/beacon.hpp>
+#include <sekuire/file_store.hpp>
+#include <sekuire/worker.hpp>
+
+#include "example_support.hpp"
+
+#include <atomic>
+#include <iostream>
+
+int main() {
+    std::atomic<bool> stopping{false};
+    std::atomic<sekuire::worker*> running{nullptr};
+    examples::stop_on_signals signals([&](int) {
+        stopping = true;
+        if (auto* w = running.load()) w->begin_shutdown(std::chrono::seconds(10), "signal");
+    });
+
+    const auto settings = sekuire::read_env(sekuire::process_env());
+    sekuire::credential_store store = settings.credentials_file.empty()
+                                          ? sekuire::credential_store(sekuire::memory_store{})
+                                          : sekuire::credential_store(sekuire::file_store(settings.credentials_file));
+    auto beacon_options = sekuire::beacon_options::from_env();
+    beacon_options.capabilities = {"summarize"};
+    sekuire::transport_options transport_settings;
+    sekuire::httplib_transport transport(beacon_options.api_base_url, transport_settings);
+
+    // The worker takes its credentials from the store only.
+    sekuire::worker_options worker_options;
+    worker_options.api_base_url = beacon_options.api_base_url;
+    worker_options.workspace_id = beacon_options.workspace_id;
+    worker_options.capabilities = {"summarize"};
+    sekuire::worker worker(worker_options, transport, sekuire::system_clock{}, store,
+                           sekuire::thread_pool_executor(4));
+
+    // Wiring: what the beacon hears reaches the worker, and the other way round.
+    beacon_options.on_command = [&](const sekuire::protocol::command& c) { worker.apply_command(c); };
+    beacon_options.on_revoked = [&](const sekuire::revocation_info& r) {
+        worker.apply_revocation(sekuire::protocol::revocation{r.reason, r.shutdown_timeout.count()});
+    };
+    beacon_options.metrics = [&] { return worker.metrics(); };
+    sekuire::beacon beacon(beacon_options, transport, sekuire::system_clock{}, store, sekuire::auto_probe{});
+    worker.on_command([&](const sekuire::protocol::command& c) { beacon.apply_command(c); });
+
+    beacon.start();
+    std::cout << "beacon: " << sekuire::to_string(beacon.get_status()) << std::endl;
+    worker.on_task("summarize", [](const sekuire::task_context&, const boost::json::value& input) {
+        return examples::summarize(input);
+    });
+    worker.start();
+    running = &worker;
+    worker.wait(); // until terminate, revocation (from either side) or a signal
+    running = nullptr;
+    if (worker.get_status().revoked) beacon.apply_revocation({worker.get_status().revoked_reason, std::nullopt});
+    beacon.stop();
+    std::cout << "worker: " << sekuire::to_string(worker.get_status()) << std::endl;
+    std::cout << "beacon: " << sekuire::to_string(beacon.get_status()) << std::endl;
+    return 0;
+}
