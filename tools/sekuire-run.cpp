@@ -56,7 +56,7 @@ void usage(std::ostream& out) {
            "  --cmd COMMAND               the command to run (required)\n"
            "  --heartbeat-interval N      seconds between heartbeats (default 60)\n"
            "  --no-heartbeat              run the command without a beacon (not recommended)\n"
-           "  --capability NAME           a capability to report (repeatable; overrides none)\n"
+           "  --capability NAME           a capability to report (repeatable)\n"
            "  --help                      this text\n"
            "\n"
            "The command gets SEKUIRE_INSTALLATION_ID; never the refresh, runtime or install token.\n"
