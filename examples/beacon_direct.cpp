@@ -9,6 +9,8 @@
 // env file wants), and only shown masked.
 #include <sekuire/beacon.hpp>
 
+#include "example_support.hpp"
+
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -21,10 +23,7 @@
 
 namespace {
 
-std::string env(const char* name) {
-    const char* v = std::getenv(name);
-    return v ? v : "";
-}
+using examples::env;
 
 bool write_secret_file(const std::string& path, const std::string& text) {
     const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);

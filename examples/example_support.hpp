@@ -9,6 +9,7 @@
 #include <signal.h>
 
 #include <atomic>
+#include <cstdlib>
 #include <ctime>
 #include <functional>
 #include <string>
@@ -51,6 +52,12 @@ private:
     std::atomic<bool> done_{false};
     std::thread watcher_;
 };
+
+/// An environment variable, or "" when unset.
+inline std::string env(const char* name) {
+    const char* v = std::getenv(name);
+    return v ? v : "";
+}
 
 /// The `text` string of a task input, or "".
 inline std::string text_of(const boost::json::value& input) {

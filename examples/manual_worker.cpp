@@ -10,12 +10,7 @@
 #include <cstdlib>
 #include <iostream>
 
-namespace {
-std::string env(const char* name) {
-    const char* v = std::getenv(name);
-    return v ? v : "";
-}
-} // namespace
+using examples::env;
 
 int main() {
     std::atomic<sekuire::worker*> running{nullptr};

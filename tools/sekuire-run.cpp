@@ -19,6 +19,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -194,9 +195,7 @@ int main(int argc, char** argv) {
             opts.logger = [](sekuire::log_level level, std::string_view m) {
                 if (level != sekuire::log_level::debug) say(std::string(sekuire::to_string(level)) + ": " + std::string(m));
             };
-            opts.on_command = [&](const sekuire::protocol::command& c) {
-                say(std::string("command ") + sekuire::protocol::to_string(c.type) +
-                    (c.reason.empty() ? "" : ": " + c.reason));
+            opts.on_command = [&](const sekuire::protocol::command& c) { // logged by the beacon
                 if (c.type == sekuire::protocol::command_type::terminate) {
                     if (c.shutdown_timeout_ms) shutdown_timeout_ms = *c.shutdown_timeout_ms;
                     terminate = true;
@@ -263,7 +262,9 @@ int main(int argc, char** argv) {
             say(revoked ? "installation revoked: stopping the command (SIGTERM)" : "terminate: stopping the command (SIGTERM)");
             ::kill(-child, SIGTERM);
             kill_armed = true;
-            kill_at = std::chrono::steady_clock::now() + std::chrono::milliseconds(shutdown_timeout_ms.load());
+            // Bounded (a day), so that the deadline cannot overflow whatever the backend sent.
+            const long long ms = std::clamp<long long>(shutdown_timeout_ms.load(), 0, 24LL * 3600 * 1000);
+            kill_at = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
         }
     }
 

@@ -207,16 +207,9 @@ struct beacon_options {
     static beacon_options from_env(const env_lookup& lookup) {
         const env_settings e = read_env(lookup);
         beacon_options o;
-        if (!e.api_url.empty()) o.api_base_url = e.api_url;
-        o.agent_id = e.agent_id;
-        o.install_token = e.install_token;
+        detail::apply_common_env(e, o);
         o.api_key = e.api_key;
-        o.workspace_id = e.workspace_id;
-        o.installation_id = e.installation_id;
-        o.refresh_token = e.refresh_token;
-        o.runtime_token = e.runtime_token;
         o.recovered_from_env = e.credentials().has_value();
-        o.credentials_file = e.credentials_file;
         if (e.heartbeat_interval) o.heartbeat_interval = *e.heartbeat_interval;
         return o;
     }
@@ -1066,8 +1059,10 @@ private:
         revoked_ = true;
         phase_ = phase::revoked;
         revoked_reason_ = r.reason.empty() ? std::string("installation revoked") : r.reason;
-        shutdown_timeout_ = r.shutdown_timeout_ms ? std::chrono::milliseconds(*r.shutdown_timeout_ms)
-                                                  : default_shutdown_timeout;
+        shutdown_timeout_ = r.shutdown_timeout_ms
+                                ? std::clamp(std::chrono::milliseconds(*r.shutdown_timeout_ms), std::chrono::milliseconds(0),
+                                             protocol::timing::max_shutdown_timeout)
+                                : default_shutdown_timeout;
         error_code ec;
         store_.clear(ec);
         if (ec) log(log_level::error, "the revoked credentials could not be removed: " + ec.message());

@@ -212,16 +212,8 @@ struct worker_options {
     /// Options from the `SEKUIRE_*` environment (protocol.md section 8).
     static worker_options from_env() { return from_env(process_env()); }
     static worker_options from_env(const env_lookup& lookup) {
-        const env_settings e = read_env(lookup);
         worker_options o;
-        if (!e.api_url.empty()) o.api_base_url = e.api_url;
-        o.agent_id = e.agent_id;
-        o.install_token = e.install_token;
-        o.runtime_token = e.runtime_token;
-        o.installation_id = e.installation_id;
-        o.refresh_token = e.refresh_token;
-        o.workspace_id = e.workspace_id;
-        o.credentials_file = e.credentials_file;
+        detail::apply_common_env(read_env(lookup), o);
         return o;
     }
 };
@@ -422,6 +414,7 @@ public:
         in-flight handlers get until `timeout`, results are reported. Thread-safe.
     */
     void begin_shutdown(std::chrono::milliseconds timeout, const std::string& why) {
+        timeout = std::clamp(timeout, std::chrono::milliseconds(0), protocol::timing::max_shutdown_timeout);
         std::vector<protocol::task> rejected;
         std::shared_ptr<stop_source> stream_stop;
         {

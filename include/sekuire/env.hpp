@@ -102,6 +102,21 @@ inline env_settings read_env(const env_lookup& lookup, error_code& ec) {
     return s;
 }
 
+namespace detail {
+/// Copies the settings every options struct shares (beacon, worker, SDK) into `o`.
+template <class Options>
+void apply_common_env(const env_settings& e, Options& o) {
+    if (!e.api_url.empty()) o.api_base_url = e.api_url;
+    o.agent_id = e.agent_id;
+    o.install_token = e.install_token;
+    o.workspace_id = e.workspace_id;
+    o.installation_id = e.installation_id;
+    o.refresh_token = e.refresh_token;
+    o.runtime_token = e.runtime_token;
+    o.credentials_file = e.credentials_file;
+}
+} // namespace detail
+
 /// Reads the settings; throws `sekuire::error` naming the variable on an invalid value.
 inline env_settings read_env(const env_lookup& lookup) {
     error_code ec;

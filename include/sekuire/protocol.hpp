@@ -151,6 +151,9 @@ inline constexpr std::chrono::seconds stream_keepalive{15};
 inline constexpr std::chrono::seconds stream_idle_timeout{45};
 /// Default beacon heartbeat interval.
 inline constexpr std::chrono::seconds default_heartbeat_interval{60};
+/// `shutdown_timeout_ms` values are clamped to this (a day) when decoded, so that no
+/// deadline computed from one can overflow.
+inline constexpr std::chrono::milliseconds max_shutdown_timeout{std::chrono::hours(24)};
 /// Default worker heartbeat interval.
 inline constexpr std::chrono::milliseconds default_worker_heartbeat_interval{10000};
 } // namespace timing
@@ -1029,10 +1032,15 @@ inline json::object to_json(const command& c) {
     if (c.shutdown_timeout_ms) o["shutdown_timeout_ms"] = *c.shutdown_timeout_ms;
     return o;
 }
+inline void clamp_shutdown_timeout(std::optional<std::int64_t>& ms) noexcept {
+    if (ms && *ms > timing::max_shutdown_timeout.count()) *ms = timing::max_shutdown_timeout.count();
+}
+
 inline bool read(reader& r, const json::object&, command& c) {
     if (!r.required_string("id", c.id) || !r.required_string("type", c.type_name) ||
         !r.optional_string("reason", c.reason) || !r.optional_int("shutdown_timeout_ms", c.shutdown_timeout_ms))
         return false;
+    clamp_shutdown_timeout(c.shutdown_timeout_ms);
     if (!from_string(c.type_name, c.type)) c.type = command_type::unknown;
     return true;
 }
@@ -1046,7 +1054,10 @@ inline json::object to_json(const revocation& v) {
     return o;
 }
 inline bool read(reader& r, const json::object&, revocation& v) {
-    return r.optional_string("reason", v.reason) && r.optional_int("shutdown_timeout_ms", v.shutdown_timeout_ms);
+    if (!r.optional_string("reason", v.reason) || !r.optional_int("shutdown_timeout_ms", v.shutdown_timeout_ms))
+        return false;
+    clamp_shutdown_timeout(v.shutdown_timeout_ms);
+    return true;
 }
 
 /// Reads the revoked shape when `revoked` is true.
@@ -1326,7 +1337,10 @@ inline json::object to_json(const revoke_request& m) {
     return o;
 }
 inline bool read(reader& r, const json::object&, revoke_request& m) {
-    return r.optional_string("reason", m.reason) && r.optional_int("shutdown_timeout_ms", m.shutdown_timeout_ms);
+    if (!r.optional_string("reason", m.reason) || !r.optional_int("shutdown_timeout_ms", m.shutdown_timeout_ms))
+        return false;
+    clamp_shutdown_timeout(m.shutdown_timeout_ms);
+    return true;
 }
 
 } // namespace detail

@@ -4,19 +4,12 @@
 
 #include <boost/test/unit_test.hpp>
 
+#include "env_lookup.hpp"
+
 #include <cstdio>
 #include <filesystem>
 #include <map>
 
-namespace {
-sekuire::env_lookup from(std::map<std::string, std::string> vars) {
-    return [vars](const char* name) -> std::optional<std::string> {
-        auto it = vars.find(name);
-        if (it == vars.end()) return std::nullopt;
-        return it->second;
-    };
-}
-} // namespace
 
 BOOST_AUTO_TEST_SUITE(beacon)
 
@@ -28,7 +21,7 @@ BOOST_AUTO_TEST_CASE(default_typedef) {
 }
 
 BOOST_AUTO_TEST_CASE(from_env_reads_section_8) {
-    const auto o = sekuire::beacon_options::from_env(from({{"SEKUIRE_API_URL", "http://127.0.0.1:5556/core"},
+    const auto o = sekuire::beacon_options::from_env(env_from({{"SEKUIRE_API_URL", "http://127.0.0.1:5556/core"},
                                                            {"SEKUIRE_AGENT_ID", "agent"},
                                                            {"SEKUIRE_INSTALLATION_ID", "inst_1"},
                                                            {"SEKUIRE_REFRESH_TOKEN", "rt_0123456789abcdef"},
@@ -38,11 +31,11 @@ BOOST_AUTO_TEST_CASE(from_env_reads_section_8) {
     BOOST_TEST(o.installation_id == "inst_1");
     BOOST_TEST(o.recovered_from_env);
     BOOST_TEST(o.heartbeat_interval.count() == 15);
-    const auto d = sekuire::beacon_options::from_env(from({}));
+    const auto d = sekuire::beacon_options::from_env(env_from({}));
     BOOST_TEST(d.api_base_url == "https://api.sekuire.ai");
     BOOST_TEST(d.heartbeat_interval.count() == 60);
     BOOST_TEST(!d.recovered_from_env);
-    BOOST_CHECK_THROW(sekuire::beacon_options::from_env(from({{"SEKUIRE_HEARTBEAT_INTERVAL", "x"}})), sekuire::error);
+    BOOST_CHECK_THROW(sekuire::beacon_options::from_env(env_from({{"SEKUIRE_HEARTBEAT_INTERVAL", "x"}})), sekuire::error);
 }
 
 BOOST_AUTO_TEST_CASE(default_beacon_is_built_without_touching_the_network) {

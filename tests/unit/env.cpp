@@ -4,23 +4,16 @@
 
 #include <boost/test/unit_test.hpp>
 
+#include "env_lookup.hpp"
+
 #include <map>
 #include <stdlib.h>
 
-namespace {
-sekuire::env_lookup from(std::map<std::string, std::string> vars) {
-    return [vars](const char* name) -> std::optional<std::string> {
-        auto it = vars.find(name);
-        if (it == vars.end()) return std::nullopt;
-        return it->second;
-    };
-}
-} // namespace
 
 BOOST_AUTO_TEST_SUITE(env)
 
 BOOST_AUTO_TEST_CASE(reads_every_variable_of_section_8) {
-    const auto s = sekuire::read_env(from({{"SEKUIRE_API_URL", "http://127.0.0.1:5556"},
+    const auto s = sekuire::read_env(env_from({{"SEKUIRE_API_URL", "http://127.0.0.1:5556"},
                                            {"SEKUIRE_AGENT_ID", " agent "},
                                            {"SEKUIRE_INSTALL_TOKEN", "skt_x"},
                                            {"SEKUIRE_API_KEY", "sk_live_x"},
@@ -49,16 +42,16 @@ BOOST_AUTO_TEST_CASE(reads_every_variable_of_section_8) {
 }
 
 BOOST_AUTO_TEST_CASE(empty_values_count_as_unset) {
-    const auto s = sekuire::read_env(from({{"SEKUIRE_INSTALLATION_ID", "  "}, {"SEKUIRE_REFRESH_TOKEN", ""}}));
+    const auto s = sekuire::read_env(env_from({{"SEKUIRE_INSTALLATION_ID", "  "}, {"SEKUIRE_REFRESH_TOKEN", ""}}));
     BOOST_TEST(s.installation_id.empty());
     BOOST_TEST(!s.credentials().has_value());
     BOOST_TEST(!sekuire::read_env(sekuire::env_lookup{}).credentials().has_value());
 }
 
 BOOST_AUTO_TEST_CASE(recovery_needs_an_installation_id_and_a_token) {
-    BOOST_TEST(!sekuire::read_env(from({{"SEKUIRE_INSTALLATION_ID", "inst"}})).credentials().has_value());
-    BOOST_TEST(!sekuire::read_env(from({{"SEKUIRE_REFRESH_TOKEN", "rt"}})).credentials().has_value());
-    BOOST_TEST(sekuire::read_env(from({{"SEKUIRE_INSTALLATION_ID", "i"}, {"SEKUIRE_RUNTIME_TOKEN", "t"}}))
+    BOOST_TEST(!sekuire::read_env(env_from({{"SEKUIRE_INSTALLATION_ID", "inst"}})).credentials().has_value());
+    BOOST_TEST(!sekuire::read_env(env_from({{"SEKUIRE_REFRESH_TOKEN", "rt"}})).credentials().has_value());
+    BOOST_TEST(sekuire::read_env(env_from({{"SEKUIRE_INSTALLATION_ID", "i"}, {"SEKUIRE_RUNTIME_TOKEN", "t"}}))
                    .credentials()
                    .has_value());
 }
@@ -66,11 +59,11 @@ BOOST_AUTO_TEST_CASE(recovery_needs_an_installation_id_and_a_token) {
 BOOST_AUTO_TEST_CASE(invalid_heartbeat_interval_is_an_error_that_does_not_echo_the_value) {
     for (const char* bad : {"0", "-5", "abc", "1.5", "86401", "99999999999999999999", "12s"}) {
         sekuire::error_code ec;
-        const auto s = sekuire::read_env(from({{"SEKUIRE_HEARTBEAT_INTERVAL", bad}}), ec);
+        const auto s = sekuire::read_env(env_from({{"SEKUIRE_HEARTBEAT_INTERVAL", bad}}), ec);
         BOOST_TEST((ec == sekuire::errc::invalid_option), bad);
         BOOST_TEST(!s.heartbeat_interval.has_value());
         try {
-            sekuire::read_env(from({{"SEKUIRE_HEARTBEAT_INTERVAL", bad}}));
+            sekuire::read_env(env_from({{"SEKUIRE_HEARTBEAT_INTERVAL", bad}}));
             BOOST_FAIL("no exception");
         } catch (const sekuire::error& e) {
             BOOST_TEST(std::string(e.what()).find("SEKUIRE_HEARTBEAT_INTERVAL") != std::string::npos);
@@ -78,7 +71,7 @@ BOOST_AUTO_TEST_CASE(invalid_heartbeat_interval_is_an_error_that_does_not_echo_t
         }
     }
     sekuire::error_code ec;
-    BOOST_TEST(sekuire::read_env(from({{"SEKUIRE_HEARTBEAT_INTERVAL", "86400"}}), ec).heartbeat_interval->count() == 86400);
+    BOOST_TEST(sekuire::read_env(env_from({{"SEKUIRE_HEARTBEAT_INTERVAL", "86400"}}), ec).heartbeat_interval->count() == 86400);
     BOOST_TEST(!ec);
 }
 

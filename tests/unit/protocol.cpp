@@ -1476,11 +1476,15 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(integer_fields, T, message_types) {
                     BOOST_TEST_REQUIRE(e != nullptr);
                     BOOST_TEST(e->to_number<std::int64_t>() == 60);
                 }
-                // The largest int64 is fine.
+                // The largest int64 is fine (a shutdown timeout is clamped to a day, so that
+                // no deadline computed from it can overflow).
                 const auto big = decode_as<T>(with_value(s.body, field, std::int64_t{9223372036854775807LL}));
                 BOOST_TEST_REQUIRE(big.ok, show(big.err));
                 const json::object enc = p::to_json(big.message);
-                BOOST_TEST(lookup(enc, field)->to_number<std::int64_t>() == 9223372036854775807LL);
+                const bool shutdown_timeout = field.size() >= 19 &&
+                                              field.compare(field.size() - 19, 19, "shutdown_timeout_ms") == 0;
+                BOOST_TEST(lookup(enc, field)->to_number<std::int64_t>() ==
+                           (shutdown_timeout ? 24LL * 3600 * 1000 : 9223372036854775807LL));
             }
         }
     }
@@ -1874,5 +1878,20 @@ BOOST_AUTO_TEST_CASE(error_message_of_keeps_utf8_whole) {
 }
 
 BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_CASE(huge_shutdown_timeouts_are_clamped_to_a_day) {
+    const std::int64_t day_ms = 24LL * 3600 * 1000;
+    p::decode_error err;
+    p::heartbeat_response hb;
+    BOOST_TEST_REQUIRE(p::decode(R"({"revoked":true,"reason":"x","shutdown_timeout_ms":9000000000000000000})", hb, err));
+    BOOST_TEST_REQUIRE(hb.revoked.has_value());
+    BOOST_TEST(hb.revoked->shutdown_timeout_ms.value_or(0) == day_ms);
+    p::command cmd;
+    BOOST_TEST_REQUIRE(p::decode(R"({"id":"c","type":"terminate","shutdown_timeout_ms":10000000000000})", cmd, err));
+    BOOST_TEST(cmd.shutdown_timeout_ms.value_or(0) == day_ms);
+    p::revoke_request rr;
+    BOOST_TEST_REQUIRE(p::decode(R"({"shutdown_timeout_ms":5000})", rr, err));
+    BOOST_TEST(rr.shutdown_timeout_ms.value_or(0) == 5000); // ordinary values are kept
+}
 
 BOOST_AUTO_TEST_SUITE_END()

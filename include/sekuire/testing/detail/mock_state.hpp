@@ -12,6 +12,7 @@
 #include <sekuire/error.hpp>
 #include <sekuire/platform.hpp>
 #include <sekuire/protocol.hpp>
+#include <sekuire/transport.hpp>
 #include <sekuire/time.hpp>
 
 #include <boost/json/array.hpp>
@@ -431,22 +432,11 @@ inline std::string policy_hash_of(const boost::json::object& content) {
     return sha256_hex(boost::json::serialize(content));
 }
 
-inline bool ascii_iequals(std::string_view a, std::string_view b) noexcept {
-    if (a.size() != b.size()) return false;
-    for (std::size_t i = 0; i < a.size(); ++i) {
-        char x = a[i], y = b[i];
-        if (x >= 'A' && x <= 'Z') x = static_cast<char>(x - 'A' + 'a');
-        if (y >= 'A' && y <= 'Z') y = static_cast<char>(y - 'A' + 'a');
-        if (x != y) return false;
-    }
-    return true;
-}
-
 /// The token of an `Authorization: Bearer <token>` header, or empty.
 inline std::string_view bearer_token(std::string_view header) noexcept {
     const std::string_view prefix = protocol::header::bearer_prefix;
     if (header.size() <= prefix.size() || header.size() > prefix.size() + mock_max_token_length) return {};
-    if (!ascii_iequals(header.substr(0, prefix.size()), prefix)) return {};
+    if (!sekuire::detail::iequals(header.substr(0, prefix.size()), prefix)) return {};
     return header.substr(prefix.size());
 }
 
