@@ -296,8 +296,7 @@ void invoke_callback(const F& f, const log_handler& logger, const char* what, Ar
     thread at any time. `start()`, `stop()` and `step()` must not run concurrently with each
     other (`step()` is called by the background thread after `start()`).
 */
-template <SEKUIRE_TRANSPORT Transport, SEKUIRE_CLOCK Clock, SEKUIRE_CREDENTIAL_STORE CredentialStore,
-          SEKUIRE_PLATFORM_PROBE PlatformProbe>
+template <class Transport, class Clock, class CredentialStore, class PlatformProbe>
 class basic_beacon {
     static_assert(check_transport<Transport>::value, "");
     static_assert(check_clock<Clock>::value, "");

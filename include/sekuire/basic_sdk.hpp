@@ -58,9 +58,7 @@ struct sdk_options : beacon_options {
     `request_shutdown()`, `shutdown_requested()` and `wait_for()` are safe from any thread.
     `start()`, `create_task_worker()` and `shutdown()` must not race each other.
 */
-template <SEKUIRE_TRANSPORT Transport = httplib_transport, SEKUIRE_CLOCK Clock = system_clock,
-          SEKUIRE_CREDENTIAL_STORE CredentialStore = credential_store,
-          SEKUIRE_PLATFORM_PROBE PlatformProbe = auto_probe, SEKUIRE_EXECUTOR Executor = thread_pool_executor>
+template <class Transport, class Clock, class CredentialStore, class PlatformProbe, class Executor>
 class basic_sdk {
 public:
     using beacon_type = basic_beacon<Transport, Clock, CredentialStore, PlatformProbe>;

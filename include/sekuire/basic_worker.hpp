@@ -237,8 +237,7 @@ struct worker_options {
     thread. `start()` and `stop()` must not race each other. Without `start()`, `step()` and
     `stream_step()` may run on two threads, but each on one at a time.
 */
-template <SEKUIRE_TRANSPORT Transport, SEKUIRE_CLOCK Clock, SEKUIRE_CREDENTIAL_STORE CredentialStore,
-          SEKUIRE_EXECUTOR Executor>
+template <class Transport, class Clock, class CredentialStore, class Executor>
 class basic_worker {
     static_assert(check_transport<Transport>::value, "");
     static_assert(check_clock<Clock>::value, "");

@@ -108,7 +108,8 @@ struct check_clock {
 };
 
 #if SEKUIRE_HAS_CONCEPTS
-/// The Clock requirements as a C++20 concept.
+/// The Clock requirements as a C++20 concept. The macro below names it in a template head of
+/// your own (`template <SEKUIRE_... T>`), and is plain `class` before C++20.
 template <class T>
 concept clock_policy = is_clock<T>::value;
 #define SEKUIRE_CLOCK ::sekuire::clock_policy

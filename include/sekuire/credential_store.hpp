@@ -122,7 +122,8 @@ struct check_credential_store {
 };
 
 #if SEKUIRE_HAS_CONCEPTS
-/// The CredentialStore requirements as a C++20 concept.
+/// The CredentialStore requirements as a C++20 concept. The macro below names it in a template head of
+/// your own (`template <SEKUIRE_... T>`), and is plain `class` before C++20.
 template <class T>
 concept credential_store_policy = is_credential_store<T>::value;
 #define SEKUIRE_CREDENTIAL_STORE ::sekuire::credential_store_policy

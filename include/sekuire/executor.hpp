@@ -151,7 +151,8 @@ struct check_executor {
 };
 
 #if SEKUIRE_HAS_CONCEPTS
-/// The Executor requirements as a C++20 concept.
+/// The Executor requirements as a C++20 concept. The macro below names it in a template head of
+/// your own (`template <SEKUIRE_... T>`), and is plain `class` before C++20.
 template <class T>
 concept executor_policy = is_executor<T>::value;
 #define SEKUIRE_EXECUTOR ::sekuire::executor_policy

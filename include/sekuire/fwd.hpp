@@ -6,10 +6,13 @@
 /// Forward declarations of sekuire's class templates, with their default template
 /// arguments written once, here (as nlohmann/json's `json_fwd.hpp` does).
 ///
-/// Including this header is enough to name `sekuire::basic_beacon<...>` in a declaration.
-/// The typedefs `sekuire::beacon` and `sekuire::worker` live in `<sekuire/beacon.hpp>`
-/// and `<sekuire/worker.hpp>`: naming them checks the policy requirements, which needs
-/// the complete default policies.
+/// Including this header is enough to name `sekuire::basic_beacon<>` (and the others) in a
+/// declaration, also in C++20: the template heads take plain `class` parameters, so that
+/// naming a specialization never needs the complete default policies; the requirements are
+/// checked when a class is instantiated, one `static_assert` per requirement (and the
+/// concepts `sekuire::transport_policy`, ... are there for your own templates). The
+/// typedefs `sekuire::beacon`, `sekuire::worker` and `sekuire::sdk` live in
+/// `<sekuire/beacon.hpp>`, `<sekuire/worker.hpp>` and `<sekuire/sdk.hpp>`.
 
 #include <sekuire/clock.hpp>
 #include <sekuire/credential_store.hpp>
@@ -24,17 +27,20 @@ class auto_probe;
 
 /// The Beacon: bootstrap, lease heartbeats, token refresh, kill switch.
 /// See `<sekuire/basic_beacon.hpp>`.
-template <SEKUIRE_TRANSPORT Transport = httplib_transport, SEKUIRE_CLOCK Clock = system_clock,
-          SEKUIRE_CREDENTIAL_STORE CredentialStore = credential_store,
-          SEKUIRE_PLATFORM_PROBE PlatformProbe = auto_probe>
+template <class Transport = httplib_transport, class Clock = system_clock, class CredentialStore = credential_store,
+          class PlatformProbe = auto_probe>
 class basic_beacon;
 
 /// The TaskWorker: task stream, capability handlers, results, commands, policy gateway.
 /// See `<sekuire/basic_worker.hpp>`.
-template <SEKUIRE_TRANSPORT Transport = httplib_transport, SEKUIRE_CLOCK Clock = system_clock,
-          SEKUIRE_CREDENTIAL_STORE CredentialStore = credential_store,
-          SEKUIRE_EXECUTOR Executor = thread_pool_executor>
+template <class Transport = httplib_transport, class Clock = system_clock, class CredentialStore = credential_store,
+          class Executor = thread_pool_executor>
 class basic_worker;
+
+/// A beacon and its task workers, wired together. See `<sekuire/basic_sdk.hpp>`.
+template <class Transport = httplib_transport, class Clock = system_clock, class CredentialStore = credential_store,
+          class PlatformProbe = auto_probe, class Executor = thread_pool_executor>
+class basic_sdk;
 
 } // namespace sekuire
 

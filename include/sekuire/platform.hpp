@@ -86,7 +86,8 @@ struct check_platform_probe {
 };
 
 #if SEKUIRE_HAS_CONCEPTS
-/// The PlatformProbe requirements as a C++20 concept.
+/// The PlatformProbe requirements as a C++20 concept. The macro below names it in a template head of
+/// your own (`template <SEKUIRE_... T>`), and is plain `class` before C++20.
 template <class T>
 concept platform_probe_policy = is_platform_probe<T>::value;
 #define SEKUIRE_PLATFORM_PROBE ::sekuire::platform_probe_policy

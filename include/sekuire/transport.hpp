@@ -172,7 +172,8 @@ struct check_transport {
 };
 
 #if SEKUIRE_HAS_CONCEPTS
-/// The Transport requirements as a C++20 concept.
+/// The Transport requirements as a C++20 concept. The macro below names it in a template head of
+/// your own (`template <SEKUIRE_... T>`), and is plain `class` before C++20.
 template <class T>
 concept transport_policy = is_transport<T>::value;
 #define SEKUIRE_TRANSPORT ::sekuire::transport_policy
