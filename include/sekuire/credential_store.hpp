@@ -211,8 +211,11 @@ public:
     credential_store() : credential_store(memory_store{}) {}
 
     /// Holds a copy of `store` (which shares state with `store`).
-    template <class Store, class = std::enable_if_t<!std::is_same<std::decay_t<Store>, credential_store>::value &&
-                                                    is_credential_store<std::decay_t<Store>>::value>>
+    // std::conjunction stops before asking whether credential_store itself is a store (which
+    // would ask whether it is copyable, which would consider this very constructor).
+    template <class Store, class = std::enable_if_t<std::conjunction<
+                               std::negation<std::is_same<std::decay_t<Store>, credential_store>>,
+                               is_credential_store<std::decay_t<Store>>>::value>>
     credential_store(Store store) : impl_(std::make_shared<model<Store>>(std::move(store))) {}
 
     /// See the CredentialStore requirements.
