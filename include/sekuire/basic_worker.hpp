@@ -879,7 +879,7 @@ private:
             bool busy = false;
             for (const auto& kv : running_)
                 if (!kv.second->abandoned) busy = true;
-            done = !busy && results_.empty() && !stream_open_;
+            done = !busy && reporting_ == 0 && results_.empty() && !stream_open_;
             give_up = now >= drain_deadline_ && !stream_open_;
         }
         if (done || give_up) {
@@ -916,6 +916,21 @@ private:
 
     void finish_task(const protocol::task& t, protocol::task_status status, boost::json::value output,
                      std::optional<protocol::completion_error> err, std::int64_t execution_ms) {
+        // The drain is not over while a result is on its way to the backend.
+        struct reporting_guard {
+            basic_worker& w;
+            explicit reporting_guard(basic_worker& worker) : w(worker) {
+                std::lock_guard<std::mutex> lock(w.mutex_);
+                ++w.reporting_;
+            }
+            ~reporting_guard() {
+                {
+                    std::lock_guard<std::mutex> lock(w.mutex_);
+                    --w.reporting_;
+                }
+                w.wake_control();
+            }
+        } guard(*this);
         protocol::completion_request body;
         body.installation_id = current_installation_id();
         body.status = status;
@@ -961,9 +976,18 @@ private:
         p.body = std::move(body);
         p.retry.set_options(options_.backoff);
         if (!try_send(p)) {
+            bool late = false;
             {
                 std::lock_guard<std::mutex> lock(mutex_);
-                results_.push_back(std::move(p));
+                late = finished_;
+                if (late)
+                    ++status_.results_dropped;
+                else
+                    results_.push_back(std::move(p));
+            }
+            if (late) {
+                log(log_level::error, "result of task " + task_id + " could not be reported: the worker has stopped");
+                return;
             }
             wake_control();
         }
@@ -1346,12 +1370,22 @@ private:
             abandoned = rt->abandoned;
             rt->abandoned = true;
             running_.erase(rt->task.task_id);
+            // Counted from the moment it is no longer running: a drain must not end between
+            // the two.
+            if (!abandoned) ++reporting_;
         }
         try {
             if (!abandoned) finish_task(rt->task, status, std::move(output), std::move(err), ms);
-            dispatch();
         } catch (...) {
             // Out of memory while reporting: the result stays unreported and is redelivered.
+        }
+        if (!abandoned) {
+            std::lock_guard<std::mutex> lock(mutex_);
+            --reporting_;
+        }
+        try {
+            dispatch();
+        } catch (...) {
         }
         wake_control();
     }
@@ -1460,6 +1494,7 @@ private:
     detail::command_log commands_;
     worker_status status_;
     std::uint64_t latency_total_ms_ = 0;
+    std::size_t reporting_ = 0; // results between their task and the retry queue
     bool paused_ = false;
     bool revoked_ = false;
     bool shutting_down_ = false;

@@ -1871,6 +1871,10 @@ private:
 
     // Requeues deliveries older than the redelivery timeout; true when any was.
     bool tick_locked(steady_time_point steady) {
+        // Nothing can be due before the earliest redelivery: skip the scan (a burst of N
+        // tasks would otherwise cost N scans of N).
+        if (steady < next_redelivery_) return false;
+        next_redelivery_ = steady_time_point::max();
         bool changed = false;
         for (auto it = in_flight_.begin(); it != in_flight_.end();) {
             auto t = tasks_.find(*it);
@@ -1886,6 +1890,7 @@ private:
                 changed = true;
                 continue;
             }
+            next_redelivery_ = std::min(next_redelivery_, t->second.delivered_at + opts_.redelivery_timeout);
             ++it;
         }
         if (changed) dispatch_locked();
@@ -1929,6 +1934,7 @@ private:
         t.delivered_event = event_id;
         t.delivered_at = steady;
         in_flight_.insert(t.info.task_id);
+        next_redelivery_ = std::min(next_redelivery_, steady + opts_.redelivery_timeout);
     }
 
     // Appends the next frame of stream `s`, if any: its outbox (replays, policy, revoked),
@@ -1998,6 +2004,7 @@ private:
     std::vector<std::string> task_order_;
     std::deque<std::string> queue_;    // queued tasks not yet given to a stream
     std::set<std::string> in_flight_;  // delivered tasks, watched for redelivery
+    steady_time_point next_redelivery_ = steady_time_point::max(); // no redelivery is due before
     std::map<std::uint64_t, stream_rec> streams_;
     std::uint64_t next_stream_id_ = 0;
     std::size_t rr_ = 0;
