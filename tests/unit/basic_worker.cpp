@@ -773,14 +773,15 @@ BOOST_FIXTURE_TEST_CASE(no_credentials_is_degraded_and_retried_slowly, fixture) 
 BOOST_FIXTURE_TEST_CASE(token_provider_supplies_the_token, fixture) {
     auto o = options();
     o.runtime_token.clear();
-    int calls = 0;
-    o.token_provider = [&]() -> std::optional<std::string> {
-        ++calls;
+    // Shared, not a local: the worker outlives this scope (the fixture destroys it).
+    auto calls = std::make_shared<int>(0);
+    o.token_provider = [calls]() -> std::optional<std::string> {
+        ++*calls;
         return std::string("srt_from_provider_0123456789abcdef");
     };
     auto& w = make(o);
     w.step();
-    BOOST_TEST(calls >= 1);
+    BOOST_TEST(*calls >= 1);
     const auto hb = transport.requests(http_method::post, worker_heartbeat_path);
     BOOST_TEST_REQUIRE(!hb.empty());
     BOOST_TEST(header(hb[0], "Authorization") == "Bearer srt_from_provider_0123456789abcdef");
