@@ -41,9 +41,13 @@ public:
     }
     stop_on_signals(const stop_on_signals&) = delete;
     stop_on_signals& operator=(const stop_on_signals&) = delete;
-    ~stop_on_signals() {
+    ~stop_on_signals() { stop(); }
+
+    /// Stops watching (the callback has returned, or will never run); call it before what
+    /// the callback uses goes away.
+    void stop() {
         done_ = true;
-        watcher_.join();
+        if (watcher_.joinable()) watcher_.join();
     }
 
 private:

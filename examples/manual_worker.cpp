@@ -14,7 +14,9 @@ using examples::env;
 
 int main() {
     std::atomic<sekuire::worker*> running{nullptr};
+    std::atomic<bool> signalled{false};
     examples::stop_on_signals signals([&](int) {
+        signalled = true;
         if (auto* w = running.load()) w->begin_shutdown(std::chrono::seconds(10), "signal");
     });
 
@@ -41,8 +43,9 @@ int main() {
     });
     worker->start();
     running = worker.get();
+    if (signalled) worker->begin_shutdown(std::chrono::seconds(10), "signal");
     worker->wait(); // until a terminate command, a revocation, or a signal's shutdown
-    running = nullptr;
+    signals.stop();
     std::cout << "stopped: " << sekuire::to_string(worker->get_status()) << std::endl;
     return 0;
 }

@@ -15,13 +15,16 @@
 
 int main() {
     std::atomic<sekuire::sdk*> running{nullptr};
+    std::atomic<bool> signalled{false};
     examples::stop_on_signals signals([&](int) {
+        signalled = true;
         if (auto* s = running.load()) s->request_shutdown();
     });
 
     auto sdk = sekuire::sdk::from_env();
     sdk.start();
     running = &sdk;
+    if (signalled) sdk.request_shutdown(); // a signal that came before `running` was set
     std::cout << "Connected: " << (sdk.is_connected() ? "true" : "false") << std::endl;
     std::cout << "Beacon status: " << sekuire::to_string(sdk.get_beacon_status()) << std::endl;
 
@@ -35,7 +38,7 @@ int main() {
     worker.start();
 
     sdk.wait(); // until a signal, a terminate command or a revocation; then shut down
-    running = nullptr;
+    signals.stop();
     std::cout << "Shut down: " << sekuire::to_string(sdk.get_beacon_status()) << std::endl;
     return 0;
 }

@@ -17,7 +17,9 @@
 int main() {
     std::atomic<bool> stopping{false};
     std::atomic<sekuire::worker*> running{nullptr};
+    std::atomic<bool> signalled{false};
     examples::stop_on_signals signals([&](int) {
+        signalled = true;
         stopping = true;
         if (auto* w = running.load()) w->begin_shutdown(std::chrono::seconds(10), "signal");
     });
@@ -55,8 +57,9 @@ int main() {
     });
     worker.start();
     running = &worker;
+    if (signalled) worker.begin_shutdown(std::chrono::seconds(10), "signal");
     worker.wait(); // until terminate, revocation (from either side) or a signal
-    running = nullptr;
+    signals.stop();
     if (worker.get_status().revoked) beacon.apply_revocation({worker.get_status().revoked_reason, std::nullopt});
     beacon.stop();
     std::cout << "worker: " << sekuire::to_string(worker.get_status()) << std::endl;

@@ -314,13 +314,12 @@ private:
             return total;
         }
 
+        // Notified under the lock: a waiter may destroy the SDK as soon as it wakes.
         void request(const std::string& reason) {
-            {
-                std::lock_guard<std::mutex> lock(mutex);
-                if (requested) return;
-                requested = true;
-                why = reason;
-            }
+            std::lock_guard<std::mutex> lock(mutex);
+            if (requested) return;
+            requested = true;
+            why = reason;
             cv.notify_all();
         }
 
@@ -345,10 +344,8 @@ private:
                 beacon->stop();
             } catch (...) {
             }
-            {
-                std::lock_guard<std::mutex> lock(mutex);
-                done = true;
-            }
+            std::lock_guard<std::mutex> lock(mutex);
+            done = true;
             cv.notify_all();
         }
     };

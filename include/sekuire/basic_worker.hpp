@@ -274,7 +274,11 @@ public:
     basic_worker& operator=(const basic_worker&) = delete;
 
     /// Stops the worker (see `stop()`).
-    ~basic_worker() { stop(); }
+    ~basic_worker() {
+        stop();
+        // Handlers under way use this object: wait for them (their stop tokens have fired).
+        gate_->close_and_wait();
+    }
 
     /// Registers the handler of `capability` (replacing an earlier one). Thread-safe.
     void on_task(std::string capability, task_handler handler) {
@@ -327,6 +331,15 @@ public:
     */
     void stop() noexcept {
         try {
+            {
+                std::unique_lock<std::mutex> lock(mutex_);
+                if (!threaded_ && !first_step_done_ && !finished_) {
+                    // Never started nor stepped: nothing to drain, nothing to tell anyone.
+                    lock.unlock();
+                    finish(false);
+                    return;
+                }
+            }
             begin_shutdown(options_.drain_timeout, "stopping");
             if (threaded_) {
                 if (control_thread_.joinable()) control_thread_.join();
@@ -495,6 +508,29 @@ private:
     struct seen_task {
         bool done = false;
         std::optional<protocol::completion_request> result;
+    };
+
+    // Counts the handler runs under way; once closed, no run starts.
+    struct run_gate {
+        std::mutex mutex;
+        std::condition_variable idle;
+        std::size_t inside = 0;
+        bool closed = false;
+        bool enter() {
+            std::lock_guard<std::mutex> lock(mutex);
+            if (closed) return false;
+            ++inside;
+            return true;
+        }
+        void leave() {
+            std::lock_guard<std::mutex> lock(mutex);
+            if (--inside == 0) idle.notify_all();
+        }
+        void close_and_wait() {
+            std::unique_lock<std::mutex> lock(mutex);
+            closed = true;
+            idle.wait(lock, [&] { return inside == 0; });
+        }
     };
 
     // A template: only the options-only constructor needs it.
@@ -897,9 +933,11 @@ private:
             for (const auto& r : results_) lost.push_back(r.task_id);
             status_.results_dropped += results_.size();
             results_.clear();
-            for (auto& kv : running_) kv.second->stop->request_stop();
+            for (auto& kv : running_) {
+                kv.second->stop->request_stop();
+                kv.second->abandoned = true;
+            }
             finished_ = true;
-            quit_ = quit_ || !threaded_;
         }
         for (const auto& id : lost) log(log_level::error, "result of task " + id + " could not be reported before the end of the drain");
         if (gave_up && lost.empty()) log(log_level::warning, "the drain ended with handlers still running");
@@ -1249,17 +1287,19 @@ private:
             if (resend) send_result(t.task_id, *resend);
             return;
         }
-        remember(t.task_id);
-        bool shutting_down = false, paused = false, has_handler = false;
+        bool shutting_down = false, paused = false, has_handler = false, full = false;
         {
             std::lock_guard<std::mutex> lock(mutex_);
             shutting_down = shutting_down_;
             paused = paused_;
             has_handler = handlers_.count(t.capability) != 0;
+            full = queued_.size() >= options_.max_queued_tasks;
         }
+        // A refused task is not remembered: delivered again later, it is decided again.
         if (shutting_down) return reject(t, protocol::task_error::shutting_down, "the worker is shutting down");
         if (paused) return reject(t, protocol::task_error::worker_paused, "the worker is paused");
         if (!has_handler) return reject(t, protocol::task_error::no_handler, "no handler for capability '" + t.capability + "'");
+        if (full) return reject(t, protocol::task_error::rate_limited, "the worker's queue is full");
         const admission a = options_.gateway.admit(t.capability, clock_.steady_now());
         if (!a.allowed) return reject(t, a.code, a.reason);
         if (t.deadline_at && *t.deadline_at <= clock_.wall_now()) {
@@ -1269,13 +1309,11 @@ private:
                         0);
             return;
         }
-        bool full = false;
+        remember(t.task_id);
         {
             std::lock_guard<std::mutex> lock(mutex_);
-            full = queued_.size() >= options_.max_queued_tasks;
-            if (!full) queued_.push_back(std::move(t));
+            queued_.push_back(std::move(t));
         }
-        if (full) return reject(t, protocol::task_error::rate_limited, "the worker's queue is full");
         dispatch();
     }
 
@@ -1331,11 +1369,24 @@ private:
                 running_.emplace(rt->task.task_id, rt);
             }
             wake_control(); // arms the deadline
-            executor_.post([this, rt, handler]() mutable { run_task(rt, std::move(handler)); });
+            // The gate keeps a run that starts after the worker is gone (an executor draining
+            // its queue late) away from it, and lets the worker wait for the runs under way.
+            executor_.post([this, gate = gate_, rt, handler]() mutable {
+                if (!gate->enter()) return;
+                run_task(rt, std::move(handler));
+                gate->leave();
+            });
         }
     }
 
     void run_task(const std::shared_ptr<running_task>& rt, task_handler handler) noexcept {
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            if (rt->abandoned) { // given up before it started (the drain ended)
+                running_.erase(rt->task.task_id);
+                return;
+            }
+        }
         task_context ctx;
         ctx.task_id = rt->task.task_id;
         ctx.capability = rt->task.capability;
@@ -1533,6 +1584,7 @@ private:
     bool refreshed_for_stream_ = false;
 
     std::thread control_thread_, stream_thread_;
+    std::shared_ptr<run_gate> gate_ = std::make_shared<run_gate>();
 };
 
 } // namespace sekuire

@@ -269,6 +269,29 @@ BOOST_FIXTURE_TEST_CASE(pause_rejects_new_tasks_and_resume_accepts_them_again, f
     BOOST_TEST((all[1].body.status == proto::task_status::completed));
 }
 
+BOOST_FIXTURE_TEST_CASE(a_task_refused_while_paused_runs_when_delivered_again, fixture) {
+    auto& w = make();
+    int runs = 0;
+    w.on_task("summarize", [&](const sekuire::task_context&, const boost::json::value& v) {
+        ++runs;
+        return v;
+    });
+    w.apply_command(proto::command{"cmd_p", proto::command_type::pause, "pause", "", std::nullopt});
+    stream({task_event(make_task("t_again", "summarize"))});
+    const auto next = connect();
+    BOOST_TEST(runs == 0);
+    w.apply_command(proto::command{"cmd_r", proto::command_type::resume, "resume", "", std::nullopt});
+    clock.advance_to(next);
+    stream({task_event(make_task("t_again", "summarize"))}); // the backend offers it again
+    connect();
+    BOOST_TEST(runs == 1);
+    const auto all = completions();
+    BOOST_TEST_REQUIRE(all.size() == 2u);
+    BOOST_TEST((all[0].body.status == proto::task_status::rejected));
+    BOOST_TEST((all[1].body.status == proto::task_status::completed));
+    BOOST_TEST(w.get_status().duplicates == 0u);
+}
+
 BOOST_FIXTURE_TEST_CASE(commands_from_the_beacon_are_deduplicated_with_the_stream, fixture) {
     auto& w = make();
     w.on_task("summarize", echo);
@@ -573,25 +596,58 @@ BOOST_FIXTURE_TEST_CASE(handler_timeout_fires_the_stop_token_and_reports, manual
     auto o = options();
     o.handler_timeout = 30s;
     auto& w = make(o);
-    sekuire::stop_token token;
+    std::promise<void> started;
+    bool saw_stop = false;
     w.on_task("slow", [&](const sekuire::task_context& ctx, const boost::json::value&) {
-        token = ctx.stop;
+        started.set_value();
+        // A handler that works until its stop token fires (bounded, in real time).
+        std::mutex m;
+        std::condition_variable cv;
+        bool stopped = false;
+        sekuire::stop_callback on_stop(ctx.stop, [&] {
+            std::lock_guard<std::mutex> lock(m);
+            stopped = true;
+            cv.notify_all();
+        });
+        std::unique_lock<std::mutex> lock(m);
+        cv.wait_for(lock, 10s, [&] { return stopped; });
+        saw_stop = stopped;
         return boost::json::value{{"late", true}};
     });
     w.step();
     stream({task_event(make_task("t_slow", "slow"))});
     connect();
     BOOST_TEST(w.get_status().in_flight == 1u);
-    // Start the handler; it captures its token, and its (late) result is held back below.
+    std::thread runner([&] { executor.run_one(); }); // the handler runs on its own thread
+    BOOST_TEST_REQUIRE((started.get_future().wait_for(10s) == std::future_status::ready));
     run_for(29999ms);
     BOOST_TEST(completions().empty());
-    run_for(1ms);
+    run_for(1ms); // the deadline: the token fires, the timeout is reported
+    runner.join();
+    BOOST_TEST(saw_stop);
     auto all = completions();
-    BOOST_TEST_REQUIRE(all.size() == 1u);
+    BOOST_TEST_REQUIRE(all.size() == 1u); // the late output is dropped
+    BOOST_TEST((all[0].body.status == proto::task_status::failed));
     BOOST_TEST((all[0].body.error->code == proto::task_error::handler_timeout));
-    // The handler runs now, too late: it sees its stop token fired, and its output is dropped.
-    executor.run_all();
-    BOOST_TEST(token.stop_requested());
+    BOOST_TEST(w.get_status().in_flight == 0u);
+}
+
+BOOST_FIXTURE_TEST_CASE(task_whose_deadline_passes_before_it_starts_never_runs, manual_fixture) {
+    auto o = options();
+    o.handler_timeout = 30s;
+    auto& w = make(o);
+    int runs = 0;
+    w.on_task("slow", [&](const sekuire::task_context&, const boost::json::value& v) {
+        ++runs;
+        return v;
+    });
+    w.step();
+    stream({task_event(make_task("t_late", "slow"))});
+    connect();
+    run_for(30s); // no executor thread took it in time
+    BOOST_TEST(completions().size() == 1u);
+    executor.run_all(); // it starts now, too late: skipped
+    BOOST_TEST(runs == 0);
     BOOST_TEST(completions().size() == 1u);
     BOOST_TEST(w.get_status().in_flight == 0u);
 }
@@ -634,10 +690,9 @@ BOOST_FIXTURE_TEST_CASE(drain_finishes_in_flight_work_and_reports_it, manual_fix
     auto o = options();
     o.max_concurrent_handlers = 2;
     auto& w = make(o);
-    sekuire::stop_token second_token;
     int calls = 0;
-    w.on_task("summarize", [&](const sekuire::task_context& ctx, const boost::json::value& v) {
-        if (++calls == 2) second_token = ctx.stop;
+    w.on_task("summarize", [&](const sekuire::task_context&, const boost::json::value& v) {
+        ++calls;
         return v;
     });
     w.step();
@@ -663,8 +718,8 @@ BOOST_FIXTURE_TEST_CASE(drain_finishes_in_flight_work_and_reports_it, manual_fix
     BOOST_TEST(all[2].task_id == "b");
     BOOST_TEST((all[2].body.error->code == proto::task_error::shutting_down));
     BOOST_TEST((w.get_status().state == sekuire::worker_state::stopped));
-    executor.run_all();
-    BOOST_TEST(second_token.stop_requested());
+    executor.run_all(); // "b" starts now, after the drain: skipped
+    BOOST_TEST(calls == 1);
     BOOST_TEST(completions().size() == 3u);
     // The draining worker said so in a heartbeat as soon as the drain began.
     const auto hbs = worker_heartbeats();
