@@ -34,13 +34,17 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <exception>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <system_error>
+#include <thread>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -68,7 +72,11 @@ namespace sekuire {
     - `connect_timeout` bounds the TCP connect; `send()` uses the smaller of it and the
       request's timeout.
     - `max_response_size` bounds `send()` bodies (checked against Content-Length and
-      while receiving); streams are not bounded.
+      while receiving); streams are not bounded. It does not bound the response head:
+      httplib 0.11 reads the status line and the header lines without a size limit
+      before the transport sees them, so there the deadline of `send()` is what bounds
+      them (to what arrives within `req.timeout`). Newer httplib versions cap the
+      number and the length of header lines.
     - `max_idle_connections`: idle kept-alive connections kept for `send()` (0: none).
     - Timeouts longer than 24 hours are capped at 24 hours.
 */
@@ -527,6 +535,149 @@ inline bool declared_length_exceeds(const std::string& value, std::size_t limit)
     return any && n > limit;
 }
 
+/** Shuts connections down from a thread of its own: a `send()` at its deadline, a
+    `stream()` as soon as it is stopped.
+
+    httplib 0.11 has no total deadline, and `Client::stop()` (its one cross-thread call)
+    waits for a connect or TLS handshake under way, because it takes the lock the connect
+    holds. So neither the thread that sends nor a thread that requests a stop may call it:
+    this thread does. A client it has stopped is stopped again every `repeat` until its
+    call ends, because a stop that lands before the call has opened its connection does
+    nothing. While it is blocked in one client's connect, the other watches wait.
+
+    The thread starts with the first watch, blocks every signal, and sleeps on a condition
+    variable while nothing is due. */
+class connection_watchdog {
+public:
+    using clock = std::chrono::steady_clock;
+    static constexpr std::chrono::milliseconds repeat{50};
+
+    /// One watched call, on the caller's stack; disarmed at the latest when destroyed.
+    struct watch {
+        explicit watch(httplib::ClientImpl* c) noexcept : client(c) {}
+        watch(const watch&) = delete;
+        watch& operator=(const watch&) = delete;
+        ~watch() {
+            if (owner) owner->disarm(*this);
+        }
+
+        httplib::ClientImpl* client;
+        connection_watchdog* owner = nullptr; // between arm and disarm
+        bool queued = false;                  // has a place in `due_`
+        bool fired = false;                   // its client was stopped at least once
+        std::multimap<clock::time_point, watch*>::iterator place;
+    };
+
+    connection_watchdog() = default;
+    connection_watchdog(const connection_watchdog&) = delete;
+    connection_watchdog& operator=(const connection_watchdog&) = delete;
+
+    ~connection_watchdog() {
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            quit_ = true;
+        }
+        wake_.notify_all();
+        if (thread_.joinable()) thread_.join();
+    }
+
+    /// Starts watching `w`; its client is stopped at `deadline` (never without one, unless
+    /// `stop_now`). False when the thread cannot be started (out of threads).
+    bool arm(watch& w, const clock::time_point* deadline) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (!thread_.joinable() && !start_locked()) return false;
+        w.owner = this;
+        if (deadline) enqueue_locked(w, *deadline);
+        return true;
+    }
+
+    /// Stops `w`'s client as soon as the thread can; nothing once `w` is disarmed.
+    void stop_now(watch& w) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (w.owner != this) return;
+        if (w.queued) due_.erase(w.place);
+        enqueue_locked(w, (clock::time_point::min)());
+    }
+
+    /// Ends the watch, after a stop of its client under way has returned. True when the
+    /// client was stopped: its connection must not be used again.
+    bool disarm(watch& w) {
+        std::unique_lock<std::mutex> lock(mutex_);
+        if (w.queued) due_.erase(w.place);
+        w.queued = false;
+        w.owner = nullptr;
+        stopped_.wait(lock, [&] { return stopping_ != &w; });
+        return w.fired;
+    }
+
+private:
+    bool start_locked() {
+#if !defined(_WIN32)
+        // The thread inherits the creator's mask: block everything while creating it.
+        sigset_t all, old;
+        sigfillset(&all);
+        const bool masked = pthread_sigmask(SIG_BLOCK, &all, &old) == 0;
+#endif
+        bool started = true;
+        try {
+            thread_ = std::thread([this] { run(); });
+        } catch (const std::system_error&) {
+            started = false;
+        }
+#if !defined(_WIN32)
+        if (masked) pthread_sigmask(SIG_SETMASK, &old, nullptr);
+#endif
+        return started;
+    }
+
+    void enqueue_locked(watch& w, clock::time_point when) {
+        w.place = due_.emplace(when, &w);
+        w.queued = true;
+        if (w.place == due_.begin()) wake_.notify_all();
+    }
+
+    void run() {
+        std::unique_lock<std::mutex> lock(mutex_);
+        while (!quit_) {
+            if (due_.empty()) {
+                wake_.wait(lock);
+                continue;
+            }
+            const auto first = due_.begin();
+            // A copy: wait_until reads its argument again after waking, when the entry
+            // may be gone.
+            const clock::time_point when = first->first;
+            if (when > clock::now()) {
+                wake_.wait_until(lock, when);
+                continue;
+            }
+            watch* w = first->second;
+            due_.erase(first);
+            w->fired = true;
+            enqueue_locked(*w, clock::now() + repeat);
+            stopping_ = w;
+            lock.unlock();
+            try {
+                sigpipe_guard guard; // stopping an idle TLS client writes close_notify
+                w->client->stop();
+            } catch (...) {
+                // a failed lock inside httplib: the next repeat tries again
+            }
+            lock.lock();
+            stopping_ = nullptr;
+            stopped_.notify_all();
+        }
+    }
+
+    std::mutex mutex_;
+    std::condition_variable wake_;    // due_ changed at its front, or quit_
+    std::condition_variable stopped_; // stopping_ was cleared
+    std::multimap<clock::time_point, watch*> due_;
+    watch* stopping_ = nullptr;
+    bool quit_ = false;
+    std::thread thread_;
+};
+
 /// The state shared by all copies of one `httplib_transport`.
 struct httplib_transport_state {
     httplib_transport_options opts;
@@ -539,6 +690,7 @@ struct httplib_transport_state {
 
     std::mutex pool_mutex;
     std::vector<std::unique_ptr<httplib::ClientImpl>> idle;
+    connection_watchdog watchdog;
 
     httplib_transport_state() = default;
     httplib_transport_state(const httplib_transport_state&) = delete;
@@ -702,8 +854,13 @@ public:
     /** Sends one request and reads the whole response.
 
         The call is bounded by `req.timeout` in total: connecting (at most
-        `connect_timeout`), writing, and reading the head and the body. Any HTTP status is a
-        response, 3xx included.
+        `connect_timeout`), writing, and reading the head and the body. At the deadline a
+        watchdog thread, shared by the copies of the transport and started with the first
+        call, shuts the connection down, so a server that trickles its answer byte by byte
+        cannot hold the call. One limit of httplib 0.11: a connect or TLS handshake under
+        way at the deadline is not interrupted but finishes first (each network wait in
+        it is bounded by `connect_timeout`, a name lookup by the system resolver). Any
+        HTTP status is a response, 3xx included.
 
         @param ec set only when no complete response arrived: `errc::connection_failed`,
         `errc::tls_failed`, `errc::timeout`, `errc::connection_lost`,
@@ -742,8 +899,8 @@ public:
 
         httplib::Request hreq;
         st.fill_request(hreq, req, headers);
-        // httplib 0.11 has no total deadline: the handlers below check it whenever
-        // something arrives, and the per-read timeout covers silence.
+        // The watchdog shuts the connection down at the deadline; the handlers below also
+        // check it whenever something arrives.
         hreq.response_handler = [&](const httplib::Response& r) -> bool {
             last_activity = clock::now();
             if (last_activity - start >= timeout) {
@@ -773,16 +930,23 @@ public:
 
         httplib::Response hres;
         httplib::Error herr = httplib::Error::Success;
+        detail::connection_watchdog::watch watch(cli.get());
+        const auto deadline = start + timeout;
+        // Without the watchdog thread (none could be started) the handlers and the
+        // per-read timeout still bound the call, as long as the head does not trickle.
+        const bool watched = st.watchdog.arm(watch, &deadline);
         const bool ok = cli->send(hreq, hres, herr);
+        const bool cut = watched && st.watchdog.disarm(watch);
         if (ok && !too_large && !deadline_passed) {
+            // Complete, though the deadline may have cut the connection just after.
             out.status = hres.status;
             out.headers = detail::to_response_head(hres).headers;
-            st.give_back(std::move(cli));
+            if (!cut) st.give_back(std::move(cli));
             return out;
         }
         if (too_large) {
             ec = errc::response_too_large;
-        } else if (deadline_passed) {
+        } else if (deadline_passed || cut) {
             ec = errc::timeout;
         } else {
             const auto now = clock::now();
@@ -809,14 +973,16 @@ public:
         the connection fails. `req.timeout` is the longest silence allowed between two
         reads; the stream as a whole has no time or size bound.
 
-        A stop request from any thread shuts the connection down at once. (A stop that
-        lands while the connection is being opened waits for the connect to finish, at most
-        `connect_timeout`; one that lands in the instant before the connection exists takes
-        effect at the response head or at the idle timeout.)
+        A stop request from any thread returns at once: it hands the connection to the
+        transport's watchdog thread, which shuts it down. A stop that lands while the
+        connection is being opened takes effect when the connect or TLS handshake has
+        finished (httplib 0.11 cannot interrupt them; each network wait in them is bounded
+        by `connect_timeout`).
 
         @param ec `errc::canceled` after a stop; `errc::timeout` when the idle timeout
-        fired; `errc::connection_failed`, `errc::tls_failed`, `errc::connection_lost`, or
-        the request errors listed at `send()`.
+        fired; `errc::connection_failed` (also when the watchdog thread cannot be
+        started), `errc::tls_failed`, `errc::connection_lost`, or the request errors
+        listed at `send()`.
         @throws whatever a callback throws, after the connection is closed.
         @par Thread Safety
         Safe to call concurrently; `stop` may be stopped from any thread.
@@ -844,11 +1010,7 @@ public:
         cli->set_read_timeout(timeout);
         cli->set_write_timeout(timeout);
 
-        struct control {
-            std::mutex mutex;
-            bool in_flight = false;
-            std::atomic<bool> stopped{false};
-        } ctl;
+        std::atomic<bool> stopped{false};
         bool consumer_ended = false, head_delivered = false;
         std::exception_ptr failure;
         auto last_activity = clock::now();
@@ -857,7 +1019,7 @@ public:
         st.fill_request(hreq, req, headers);
         hreq.response_handler = [&](const httplib::Response& r) -> bool {
             last_activity = clock::now();
-            if (ctl.stopped.load()) return false;
+            if (stopped.load()) return false;
             head_delivered = true;
             try {
                 if (cb.on_response && !cb.on_response(detail::to_response_head(r))) {
@@ -872,7 +1034,7 @@ public:
         };
         hreq.content_receiver = [&](const char* data, std::size_t size, auto, auto) -> bool {
             last_activity = clock::now();
-            if (ctl.stopped.load()) return false;
+            if (stopped.load()) return false;
             try {
                 if (cb.on_data && !cb.on_data(std::string_view(data, size))) {
                     consumer_ended = true;
@@ -887,32 +1049,23 @@ public:
 
         httplib::Response hres;
         httplib::Error herr = httplib::Error::Success;
+        detail::connection_watchdog::watch watch(cli.get());
+        if (!st.watchdog.arm(watch, nullptr)) {
+            ec = errc::connection_failed; // out of threads: a stream that cannot be stopped is not opened
+            return;
+        }
         bool ok = false;
         {
-            // Client::stop() is httplib's one cross-thread call: it shuts the in-flight
-            // socket down. It is only called while a request runs, because on an idle
-            // client it would close (and, for TLS, write to) the connection itself.
-            auto on_stop = [&ctl, &cli] {
-                std::lock_guard<std::mutex> lock(ctl.mutex);
-                ctl.stopped.store(true);
-                if (ctl.in_flight) {
-                    detail::sigpipe_guard guard;
-                    cli->stop();
-                }
+            // The stopping thread only hands the connection to the watchdog: it never
+            // waits for a connect or a TLS handshake under way.
+            auto on_stop = [&stopped, &st, &watch] {
+                stopped.store(true);
+                st.watchdog.stop_now(watch);
             };
             stop_callback<decltype(on_stop)> registration(stop, on_stop);
-            {
-                std::lock_guard<std::mutex> lock(ctl.mutex);
-                if (ctl.stopped.load()) {
-                    ec = errc::canceled;
-                    return;
-                }
-                ctl.in_flight = true;
-            }
-            ok = cli->send(hreq, hres, herr);
-            std::lock_guard<std::mutex> lock(ctl.mutex);
-            ctl.in_flight = false;
+            if (!stopped.load()) ok = cli->send(hreq, hres, herr);
         }
+        st.watchdog.disarm(watch);
 
         if (failure) std::rethrow_exception(failure);
         if (consumer_ended) return;
@@ -921,7 +1074,7 @@ public:
             if (!head_delivered && cb.on_response) cb.on_response(detail::to_response_head(hres));
             return;
         }
-        if (ctl.stopped.load()) {
+        if (stopped.load()) {
             ec = errc::canceled;
             return;
         }

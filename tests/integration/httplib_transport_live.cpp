@@ -167,6 +167,52 @@ private:
     std::thread thread_;
 };
 
+// A bare TCP listener on 127.0.0.1 and an ephemeral port for answers httplib's server will
+// not give: it accepts one connection and hands the socket to `serve`, on its own thread.
+// `serve` must watch `done` and return when it is set.
+class raw_server {
+public:
+    explicit raw_server(std::function<void(int fd, const std::atomic<bool>& done)> serve) {
+        listener_ = ::socket(AF_INET, SOCK_STREAM, 0);
+        BOOST_REQUIRE(listener_ >= 0);
+        sockaddr_in addr{};
+        addr.sin_family = AF_INET;
+        addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        BOOST_REQUIRE(::bind(listener_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
+        BOOST_REQUIRE(::listen(listener_, 4) == 0);
+        socklen_t len = sizeof(addr);
+        BOOST_REQUIRE(::getsockname(listener_, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
+        port_ = ntohs(addr.sin_port);
+        thread_ = std::thread([this, serve = std::move(serve)] {
+            const int fd = ::accept(listener_, nullptr, nullptr);
+            if (fd < 0) return;
+            serve(fd, done);
+            ::close(fd);
+        });
+    }
+
+    raw_server(const raw_server&) = delete;
+    raw_server& operator=(const raw_server&) = delete;
+
+    ~raw_server() {
+        done = true;
+        ::shutdown(listener_, SHUT_RDWR); // wakes an accept that never got a connection
+        thread_.join();
+        ::close(listener_);
+    }
+
+    std::string url(const std::string& scheme = "http") const {
+        return scheme + "://127.0.0.1:" + std::to_string(port_);
+    }
+
+    std::atomic<bool> done{false};
+
+private:
+    int listener_ = -1;
+    int port_ = 0;
+    std::thread thread_;
+};
+
 // A self-signed certificate for 127.0.0.1 and localhost, made with the OpenSSL 3 API and
 // written to a fresh temporary directory.
 class self_signed_cert {
@@ -493,6 +539,70 @@ BOOST_AUTO_TEST_CASE(trickling_body_hits_the_total_deadline) {
     t.send(get("/trickle", 400ms), ec);
     BOOST_TEST((ec == errc::timeout));
     srv.stop();
+}
+
+BOOST_AUTO_TEST_CASE(trickling_response_head_hits_the_total_deadline) {
+    // One header byte every 50 ms keeps httplib's per-read timeout from firing, and no
+    // handler runs before the head is complete: only the watchdog ends the call. Without
+    // it the call would last as long as the server drips (up to 10 s here).
+    raw_server srv([](int fd, const std::atomic<bool>& done) {
+        char buf[4096];
+        if (::recv(fd, buf, sizeof buf, 0) <= 0) return;
+        const std::string head = "HTTP/1.1 200 OK\r\nX-Long: ";
+        if (::send(fd, head.data(), head.size(), MSG_NOSIGNAL) < 0) return;
+        for (int i = 0; i < 200 && !done; ++i) {
+            std::this_thread::sleep_for(50ms);
+            if (::send(fd, "a", 1, MSG_NOSIGNAL) < 0) return; // the client hung up
+        }
+    });
+    auto t = make_transport(srv.url());
+    error_code ec;
+    const auto started = std::chrono::steady_clock::now();
+    const auto res = t.send(get("/drip", 400ms), ec);
+    const auto took = std::chrono::steady_clock::now() - started;
+    BOOST_TEST((ec == errc::timeout));
+    BOOST_TEST(res.status == 0);
+    BOOST_TEST(std::chrono::duration_cast<std::chrono::milliseconds>(took).count() < 5000);
+}
+
+BOOST_AUTO_TEST_CASE(stop_during_a_stalled_tls_handshake_does_not_block_the_stopper) {
+    // The server accepts the TCP connection, reads the ClientHello and never answers, so
+    // the client sits in its TLS handshake (httplib 0.11 holds its connection lock there).
+    std::mutex m;
+    std::condition_variable cv;
+    bool hello_read = false;
+    raw_server srv([&](int fd, const std::atomic<bool>& done) {
+        char buf[4096];
+        if (::recv(fd, buf, sizeof buf, 0) <= 0) return;
+        {
+            std::lock_guard<std::mutex> lock(m);
+            hello_read = true;
+        }
+        cv.notify_all();
+        for (int i = 0; i < 1000 && !done; ++i) std::this_thread::sleep_for(10ms);
+    });
+    sekuire::httplib_transport_options o;
+    o.base_url = srv.url("https");
+    o.tls.verify_peer = false;
+    o.connect_timeout = 1500ms;
+    sekuire::stream_callbacks cb;
+    sekuire::stop_source source;
+    stream_runner run;
+    run.start(sekuire::httplib_transport(o), get("/events", 1500ms), cb, source.get_token());
+    bool in_handshake = false;
+    {
+        std::unique_lock<std::mutex> lock(m);
+        in_handshake = cv.wait_for(lock, 5s, [&] { return hello_read; });
+    }
+    BOOST_REQUIRE(in_handshake);
+
+    const auto before = std::chrono::steady_clock::now();
+    source.request_stop();
+    const auto stop_took = std::chrono::steady_clock::now() - before;
+    BOOST_REQUIRE(run.wait(10s));
+    // The handshake lasts up to connect_timeout (1.5 s); the stopper must not wait for it.
+    BOOST_TEST(std::chrono::duration_cast<std::chrono::milliseconds>(stop_took).count() < 500);
+    BOOST_TEST((run.ec == errc::canceled));
 }
 
 BOOST_AUTO_TEST_CASE(closed_port_is_connection_failed) {
