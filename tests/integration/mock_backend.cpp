@@ -1096,7 +1096,8 @@ BOOST_AUTO_TEST_CASE(completions_are_idempotent) {
 
     auto foreign = env.http->complete(t1, b.runtime_token, a.installation_id);
     BOOST_REQUIRE(foreign);
-    BOOST_TEST(foreign->status == 401);
+    BOOST_TEST(foreign->status == 403);
+    BOOST_TEST(code_of(foreign) == str(sekuire::testing::detail::mock_installation_mismatch));
 
     auto first = env.http->complete(t1, a.runtime_token, a.installation_id);
     BOOST_REQUIRE(first);

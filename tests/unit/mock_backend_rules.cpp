@@ -8,6 +8,8 @@
 #include <boost/test/unit_test.hpp>
 
 #include <chrono>
+#include <cstdint>
+#include <limits>
 #include <string>
 
 namespace {
@@ -255,6 +257,89 @@ BOOST_AUTO_TEST_CASE(request_counts_are_bounded) {
     BOOST_TEST(core.request_count("/p/0") == 2u);
     BOOST_TEST(core.request_counts().size() == mock::mock_max_counted_paths + 1);
     BOOST_TEST(core.request_count("(other)") == 10u);
+}
+
+proto::completion_request completion_of(const std::string& installation_id) {
+    proto::completion_request req;
+    req.installation_id = installation_id;
+    req.status = proto::task_status::completed;
+    req.output = boost::json::object{{"ok", true}};
+    return req;
+}
+
+BOOST_AUTO_TEST_CASE(extreme_durations_from_cpp_are_clamped) {
+    // The admin routes bound these; the member functions clamp them, so that no deadline
+    // computed from them overflows (UBSan watches this test).
+    fake_clock clock;
+    mock::mock_core core(mock_backend_options{}, fns(clock));
+    auto b = bootstrap(core);
+    sekuire::error_code ec;
+    BOOST_TEST(core.revoke(b.installation_id, "gone", std::numeric_limits<std::int64_t>::max(), ec));
+    BOOST_TEST(!ec);
+    const auto info = core.installation(b.installation_id);
+    BOOST_REQUIRE(info && info->revocation);
+    BOOST_TEST(info->revocation->shutdown_timeout_ms.value_or(0) == proto::timing::max_shutdown_timeout.count());
+    // Results are taken until the clamped shutdown timeout has passed.
+    const auto task_id = enqueue(core, "summarize");
+    clock.advance(proto::timing::max_shutdown_timeout - 1ms);
+    BOOST_TEST(core.complete(task_id, authz(b.runtime_token), proto::encode(completion_of(b.installation_id))).status ==
+               200);
+    clock.advance(2ms);
+    const auto late = enqueue(core, "summarize");
+    auto refused = core.complete(late, authz(b.runtime_token), proto::encode(completion_of(b.installation_id)));
+    BOOST_TEST(refused.status == 403);
+    BOOST_TEST(proto::error_code_of(refused.body) == std::string(proto::error_code_name::installation_revoked));
+
+    sekuire::testing::mock_install_token_request forever;
+    forever.ttl = std::chrono::seconds::max();
+    sekuire::testing::mock_install_token_request long_ago;
+    long_ago.ttl = std::chrono::seconds::min();
+    const auto valid = core.create_install_token(forever);
+    const auto expired = core.create_install_token(long_ago);
+    proto::bootstrap_request req;
+    req.agent_id = "agent-2";
+    req.install_token = valid;
+    BOOST_TEST(core.bootstrap(proto::encode(req)).status == 201);
+    req.install_token = expired;
+    auto gone = core.bootstrap(proto::encode(req));
+    BOOST_TEST(gone.status == 410);
+    BOOST_TEST(proto::error_code_of(gone.body) == std::string(proto::error_code_name::install_token_expired));
+}
+
+BOOST_AUTO_TEST_CASE(commands_clamp_their_shutdown_timeout) {
+    fake_clock clock;
+    mock::mock_core core(mock_backend_options{}, fns(clock));
+    auto b = bootstrap(core);
+    sekuire::error_code ec;
+    core.send_command(b.installation_id, "terminate", "", std::numeric_limits<std::int64_t>::max(), ec);
+    BOOST_REQUIRE(!ec);
+    proto::heartbeat_request hb;
+    auto r = core.heartbeat(b.installation_id, authz(b.runtime_token), proto::encode(hb));
+    BOOST_REQUIRE_EQUAL(r.status, 200);
+    const auto m = decoded<proto::heartbeat_response>(r);
+    BOOST_REQUIRE(m.command);
+    BOOST_TEST(m.command->shutdown_timeout_ms.value_or(0) == proto::timing::max_shutdown_timeout.count());
+}
+
+BOOST_AUTO_TEST_CASE(a_result_for_another_installation_is_403_not_401) {
+    // A 401 would send the client to refresh its token and retry for nothing.
+    fake_clock clock;
+    mock::mock_core core(mock_backend_options{}, fns(clock));
+    auto b = bootstrap(core);
+    const auto task_id = enqueue(core, "summarize");
+    auto r = core.complete(task_id, authz(b.runtime_token), proto::encode(completion_of("inst_other")));
+    BOOST_TEST(r.status == 403);
+    BOOST_TEST(proto::error_code_of(r.body) == std::string(mock::mock_installation_mismatch));
+    BOOST_TEST((core.task(task_id)->status != mock_task_status::completed));
+}
+
+BOOST_AUTO_TEST_CASE(waiting_for_an_unknown_task_returns_false_at_once) {
+    fake_clock clock;
+    mock::mock_core core(mock_backend_options{}, fns(clock));
+    const auto before = std::chrono::steady_clock::now();
+    BOOST_TEST(!core.wait_for_task("task_none", mock_task_status::completed, 20s));
+    // Without the check it would wait out the 20 s.
+    BOOST_TEST((std::chrono::steady_clock::now() - before < 10s));
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -34,6 +34,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <system_error>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -82,12 +83,25 @@ public:
             ec = errc::connection_failed;
             return;
         }
-        started_ = true;
         listen_done_ = false;
-        thread_ = std::thread([this] {
-            svr_.listen_after_bind();
+        try {
+            thread_ = std::thread([this] {
+                try {
+                    svr_.listen_after_bind(); // builds the thread pool, which can throw
+                } catch (...) {
+                }
+                listen_done_ = true;
+            });
+        } catch (const std::system_error&) {
+            // Out of threads. The bound socket stays with httplib's server until the
+            // backend is destroyed; a backend starts only once.
+            started_ = true;
+            stopped_ = true;
             listen_done_ = true;
-        });
+            ec = errc::connection_failed;
+            return;
+        }
+        started_ = true;
         // httplib 0.11 has no wait_until_ready(), and stop() before the listener runs hangs.
         const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
         while (!svr_.is_running() && !listen_done_ && std::chrono::steady_clock::now() < deadline)
@@ -127,15 +141,17 @@ public:
     }
 
 private:
-    // Requires lifecycle_. Stops the listener (retrying until it has run, because
-    // Server::stop() is a no-op before), ends the streams, joins.
+    // Requires lifecycle_. Ends the streams, stops the listener once it runs, joins.
+    // Server::stop() is a no-op before the listener runs, and upstream httplib asserts
+    // when it is called a second time while its thread pool drains: so wait for the
+    // listener to run (or to have failed), then stop it exactly once.
     void halt_locked() noexcept {
         stopped_ = true;
         core_.shutdown();
-        while (!listen_done_) {
-            svr_.stop();
-            std::this_thread::sleep_for(std::chrono::milliseconds(2));
-        }
+        const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+        while (!svr_.is_running() && !listen_done_ && std::chrono::steady_clock::now() < deadline)
+            std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        if (!listen_done_) svr_.stop();
         if (thread_.joinable()) thread_.join();
     }
 
@@ -393,6 +409,10 @@ private:
     the `Date` header; steady time for keep-alive cadence and redelivery. With
     `testing::fake_clock`, those move only when the test advances the clock (streams
     notice within about 50 ms of real time).
+
+    @par SIGPIPE
+    Constructing a backend sets SIGPIPE to ignored for the whole process: httplib's server
+    does so in its constructor, and its writes to a client that hung up rely on it.
 
     @par Thread Safety
     Distinct objects: Safe. Shared objects: Safe, except that `start()` and `stop()` must

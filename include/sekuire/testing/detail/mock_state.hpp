@@ -388,6 +388,9 @@ inline constexpr std::size_t mock_max_events_kept = 1024;
 inline constexpr std::size_t mock_max_counted_paths = 4096;
 inline constexpr std::size_t mock_max_listed_tasks = 1000;
 inline constexpr std::chrono::milliseconds mock_max_fault_delay{600000};
+inline constexpr std::chrono::seconds mock_max_install_token_ttl{100LL * 365 * 24 * 3600};
+// The error code of a completion whose installation_id is not the runtime token's (403).
+inline constexpr std::string_view mock_installation_mismatch = "installation_mismatch";
 inline constexpr std::string_view mock_policy_id = "policy_mock";
 inline constexpr std::string_view mock_policy_status = "active";
 inline constexpr std::string_view mock_keepalive_frame = ": keep-alive\n\n";
@@ -947,8 +950,11 @@ public:
                 clock_.wall() > in->revoked_at + std::chrono::milliseconds(in->revoked->shutdown_timeout_ms.value_or(0)))
                 return revoked_error();
             if (!decoded) return bad_request(err);
+            // Not a token problem (a 401 would send the client to refresh it): the result
+            // names an installation the token is not for, which no retry changes.
             if (req.installation_id != in->id)
-                return error_reply(401, n::unauthorized, "the runtime token belongs to another installation");
+                return error_reply(403, mock_installation_mismatch,
+                                   "the result names another installation than the runtime token's");
             auto it = tasks_.find(task_id);
             if (it == tasks_.end()) return error_reply(404, n::unknown_task, "no such task");
             auto& t = it->second;
@@ -1173,7 +1179,11 @@ public:
         install_token_rec rec;
         rec.agent_id = r.agent_id;
         std::lock_guard<std::mutex> lk(m_);
-        if (r.ttl) rec.expires_at = clock_.wall() + *r.ttl;
+        if (r.ttl) {
+            // Clamped to a century either way, so that the expiry cannot overflow.
+            const auto ttl = std::clamp(*r.ttl, -mock_max_install_token_ttl, mock_max_install_token_ttl);
+            rec.expires_at = clock_.wall() + ttl;
+        }
         std::string token = make_id(mock_prefix::install_token, 24);
         install_tokens_[token] = std::move(rec);
         return token;
@@ -1240,7 +1250,8 @@ public:
         for (;;) {
             tick_locked(clock_.steady());
             auto it = tasks_.find(id);
-            if (it != tasks_.end() && it->second.info.status == status) return true;
+            if (it == tasks_.end()) return false;
+            if (it->second.info.status == status) return true;
             if (shutdown_ || std::chrono::steady_clock::now() >= deadline) return false;
             // Sliced: with a fake clock a redelivery becomes due without a notification.
             cv_.wait_for(lk, std::chrono::milliseconds(20));
@@ -1277,6 +1288,7 @@ public:
             if (!protocol::from_string(c.type_name, c.type)) c.type = protocol::command_type::unknown;
             c.reason = std::move(reason);
             c.shutdown_timeout_ms = shutdown_timeout_ms;
+            protocol::detail::clamp_shutdown_timeout(c.shutdown_timeout_ms);
             id = c.id;
             it->second.commands.push_back(std::move(c));
         }
@@ -1372,7 +1384,7 @@ public:
             if (r.agent_id && (r.agent_id->empty() || r.agent_id->size() > mock_max_name_length))
                 return rd.fail(errc::invalid_value, k::agent_id);
             if (ttl) {
-                if (*ttl > 100LL * 365 * 24 * 3600) return rd.fail(errc::invalid_value, k::ttl_seconds);
+                if (*ttl > mock_max_install_token_ttl.count()) return rd.fail(errc::invalid_value, k::ttl_seconds);
                 r.ttl = std::chrono::seconds(*ttl);
             }
             return true;
@@ -1745,6 +1757,7 @@ private:
         protocol::revocation r;
         r.reason = reason.empty() ? std::string("revoked by an operator") : std::move(reason);
         r.shutdown_timeout_ms = shutdown_timeout_ms ? *shutdown_timeout_ms : opts_.revoke_shutdown_timeout_ms;
+        protocol::detail::clamp_shutdown_timeout(r.shutdown_timeout_ms); // as a client decoding it would
         in.revoked = r;
         in.revoked_at = clock_.wall();
         const std::string data = protocol::encode(r);
