@@ -156,6 +156,11 @@ inline constexpr std::chrono::seconds default_heartbeat_interval{60};
 inline constexpr std::chrono::milliseconds max_shutdown_timeout{std::chrono::hours(24)};
 /// Default worker heartbeat interval.
 inline constexpr std::chrono::milliseconds default_worker_heartbeat_interval{10000};
+/// Timestamps are read clamped to 1970-01-01T00:00:00Z .. 2200-01-01T00:00:00Z: a "never
+/// expires" far in the future (`9999-12-31T23:59:59Z`) or a date before the epoch stays
+/// usable, and the difference of any two timestamps stays far from overflowing.
+inline constexpr wall_time_point earliest_timestamp{};
+inline constexpr wall_time_point latest_timestamp{std::chrono::seconds(7258118400)};
 } // namespace timing
 
 /** How a client reacts to an HTTP status (protocol.md section 0).
@@ -774,7 +779,8 @@ public:
     bool time_value(const json::value& v, std::string_view key, wall_time_point& out) {
         if (!v.is_string()) return fail(errc::wrong_type, key);
         const auto& s = v.get_string();
-        const auto t = parse_rfc3339(std::string_view(s.data(), s.size()));
+        const auto t = parse_rfc3339_clamped(std::string_view(s.data(), s.size()), timing::earliest_timestamp,
+                                             timing::latest_timestamp);
         if (!t) return fail(errc::invalid_timestamp, key);
         out = *t;
         return true;

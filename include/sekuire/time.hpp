@@ -10,6 +10,7 @@
 
 #include <sekuire/clock.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <optional>
@@ -145,23 +146,16 @@ inline int month_from_name(std::string_view s) noexcept {
     return 0;
 }
 
-} // namespace detail
-
-/** Parses an RFC 3339 `date-time`: `YYYY-MM-DDTHH:MM:SS[.fraction](Z|+HH:MM|-HH:MM)`.
-
-    `T` and `Z` may be lower case; the fraction may have any number of digits (kept to the
-    nanosecond); offsets are converted to UTC; a leap second (`:60`) is accepted. Invalid
-    dates (`2026-02-30`), out-of-range fields, trailing text and instants the system clock
-    cannot represent give `nullopt`.
-*/
-inline std::optional<wall_time_point> parse_rfc3339(std::string_view s) noexcept {
+// Parses an RFC 3339 date-time into seconds since the epoch (any four-digit year fits)
+// and nanoseconds; false when it is not one.
+inline bool parse_rfc3339_parts(std::string_view s, std::int64_t& seconds, std::int64_t& nanos_out) noexcept {
     int year = 0, month = 0, day = 0, hour = 0, minute = 0, second = 0;
-    if (s.size() < 20) return std::nullopt;
-    if (!detail::parse_digits(s, 0, 4, year) || s[4] != '-' || !detail::parse_digits(s, 5, 2, month) ||
-        s[7] != '-' || !detail::parse_digits(s, 8, 2, day) || (s[10] != 'T' && s[10] != 't') ||
-        !detail::parse_digits(s, 11, 2, hour) || s[13] != ':' || !detail::parse_digits(s, 14, 2, minute) ||
-        s[16] != ':' || !detail::parse_digits(s, 17, 2, second))
-        return std::nullopt;
+    if (s.size() < 20) return false;
+    if (!parse_digits(s, 0, 4, year) || s[4] != '-' || !parse_digits(s, 5, 2, month) ||
+        s[7] != '-' || !parse_digits(s, 8, 2, day) || (s[10] != 'T' && s[10] != 't') ||
+        !parse_digits(s, 11, 2, hour) || s[13] != ':' || !parse_digits(s, 14, 2, minute) ||
+        s[16] != ':' || !parse_digits(s, 17, 2, second))
+        return false;
     std::size_t pos = 19;
     std::int64_t nanos = 0;
     if (pos < s.size() && s[pos] == '.') {
@@ -175,24 +169,59 @@ inline std::optional<wall_time_point> parse_rfc3339(std::string_view s) noexcept
             }
             ++pos;
         }
-        if (pos == start) return std::nullopt;
+        if (pos == start) return false;
     }
-    if (pos >= s.size()) return std::nullopt;
+    if (pos >= s.size()) return false;
     std::int64_t offset = 0;
     if (s[pos] == 'Z' || s[pos] == 'z') {
         ++pos;
     } else if (s[pos] == '+' || s[pos] == '-') {
         int oh = 0, om = 0;
-        if (!detail::parse_digits(s, pos + 1, 2, oh) || pos + 3 >= s.size() || s[pos + 3] != ':' ||
-            !detail::parse_digits(s, pos + 4, 2, om) || oh > 23 || om > 59)
-            return std::nullopt;
+        if (!parse_digits(s, pos + 1, 2, oh) || pos + 3 >= s.size() || s[pos + 3] != ':' ||
+            !parse_digits(s, pos + 4, 2, om) || oh > 23 || om > 59)
+            return false;
         offset = (oh * 3600 + om * 60) * (s[pos] == '-' ? -1 : 1);
         pos += 6;
     } else {
-        return std::nullopt;
+        return false;
     }
-    if (pos != s.size()) return std::nullopt;
-    return detail::from_fields(year, month, day, hour, minute, second, nanos, offset);
+    if (pos != s.size()) return false;
+    if (month < 1 || month > 12 || day < 1 || day > days_in_month(year, month)) return false;
+    if (hour > 23 || minute > 59 || second > 60) return false;
+    seconds = days_from_civil(year, month, day) * 86400 + hour * 3600 + minute * 60 + second - offset;
+    nanos_out = nanos;
+    return true;
+}
+} // namespace detail
+
+/** Parses an RFC 3339 `date-time`: `YYYY-MM-DDTHH:MM:SS[.fraction](Z|+HH:MM|-HH:MM)`.
+
+    `T` and `Z` may be lower case; the fraction may have any number of digits (kept to the
+    nanosecond); offsets are converted to UTC; a leap second (`:60`) is accepted. Invalid
+    dates (`2026-02-30`), out-of-range fields, trailing text and instants the system clock
+    cannot represent give `nullopt`.
+*/
+inline std::optional<wall_time_point> parse_rfc3339(std::string_view s) noexcept {
+    std::int64_t seconds = 0, nanos = 0;
+    if (!detail::parse_rfc3339_parts(s, seconds, nanos)) return std::nullopt;
+    return detail::make_time_point(seconds, nanos);
+}
+
+/** As `parse_rfc3339`, but a valid timestamp before `earliest` or after `latest` gives that
+    bound instead of `nullopt`: a backend's "never expires" of `9999-12-31T23:59:59Z` is
+    read as `latest`, whatever the system clock can represent. `earliest <= latest`.
+*/
+inline std::optional<wall_time_point> parse_rfc3339_clamped(std::string_view s, wall_time_point earliest,
+                                                            wall_time_point latest) noexcept {
+    std::int64_t seconds = 0, nanos = 0;
+    if (!detail::parse_rfc3339_parts(s, seconds, nanos)) return std::nullopt;
+    const auto lo = std::chrono::duration_cast<std::chrono::seconds>(earliest.time_since_epoch()).count();
+    const auto hi = std::chrono::duration_cast<std::chrono::seconds>(latest.time_since_epoch()).count();
+    if (seconds < lo) return earliest;
+    if (seconds > hi) return latest;
+    const auto t = detail::make_time_point(seconds, nanos);
+    if (!t) return seconds < 0 ? earliest : latest;
+    return std::clamp(*t, earliest, latest);
 }
 
 /** Formats a time as RFC 3339 in UTC: `2026-02-03T12:05:00Z`, with milliseconds

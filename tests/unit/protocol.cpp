@@ -1547,6 +1547,22 @@ BOOST_AUTO_TEST_CASE(decode_error_message) {
     BOOST_TEST(err.message().find("srt_secret_value") == std::string::npos);
 }
 
+BOOST_AUTO_TEST_CASE(timestamps_are_clamped_to_the_protocol_range) {
+    // "Never expires" written as the year 9999 does not fit a nanosecond clock; it must not
+    // make a whole bootstrap answer malformed.
+    const std::string body = with_value(samples<p::bootstrap_response>().front().body, "runtime_token_expires_at",
+                                        "9999-12-31T23:59:59Z");
+    p::bootstrap_response r;
+    p::decode_error err;
+    BOOST_REQUIRE(p::decode(body, r, err));
+    BOOST_TEST((r.runtime_token_expires_at == p::timing::latest_timestamp));
+    BOOST_TEST(sekuire::format_rfc3339(p::timing::latest_timestamp) == "2200-01-01T00:00:00Z");
+    const std::string old = with_value(samples<p::bootstrap_response>().front().body, "lease_expires_at",
+                                       "1000-01-01T00:00:00Z");
+    BOOST_REQUIRE(p::decode(old, r, err));
+    BOOST_TEST((r.lease_expires_at == p::timing::earliest_timestamp));
+}
+
 BOOST_AUTO_TEST_CASE(nested_fields_use_dotted_paths) {
     const std::string hb = samples<p::heartbeat_response>().front().body;
     BOOST_TEST(show(decode_over_sample<p::heartbeat_response>(without(hb, "refreshed_token.expires_at"))) ==

@@ -240,6 +240,22 @@ BOOST_AUTO_TEST_CASE(rfc3339_far_dates) {
     }
 }
 
+BOOST_AUTO_TEST_CASE(rfc3339_clamped_saturates_valid_far_dates) {
+    const auto lo = at(0);
+    const auto hi = at(7258118400); // 2200-01-01T00:00:00Z
+    BOOST_TEST(show(sekuire::parse_rfc3339_clamped("9999-12-31T23:59:59Z", lo, hi)) == show(hi));
+    BOOST_TEST(show(sekuire::parse_rfc3339_clamped("2262-04-12T00:00:00Z", lo, hi)) == show(hi));
+    BOOST_TEST(show(sekuire::parse_rfc3339_clamped("2199-12-31T23:59:59.5Z", lo, hi)) ==
+               show(at(7258118399) + std::chrono::milliseconds(500)));
+    BOOST_TEST(show(sekuire::parse_rfc3339_clamped("0000-01-01T00:00:00Z", lo, hi)) == show(lo));
+    BOOST_TEST(show(sekuire::parse_rfc3339_clamped("1969-12-31T23:59:59Z", lo, hi)) == show(lo));
+    BOOST_TEST(show(sekuire::parse_rfc3339_clamped("2026-02-03T12:05:00Z", lo, hi)) == show(at(t_2026_02_03_12_05)));
+    // Invalid text stays invalid: only the range is forgiven.
+    BOOST_TEST(show(sekuire::parse_rfc3339_clamped("9999-02-30T00:00:00Z", lo, hi)) == "nullopt");
+    BOOST_TEST(show(sekuire::parse_rfc3339_clamped("9999-12-31T23:59:59", lo, hi)) == "nullopt");
+    BOOST_TEST(show(sekuire::parse_rfc3339_clamped("not a date", lo, hi)) == "nullopt");
+}
+
 BOOST_AUTO_TEST_CASE(rfc3339_formatting) {
     BOOST_TEST(format_rfc3339(at(t_2026_02_03_12_05)) == "2026-02-03T12:05:00Z");
     BOOST_TEST(format_rfc3339(at(0)) == "1970-01-01T00:00:00Z");
