@@ -30,6 +30,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <cstdlib>
 #include <deque>
 #include <exception>
 #include <functional>
@@ -107,6 +108,9 @@ struct beacon_status {
     std::uint64_t heartbeats_sent = 0;
     std::string active_policy_hash;
     std::chrono::seconds heartbeat_interval{protocol::timing::default_heartbeat_interval};
+    /// The backend's clock minus the local one, from the last `Date` header (0 when within
+    /// 2 s). Token expiry is judged on the backend's clock.
+    std::chrono::milliseconds clock_offset{0};
 };
 
 /** A one-line summary of a status, for logs and consoles (tokens masked, as in the status):
@@ -129,6 +133,7 @@ inline std::string to_string(const beacon_status& s) {
     if (s.terminate_requested) out += " terminate_requested=true";
     if (s.revoked) out += " revoked=\"" + s.revoked_reason + "\"";
     if (s.recovered_from_env) out += " recovered_from_env=true";
+    if (s.clock_offset.count() != 0) out += " clock_offset_ms=" + std::to_string(s.clock_offset.count());
     if (!s.deployment_url.empty()) out += " deployment=" + s.deployment_url;
     if (!s.last_error.empty()) out += " last_error=\"" + s.last_error + "\"";
     return out;
@@ -379,9 +384,23 @@ public:
     /** Stops the beacon: stops the background thread, then sends one final heartbeat with
         status `stopped` (bounded by `stop_timeout`; not after a revocation) and returns.
         Does nothing when already stopped. Never throws.
+
+        Called from a callback that the beacon runs (on its thread, or inside `step()`), it
+        cannot wait for itself: it only asks the thread to end, and the final heartbeat is
+        sent by the next `stop()` from elsewhere, at the latest by the destructor.
     */
     void stop() noexcept {
         try {
+            if (stepping_thread_.load() == std::this_thread::get_id()) {
+                {
+                    std::lock_guard<std::mutex> lock(loop_mutex_);
+                    stop_requested_ = true;
+                }
+                loop_cv_.notify_all();
+                log(log_level::info, "stop requested from a beacon callback; it completes when stop() is called "
+                                     "from another thread or the beacon is destroyed");
+                return;
+            }
             if (stopped_.exchange(true)) return;
             const signature before = current_signature();
             {
@@ -390,7 +409,9 @@ public:
             }
             loop_cv_.notify_all();
             if (thread_.joinable()) thread_.join();
-            // The thread has ended: the stepping state is ours now.
+            // The thread has ended: the stepping state is ours now. A revocation applied
+            // from elsewhere and not stepped yet takes effect first (no final heartbeat).
+            take_pending_revocation();
             if (phase_ == phase::running && !revoked_) send_final_heartbeat();
             if (!revoked_) phase_ = phase::stopped; // a revoked beacon stays shown as revoked
             running_ = false;
@@ -410,6 +431,12 @@ public:
         (degraded for good, revoked or stopped).
     */
     steady_time_point step() noexcept {
+        const std::thread::id outer = stepping_thread_.exchange(std::this_thread::get_id());
+        struct restore_stepping {
+            std::atomic<std::thread::id>& slot;
+            std::thread::id value;
+            ~restore_stepping() { slot.store(value); }
+        } restore{stepping_thread_, outer};
         try {
             const signature before = current_signature();
             steady_time_point next = steady_time_point::max();
@@ -567,8 +594,17 @@ private:
         next_at_ = now;
         error_code ec;
         std::optional<installation_credentials> stored = store_.load(ec);
-        if (ec) {
+        if (ec && ec != errc::store_corrupt) {
+            // Perhaps a passing I/O error: the session step reads it again, with backoff.
+            // Never bootstrap past stored credentials that could not be read.
             record_error(ec, "the credential store cannot be read: " + ec.message());
+            stage_ = stage::session;
+            return;
+        }
+        if (ec) {
+            // Nothing in it can be used: authenticate without it (the next save keeps the
+            // corrupt file aside).
+            record_error(ec, "the stored credentials are unreadable (" + ec.message() + "); authenticating without them");
             stored.reset();
         }
         if ((!stored || stored->installation_id.empty()) && !options_.installation_id.empty() &&
@@ -601,12 +637,20 @@ private:
     void session_attempt(steady_time_point now) {
         error_code ec;
         std::optional<installation_credentials> c = store_.load(ec);
+        if (ec && ec != errc::store_corrupt) {
+            auth_retry(now, ec, std::nullopt, "the credential store cannot be read");
+            return;
+        }
+        if (!ec) {
+            error_code save_ec;
+            c = unsaved_.reconcile(store_, std::move(c), save_ec);
+        }
         if (ec || !c || c->installation_id.empty()) {
             stage_ = stage::bootstrap;
             return;
         }
         creds_ = c;
-        if (!detail::token_expired(*c, clock_.wall_now())) {
+        if (!detail::token_expired(*c, backend_now())) {
             // The registration heartbeat validates a present runtime token.
             go_running(now);
             return;
@@ -644,7 +688,8 @@ private:
         body.agent_id = options_.agent_id;
         body.capabilities = options_.capabilities;
         body.platform = platform_;
-        const auto r = detail::bootstrap_install(transport_, body, options_.request_timeout, clock_.wall_now());
+        const auto r = detail::bootstrap_install(transport_, body, options_.request_timeout, backend_now());
+        observe(r.server_time);
         finish_bootstrap(now, r, "install token");
         if (phase_ == phase::auth && r.status != detail::bootstrap_status::transient) {
             install_token_spent_ = true;
@@ -665,7 +710,8 @@ private:
         body.capabilities = options_.capabilities;
         body.platform = platform_;
         const auto r =
-            detail::bootstrap_recover(transport_, body, options_.api_key, options_.request_timeout, clock_.wall_now());
+            detail::bootstrap_recover(transport_, body, options_.api_key, options_.request_timeout, backend_now());
+        observe(r.server_time);
         finish_bootstrap(now, r, "recovery bootstrap");
         if (phase_ == phase::auth && r.status != detail::bootstrap_status::transient)
             enter_degraded(last_error_code_, last_error_);
@@ -675,7 +721,7 @@ private:
         switch (r.status) {
         case detail::bootstrap_status::ok: {
             const installation_credentials c =
-                detail::credentials_from(r.response, r.server_time ? *r.server_time : clock_.wall_now());
+                detail::credentials_from(r.response, r.server_time ? *r.server_time : backend_now());
             error_code ec;
             store_.save(c, ec);
             if (ec) record_error(ec, "the credential store cannot be written: " + ec.message());
@@ -700,13 +746,13 @@ private:
     }
 
     void auth_retry(steady_time_point now, const error_code& ec,
-                    const std::optional<std::chrono::milliseconds>& retry_after) {
+                    const std::optional<std::chrono::milliseconds>& retry_after,
+                    const char* what = "authentication failed") {
         auto delay = auth_backoff_.next(random_);
         if (retry_after) delay = std::max(delay, *retry_after);
         next_at_ = now + delay;
         degraded_ = true;
-        record_error(ec, "authentication failed, retrying in " + std::to_string(delay.count()) +
-                             " ms: " + ec.message());
+        record_error(ec, std::string(what) + ", retrying in " + std::to_string(delay.count()) + " ms: " + ec.message());
     }
 
     void enter_degraded(const error_code& ec, const std::string& why) {
@@ -721,12 +767,21 @@ private:
         hb_backoff_.reset();
         next_beat_at_ = now;
         due_at_ = now;
-        unauthorized_streak_ = 0;
+    }
+
+    // The credentials are dead: authenticate again from the bootstrap step, paced by the
+    // auth backoff (reset by a successful heartbeat), so that a backend refusing each new
+    // installation in turn cannot drive a tight loop of bootstraps.
+    void walk_chain_again(steady_time_point now) {
+        phase_ = phase::auth;
+        stage_ = stage::bootstrap;
+        next_at_ = now + auth_backoff_.next(random_);
     }
 
     void drop_credentials(const std::string& why) {
         error_code ec;
         store_.clear(ec);
+        if (ec) log(log_level::error, "the stored credentials could not be removed: " + ec.message());
         creds_.reset();
         record_error(errc::installation_not_found, why + "; the stored credentials were dropped");
     }
@@ -738,22 +793,46 @@ private:
         }
         error_code ec;
         std::optional<installation_credentials> c = store_.load(ec);
-        if (!ec && (!c || c->installation_id.empty())) {
-            // Cleared by another holder of the store: walk the chain again.
-            phase_ = phase::auth;
-            stage_ = stage::bootstrap;
-            next_at_ = now;
-            return now;
+        if (ec) {
+            log(log_level::warning, "the credential store cannot be read (" + ec.message() +
+                                        "); going on with the credentials in memory");
+        } else {
+            error_code save_ec;
+            c = unsaved_.reconcile(store_, std::move(c), save_ec);
+            if (save_ec)
+                log(log_level::error, "the refreshed credentials still cannot be saved (" + save_ec.message() +
+                                          "); they stay in memory");
+            if (c && !c->installation_id.empty()) {
+                creds_ = c;
+            } else if (!creds_ || creds_->installation_id.empty()) {
+                phase_ = phase::auth;
+                stage_ = stage::bootstrap;
+                next_at_ = now;
+                return now;
+            } else {
+                // Emptied by another holder of the store (its revocation or its 404, or an
+                // operator). The backend decides what became of the installation, not the
+                // store: put the credentials back and ask it at once, rather than bootstrap
+                // a new installation past a kill switch.
+                error_code restore_ec;
+                store_.save(*creds_, restore_ec);
+                if (checked_after_clear_ != creds_->installation_id) {
+                    checked_after_clear_ = creds_->installation_id;
+                    next_beat_at_ = std::min(next_beat_at_, now);
+                    log(log_level::warning, "the credential store was emptied by another holder; checking installation " +
+                                                creds_->installation_id + " with the backend" +
+                                                (restore_ec ? " (the store cannot be written: " + restore_ec.message() + ")"
+                                                            : std::string()));
+                }
+            }
         }
-        if (!ec) creds_ = c;
-        const wall_time_point wall = clock_.wall_now();
         steady_time_point next = next_beat_at_;
-        if (creds_ && detail::token_needs_refresh(*creds_, wall) && !creds_->refresh_token.empty()) {
+        if (creds_ && detail::token_needs_refresh(*creds_, backend_now()) && !creds_->refresh_token.empty()) {
             if (now >= refresh_retry_at_) {
                 const detail::refresh_result r = refresh(creds_->runtime_token);
                 if (!handle_refresh_result(now, r)) return phase_ == phase::running ? now : next_at_;
             }
-            if (creds_ && detail::token_expired(*creds_, clock_.wall_now())) {
+            if (creds_ && detail::token_expired(*creds_, backend_now()) && creds_->runtime_token != unjudged_token_) {
                 // Never call with an expired token: wait for the refresh to succeed.
                 return std::min(std::max(refresh_retry_at_, now + std::chrono::milliseconds(1)), lease_or_max());
             }
@@ -765,9 +844,9 @@ private:
         }
         next = std::min(next_beat_at_, lease_or_max());
         if (const auto due = creds_ ? detail::refresh_due_at(*creds_) : std::nullopt) {
-            const auto until = *due - clock_.wall_now();
-            if (until > until.zero())
-                next = std::min(next, now + std::chrono::duration_cast<std::chrono::milliseconds>(until));
+            const std::int64_t until_ms = detail::wall_ms(*due) - detail::wall_ms(backend_now());
+            if (until_ms > 0)
+                next = std::min(next, now + std::chrono::milliseconds(std::min<std::int64_t>(until_ms, 24LL * 3600 * 1000)));
             else
                 next = std::min(next, std::max(refresh_retry_at_, now + std::chrono::milliseconds(1)));
         }
@@ -782,10 +861,24 @@ private:
     bool handle_refresh_result(steady_time_point now, const detail::refresh_result& r) {
         switch (r.status) {
         case detail::refresh_status::refreshed:
-            refresh_backoff_.reset();
-            refresh_retry_at_ = steady_time_point{};
             if (r.credentials) creds_ = r.credentials;
             if (r.called) log(log_level::info, "runtime token refreshed (" + mask_token(creds_->runtime_token) + ")");
+            if (r.called && creds_ && detail::token_needs_refresh(*creds_, backend_now())) {
+                // Due again the moment it was issued: its expiry is in the past of the
+                // backend's own clock. Refreshing at once would repeat for ever; use the
+                // token (the backend decides) and try again after a backoff.
+                const auto delay = refresh_backoff_.next(random_);
+                refresh_retry_at_ = now + delay;
+                unjudged_token_ = creds_->runtime_token;
+                record_error(errc::invalid_value,
+                             "the backend issued a runtime token already due for refresh (expires " +
+                                 (creds_->runtime_token_expires_at ? format_rfc3339(*creds_->runtime_token_expires_at)
+                                                                   : std::string("?")) +
+                                 "); using it, next refresh in " + std::to_string(delay.count()) + " ms");
+            } else {
+                refresh_backoff_.reset();
+                refresh_retry_at_ = steady_time_point{};
+            }
             return true;
         case detail::refresh_status::transient:
         case detail::refresh_status::store_failed: {
@@ -799,17 +892,13 @@ private:
         case detail::refresh_status::revoked: revoke({"installation revoked (refresh refused)", std::nullopt}); return false;
         case detail::refresh_status::gone:
             drop_credentials("the backend does not know the installation");
-            phase_ = phase::auth;
-            stage_ = stage::bootstrap;
-            next_at_ = now;
+            walk_chain_again(now);
             return false;
         case detail::refresh_status::rejected:
         case detail::refresh_status::no_refresh_token:
             record_error(r.error, "the refresh token was refused: " + r.error.message());
-            if (creds_ && detail::token_expired(*creds_, clock_.wall_now())) {
-                phase_ = phase::auth;
-                stage_ = stage::bootstrap;
-                next_at_ = now;
+            if (creds_ && detail::token_expired(*creds_, backend_now())) {
+                walk_chain_again(now);
                 return false;
             }
             // The current token still works until it expires; try again later.
@@ -820,8 +909,23 @@ private:
     }
 
     detail::refresh_result refresh(const std::string& stale_token) {
-        return detail::refresh_single_flight(transport_, store_, stale_token, clock_.wall_now(),
-                                             options_.request_timeout);
+        detail::refresh_result r = detail::refresh_single_flight(transport_, store_, stale_token, backend_now(),
+                                                                 options_.request_timeout, &unsaved_);
+        observe(r.server_time);
+        if (r.persist_error)
+            log(log_level::error, "the refreshed credentials could not be saved (" + r.persist_error.message() +
+                                      "); they are kept in memory and saved again at each step");
+        return r;
+    }
+
+    /// The backend's clock (token expiry and directed times are in it).
+    wall_time_point backend_now() { return skew_.now(clock_.wall_now()); }
+
+    void observe(const std::optional<wall_time_point>& server_time) {
+        if (skew_.observe(server_time, clock_.wall_now()))
+            log(log_level::warning, "the local clock is " + std::to_string(std::abs(skew_.offset().count()) / 1000) +
+                                        " s " + (skew_.offset().count() > 0 ? "behind" : "ahead of") +
+                                        " the backend's; token expiry is judged on the backend's clock");
     }
 
     protocol::heartbeat_status reported_status() {
@@ -865,10 +969,24 @@ private:
         if (failed_ == 0) due_at_ = now;
         const protocol::heartbeat_status status = reported_status();
         http_request req = heartbeat_request(status, now, options_.request_timeout);
-        detail::http_outcome out = detail::perform(transport_, req, true, true, clock_.wall_now());
+        detail::http_outcome out = detail::perform(transport_, req, true, true, backend_now());
+        observe(out.server_time);
         if (out.cls == protocol::status_class::token_rejected) {
             // One refresh (single-flight with the other holders of the store), one retry.
-            const detail::refresh_result r = refresh(creds_->runtime_token);
+            const std::string rejected = creds_->runtime_token;
+            const detail::refresh_result r = refresh(rejected);
+            if (r.status == detail::refresh_status::rejected || r.status == detail::refresh_status::no_refresh_token) {
+                // The backend refused the runtime token and the refresh token: these
+                // credentials are dead (protocol.md section 3): walk down the chain.
+                ++failed_;
+                forget_runtime_token(rejected);
+                record_error(r.error ? r.error : error_code(errc::invalid_refresh_token),
+                             "the runtime token was rejected and the refresh token refused (" +
+                                 (r.error ? r.error.message() : std::string("no refresh token")) +
+                                 "); authenticating again");
+                walk_chain_again(now);
+                return;
+            }
             if (r.status != detail::refresh_status::refreshed) {
                 if (!handle_refresh_result(now, r)) return;
                 heartbeat_failed(now, r.error ? r.error : out.error, r.retry_after);
@@ -876,12 +994,12 @@ private:
             }
             if (r.credentials) creds_ = r.credentials;
             detail::set_bearer(req, creds_->runtime_token);
-            out = detail::perform(transport_, req, true, true, clock_.wall_now());
+            out = detail::perform(transport_, req, true, true, backend_now());
+            observe(out.server_time);
             if (out.cls == protocol::status_class::token_rejected) {
                 // A second 401 is an auth failure: drop the runtime token and walk the chain
                 // again from the session step, after a backoff.
-                ++unauthorized_streak_;
-                forget_runtime_token();
+                forget_runtime_token(creds_->runtime_token);
                 phase_ = phase::auth;
                 stage_ = stage::session;
                 ++failed_;
@@ -896,9 +1014,7 @@ private:
             return;
         case protocol::status_class::installation_gone:
             drop_credentials("the backend does not know the installation");
-            phase_ = phase::auth;
-            stage_ = stage::bootstrap;
-            next_at_ = now;
+            walk_chain_again(now);
             return;
         case protocol::status_class::transient:
         case protocol::status_class::token_rejected: heartbeat_failed(now, out.error, out.retry_after); return;
@@ -929,17 +1045,16 @@ private:
             return;
         }
         if (r.refreshed_token) {
-            installation_credentials next = *creds_;
-            next.runtime_token = r.refreshed_token->runtime_token;
-            next.runtime_token_expires_at = r.refreshed_token->expires_at;
-            next.runtime_token_issued_at = out.server_time ? *out.server_time : clock_.wall_now();
-            next.token_version = r.refreshed_token->token_version;
-            error_code ec;
-            store_.save(next, ec);
-            if (ec) record_error(ec, "the refreshed token could not be persisted: " + ec.message());
-            creds_ = next;
-            log(log_level::info, "runtime token replaced by the heartbeat (" + mask_token(next.runtime_token) + ")");
+            // Merged into the store under its refresh lock: a rotation another holder saved
+            // while this heartbeat was on its way must survive.
+            const detail::adopt_result a = detail::adopt_runtime_token(
+                store_, *creds_, *r.refreshed_token, out.server_time ? *out.server_time : backend_now());
+            if (a.error) log(log_level::error, "the refreshed token could not be persisted: " + a.error.message());
+            if (a.credentials) creds_ = a.credentials;
+            if (a.adopted)
+                log(log_level::info, "runtime token replaced by the heartbeat (" + mask_token(creds_->runtime_token) + ")");
         }
+        checked_after_clear_.clear();
         const bool was_failing = failed_ > 0 || !registered_ || lease_lost_;
         failed_ = 0;
         hb_backoff_.reset();
@@ -947,7 +1062,6 @@ private:
         registered_ = true;
         degraded_ = false;
         lease_lost_ = false;
-        unauthorized_streak_ = 0;
         ++heartbeats_;
         last_heartbeat_ = clock_.wall_now();
         clear_error_if_recovered(was_failing);
@@ -957,8 +1071,15 @@ private:
         if (r.next_heartbeat_at) {
             const auto limit = lease_deadline_ ? std::chrono::duration_cast<std::chrono::milliseconds>(*lease_deadline_ - now)
                                                : std::chrono::milliseconds(std::chrono::hours(24));
-            directed = detail::delay_until(*r.next_heartbeat_at, out.server_time, clock_.wall_now(),
-                                           std::chrono::milliseconds(std::chrono::hours(24)));
+            const wall_time_point ref = out.server_time ? *out.server_time : backend_now();
+            const std::int64_t ahead_ms = detail::wall_ms(*r.next_heartbeat_at) - detail::wall_ms(ref);
+            if (ahead_ms < 0 && ahead_ms >= -interval_.count()) {
+                // Just passed (a slow answer): as soon as the protocol allows.
+                directed = protocol::timing::min_heartbeat_delay;
+            } else {
+                // Further in the past, or more than a day ahead: not believed.
+                directed = detail::delay_until(*r.next_heartbeat_at, ref, ref, std::chrono::milliseconds(std::chrono::hours(24)));
+            }
             if (directed) {
                 directed = std::max<std::chrono::milliseconds>(*directed, protocol::timing::min_heartbeat_delay);
                 directed = std::min(*directed, std::max<std::chrono::milliseconds>(limit, protocol::timing::min_heartbeat_delay));
@@ -1004,20 +1125,23 @@ private:
         lease_expires_at_ = expires;
         std::optional<std::chrono::milliseconds> d;
         if (expires)
-            d = detail::delay_until(*expires, server_now, clock_.wall_now(), std::chrono::milliseconds(std::chrono::hours(24)));
+            d = detail::delay_until(*expires, server_now, backend_now(), std::chrono::milliseconds(std::chrono::hours(24)));
         if (!d) d = interval_ * protocol::timing::lease_intervals_when_unknown;
         lease_deadline_ = now + *d;
     }
 
-    void forget_runtime_token() {
+    // Drops a runtime token the backend rejected, from the store (unless another holder
+    // replaced it meanwhile) and from memory.
+    void forget_runtime_token(const std::string& rejected) {
         error_code ec;
-        auto c = store_.load(ec);
-        if (!ec && c) {
-            c->runtime_token.clear();
-            c->runtime_token_expires_at.reset();
-            c->runtime_token_issued_at.reset();
-            store_.save(*c, ec);
+        std::optional<installation_credentials> c = detail::forget_runtime_token(store_, rejected, ec);
+        if (ec) log(log_level::error, "the rejected runtime token could not be removed from the store: " + ec.message());
+        if (!ec && c && !c->installation_id.empty()) {
             creds_ = c;
+        } else if (creds_ && creds_->runtime_token == rejected) {
+            creds_->runtime_token.clear();
+            creds_->runtime_token_expires_at.reset();
+            creds_->runtime_token_issued_at.reset();
         }
     }
 
@@ -1072,15 +1196,29 @@ private:
         detail::invoke_callback(options_.on_revoked, options_.logger, "on_revoked", info);
     }
 
+    // One attempt, bounded by stop_timeout: no refresh and no retry on a 401.
     void send_final_heartbeat() {
+        error_code ec;
+        std::optional<installation_credentials> c = store_.load(ec);
+        if (!ec && c && creds_ && c->installation_id == creds_->installation_id && !c->runtime_token.empty())
+            creds_ = c; // another holder may have refreshed the token
         if (!creds_ || creds_->runtime_token.empty()) return;
         const steady_time_point now = clock_.steady_now();
         http_request req = heartbeat_request(protocol::heartbeat_status::stopped, now, options_.stop_timeout);
-        const detail::http_outcome out = detail::perform(transport_, req, true, true, clock_.wall_now());
-        if (out.ok())
+        const detail::http_outcome out = detail::perform(transport_, req, true, true, backend_now());
+        if (out.ok()) {
+            protocol::heartbeat_response r;
+            protocol::decode_error derr;
+            if (protocol::decode(out.response.body, r, derr) && r.revoked) {
+                revoke(*r.revoked);
+                return;
+            }
             log(log_level::info, "final heartbeat sent");
-        else
-            log(log_level::warning, "final heartbeat failed: " + out.error.message());
+        } else if (out.cls == protocol::status_class::revoked) {
+            revoke({protocol::error_message_of(out.response.body), std::nullopt});
+        } else {
+            log(log_level::warning, "final heartbeat failed: " + out.error.message() + describe_body(out));
+        }
     }
 
     // ---- status ------------------------------------------------------------------------
@@ -1174,6 +1312,7 @@ private:
         s.heartbeats_sent = heartbeats_;
         s.active_policy_hash = policy_hash_;
         s.heartbeat_interval = std::chrono::duration_cast<std::chrono::seconds>(interval_);
+        s.clock_offset = skew_.offset();
     }
 
     void notify_if_changed(const signature& before) {
@@ -1208,7 +1347,6 @@ private:
     std::chrono::milliseconds interval_{};
     backoff auth_backoff_, refresh_backoff_, hb_backoff_;
     std::uint32_t failed_ = 0;
-    std::uint32_t unauthorized_streak_ = 0;
     std::uint64_t heartbeats_ = 0;
     std::int64_t sequence_ = 0;
     bool registered_ = false;
@@ -1222,8 +1360,16 @@ private:
     std::string policy_hash_;
     std::string last_error_;
     error_code last_error_code_;
+    // A token the backend issued already due for refresh: used anyway (see
+    // handle_refresh_result).
+    std::string unjudged_token_;
+    // The installation checked with the backend after another holder emptied the store.
+    std::string checked_after_clear_;
 
     // Shared with other threads.
+    detail::backend_clock skew_;
+    detail::unsaved_credentials unsaved_;
+    std::atomic<std::thread::id> stepping_thread_{};
     mutable std::mutex status_mutex_;
     beacon_status status_;
     std::mutex command_mutex_;

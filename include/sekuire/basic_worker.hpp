@@ -36,6 +36,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <cstdlib>
 #include <deque>
 #include <exception>
 #include <functional>
@@ -602,11 +603,18 @@ private:
                 return std::nullopt;
             }
         }
-        const wall_time_point now = clock_.wall_now();
+        const wall_time_point now = backend_now();
         std::optional<installation_credentials> c = store_.load(ec);
         if (ec) {
             set_error(ec, "the credential store cannot be read: " + ec.message());
             return std::nullopt;
+        }
+        {
+            error_code save_ec;
+            c = unsaved_.reconcile(store_, std::move(c), save_ec);
+            if (save_ec)
+                log(log_level::error, "the refreshed credentials still cannot be saved (" + save_ec.message() +
+                                          "); they stay in memory");
         }
         if (!c || c->installation_id.empty()) {
             if (!options_.installation_id.empty() &&
@@ -640,8 +648,7 @@ private:
             }
         }
         if (detail::token_expired(*c, now) && !c->refresh_token.empty()) {
-            const detail::refresh_result r = detail::refresh_single_flight(transport_, store_, c->runtime_token, now,
-                                                                           options_.request_timeout);
+            const detail::refresh_result r = refresh(c->runtime_token);
             if (!handle_refresh(r, ec)) return std::nullopt;
             c = r.credentials;
         }
@@ -670,7 +677,8 @@ private:
         body.install_token = options_.install_token;
         body.agent_id = options_.agent_id;
         body.capabilities = capabilities();
-        const auto r = detail::bootstrap_install(transport_, body, options_.request_timeout, clock_.wall_now());
+        const auto r = detail::bootstrap_install(transport_, body, options_.request_timeout, backend_now());
+        observe(r.server_time);
         if (r.status != detail::bootstrap_status::ok) {
             ec = r.error;
             if (r.status == detail::bootstrap_status::permanent) install_token_spent_ = true;
@@ -678,7 +686,7 @@ private:
             return std::nullopt;
         }
         installation_credentials c =
-            detail::credentials_from(r.response, r.server_time ? *r.server_time : clock_.wall_now());
+            detail::credentials_from(r.response, r.server_time ? *r.server_time : backend_now());
         store_.save(c, ec);
         if (ec) set_error(ec, "the credential store cannot be written: " + ec.message());
         ec = {};
@@ -711,6 +719,26 @@ private:
         }
     }
 
+    detail::refresh_result refresh(const std::string& stale_token) {
+        detail::refresh_result r = detail::refresh_single_flight(transport_, store_, stale_token, backend_now(),
+                                                                 options_.request_timeout, &unsaved_);
+        observe(r.server_time);
+        if (r.persist_error)
+            log(log_level::error, "the refreshed credentials could not be saved (" + r.persist_error.message() +
+                                      "); they are kept in memory and saved again at each use");
+        return r;
+    }
+
+    /// The backend's clock (token expiry and task deadlines are in it).
+    wall_time_point backend_now() { return skew_.now(clock_.wall_now()); }
+
+    void observe(const std::optional<wall_time_point>& server_time) {
+        if (skew_.observe(server_time, clock_.wall_now()))
+            log(log_level::warning, "the local clock is " + std::to_string(std::abs(skew_.offset().count()) / 1000) +
+                                        " s " + (skew_.offset().count() > 0 ? "behind" : "ahead of") +
+                                        " the backend's; token expiry and task deadlines are judged on the backend's clock");
+    }
+
     /// One authenticated exchange: a 401 refreshes the token (single-flight) and retries
     /// once; a revocation (403 installation_revoked) starts the shutdown.
     detail::http_outcome authed(http_request req, bool installation_path) {
@@ -723,14 +751,15 @@ private:
             return out;
         }
         detail::set_bearer(req, c->runtime_token);
-        detail::http_outcome out = detail::perform(transport_, req, true, installation_path, clock_.wall_now());
+        detail::http_outcome out = detail::perform(transport_, req, true, installation_path, backend_now());
+        observe(out.server_time);
         if (out.cls == protocol::status_class::token_rejected) {
-            const auto r = detail::refresh_single_flight(transport_, store_, c->runtime_token, clock_.wall_now(),
-                                                         options_.request_timeout);
+            const auto r = refresh(c->runtime_token);
             error_code rec;
             if (handle_refresh(r, rec)) {
                 detail::set_bearer(req, r.credentials->runtime_token);
-                out = detail::perform(transport_, req, true, installation_path, clock_.wall_now());
+                out = detail::perform(transport_, req, true, installation_path, backend_now());
+                observe(out.server_time);
             }
         }
         if (out.cls == protocol::status_class::revoked)
@@ -1185,8 +1214,7 @@ private:
         const error_code ec = protocol::status_error(status, code, true, true);
         switch (cls) {
         case protocol::status_class::token_rejected: {
-            const auto r = detail::refresh_single_flight(transport_, store_, token, clock_.wall_now(),
-                                                         options_.request_timeout);
+            const auto r = refresh(token);
             error_code rec;
             if (handle_refresh(r, rec) && !refreshed_for_stream_) {
                 // Reconnect at once with the new token, once.
@@ -1302,7 +1330,7 @@ private:
         if (full) return reject(t, protocol::task_error::rate_limited, "the worker's queue is full");
         const admission a = options_.gateway.admit(t.capability, clock_.steady_now());
         if (!a.allowed) return reject(t, a.code, a.reason);
-        if (t.deadline_at && *t.deadline_at <= clock_.wall_now()) {
+        if (t.deadline_at && *t.deadline_at <= backend_now()) { // the backend's time
             finish_task(t, protocol::task_status::failed, {},
                         protocol::completion_error{protocol::task_error::handler_timeout,
                                                    "the task's deadline passed before it could start"},
@@ -1363,7 +1391,7 @@ private:
                 rt->started_at = now;
                 rt->deadline = now + options_.handler_timeout;
                 if (rt->task.deadline_at) {
-                    const auto left = *rt->task.deadline_at - clock_.wall_now();
+                    const auto left = *rt->task.deadline_at - backend_now();
                     rt->deadline = std::min(rt->deadline, now + std::chrono::duration_cast<steady_time_point::duration>(left));
                 }
                 running_.emplace(rt->task.task_id, rt);
@@ -1532,6 +1560,8 @@ private:
     CredentialStore store_;
     Executor executor_;
     random_source random_;
+    detail::backend_clock skew_;          // thread-safe
+    detail::unsaved_credentials unsaved_; // thread-safe
 
     // Guarded by mutex_.
     mutable std::mutex mutex_;

@@ -7,6 +7,10 @@
 
 #include <boost/test/unit_test.hpp>
 
+#include <cstdint>
+#include <limits>
+#include <memory>
+
 namespace st = sekuire::testing;
 namespace proto = sekuire::protocol;
 using namespace std::chrono_literals;
@@ -109,6 +113,216 @@ BOOST_AUTO_TEST_CASE(refresh_without_a_refresh_token_makes_no_call) {
     const auto r = sekuire::detail::refresh_single_flight(t, store, "t", t0, 1s);
     BOOST_TEST((r.status == sekuire::detail::refresh_status::no_refresh_token));
     BOOST_TEST(t.total() == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(retry_after_dates_are_measured_against_the_response_date) {
+    // The local clock is an hour ahead; the backend asks for a retry 30 s after its own now.
+    st::fake_transport t;
+    t.on(sekuire::http_method::get, "/x")
+        .respond(503, "", {{"Retry-After", "Thu, 01 Jan 2026 00:00:30 GMT"}, {"Date", "Thu, 01 Jan 2026 00:00:00 GMT"}});
+    const auto req = sekuire::detail::make_request(sekuire::http_method::get, "/x", {}, 1s);
+    const auto out = sekuire::detail::perform(t, req, true, false, t0 + 1h);
+    BOOST_TEST_REQUIRE(out.retry_after.has_value());
+    BOOST_TEST(out.retry_after->count() == 30000);
+}
+
+BOOST_AUTO_TEST_CASE(hostile_date_headers_are_clamped) {
+    st::fake_transport t;
+    t.on(sekuire::http_method::get, "/x").respond(200, "{}", {{"Date", "Mon, 01 Jan 1680 00:00:00 GMT"}});
+    const auto req = sekuire::detail::make_request(sekuire::http_method::get, "/x", {}, 1s);
+    const auto out = sekuire::detail::perform(t, req, true, false, t0);
+    BOOST_TEST_REQUIRE(out.server_time.has_value());
+    BOOST_TEST((*out.server_time == proto::timing::earliest_timestamp));
+}
+
+BOOST_AUTO_TEST_CASE(refresh_due_at_cannot_overflow) {
+    // Instants near both ends of the nanosecond clock (about 1677 and 2262): computed in
+    // milliseconds and saturated (UBSan watches this test).
+    using dur = wall_time_point::duration;
+    sekuire::installation_credentials c;
+    c.runtime_token = "t";
+    c.runtime_token_expires_at = wall_time_point(dur::max() - std::chrono::duration_cast<dur>(1h));
+    c.runtime_token_issued_at = wall_time_point(dur::min() + std::chrono::duration_cast<dur>(1h));
+    const auto due = sekuire::detail::refresh_due_at(c);
+    BOOST_REQUIRE(due);
+    const auto expected = *c.runtime_token_expires_at - std::chrono::duration_cast<dur>(24h * 6);
+    BOOST_TEST((*due <= expected && expected - *due < std::chrono::duration_cast<dur>(1ms))); // to the millisecond
+    c.runtime_token_expires_at = wall_time_point(dur::min() + std::chrono::duration_cast<dur>(1h));
+    c.runtime_token_issued_at.reset();
+    const auto early = sekuire::detail::refresh_due_at(c);
+    BOOST_REQUIRE(early);
+    BOOST_TEST((*early <= *c.runtime_token_expires_at)); // saturated at the clock's start
+    BOOST_TEST(sekuire::detail::token_needs_refresh(c, t0));
+}
+
+BOOST_AUTO_TEST_CASE(wall_from_ms_saturates) {
+    using dur = wall_time_point::duration;
+    const auto hi = sekuire::detail::wall_from_ms(std::numeric_limits<std::int64_t>::max());
+    const auto lo = sekuire::detail::wall_from_ms(std::numeric_limits<std::int64_t>::min());
+    BOOST_TEST((hi < wall_time_point(dur::max())));
+    BOOST_TEST((hi > wall_time_point(dur::max()) - std::chrono::duration_cast<dur>(1s)));
+    BOOST_TEST((lo > wall_time_point(dur::min())));
+    BOOST_TEST((sekuire::detail::wall_from_ms(sekuire::detail::wall_ms(t0 + 1500ms)) == t0 + 1500ms));
+}
+
+BOOST_AUTO_TEST_CASE(backend_clock_learns_the_offset_from_date_headers) {
+    sekuire::detail::backend_clock b;
+    BOOST_TEST((b.now(t0) == t0)); // nothing seen yet
+    BOOST_TEST(!b.observe(std::nullopt, t0));
+    BOOST_TEST(!b.observe(t0 + 1500ms, t0)); // within the resolution of Date: no offset
+    BOOST_TEST(b.offset().count() == 0);
+    BOOST_TEST(b.observe(t0 - 2h, t0)); // the local clock is 2 h ahead: notable, once
+    BOOST_TEST(b.offset().count() == -std::chrono::milliseconds(2h).count());
+    BOOST_TEST((b.now(t0 + 10s) == t0 - 2h + 10s));
+    BOOST_TEST(!b.observe(t0 - 2h + 1s, t0)); // still notable: no second warning
+    BOOST_TEST(!b.observe(t0, t0)); // set right
+    BOOST_TEST(b.offset().count() == 0);
+    BOOST_TEST(b.observe(std::optional<wall_time_point>(t0 + 5min), t0)); // off again, the other way
+    BOOST_TEST(!b.observe(t0 - 24h * 366 * 250, t0)); // centuries off: ignored as nonsense
+    BOOST_TEST(b.offset().count() == std::chrono::milliseconds(5min).count());
+}
+
+BOOST_AUTO_TEST_CASE(a_failed_save_after_a_refresh_keeps_the_new_credentials) {
+    // protocol.md section 3: the backend may rotate the refresh token; then the old one is
+    // dead, and the new one exists only in this answer.
+    struct refusing_store : sekuire::memory_store {
+        std::shared_ptr<int> refusals = std::make_shared<int>(1);
+        void save(const sekuire::installation_credentials& c, sekuire::error_code& ec) {
+            if (*refusals > 0) {
+                --*refusals;
+                ec = sekuire::errc::store_io;
+                return;
+            }
+            sekuire::memory_store::save(c, ec);
+        }
+    };
+    sekuire::installation_credentials c;
+    c.installation_id = "inst_1";
+    c.refresh_token = "rt_old";
+    c.runtime_token = "srt_old";
+    c.token_version = 1;
+    refusing_store store;
+    sekuire::error_code ec;
+    store.memory_store::save(c, ec);
+    st::fake_transport t;
+    proto::refresh_response r;
+    r.runtime_token = "srt_new";
+    r.refresh_token = "rt_new";
+    r.expires_at = t0 + 24h * 90;
+    r.token_version = 2;
+    t.on(sekuire::http_method::post, proto::path::refresh("inst_1")).respond(200, proto::encode(r));
+    sekuire::detail::unsaved_credentials unsaved;
+    const auto out = sekuire::detail::refresh_single_flight(t, store, "srt_old", t0, 1s, &unsaved);
+    BOOST_TEST((out.status == sekuire::detail::refresh_status::refreshed));
+    BOOST_TEST((out.persist_error == sekuire::errc::store_io));
+    BOOST_REQUIRE(out.credentials);
+    BOOST_TEST(out.credentials->refresh_token == "rt_new");
+    BOOST_TEST(!unsaved.empty());
+    BOOST_TEST(store.load(ec)->refresh_token == "rt_old");
+    // The next read of the store saves them (the store works again) and uses them.
+    const auto now = unsaved.reconcile(store, store.load(ec), ec);
+    BOOST_TEST(!ec);
+    BOOST_REQUIRE(now);
+    BOOST_TEST(now->refresh_token == "rt_new");
+    BOOST_TEST(store.load(ec)->refresh_token == "rt_new");
+    BOOST_TEST(unsaved.empty());
+}
+
+BOOST_AUTO_TEST_CASE(unsaved_credentials_give_way_when_the_store_moved_on) {
+    sekuire::memory_store store;
+    sekuire::installation_credentials mine;
+    mine.installation_id = "inst_1";
+    mine.refresh_token = "rt_mine";
+    mine.token_version = 3;
+    sekuire::error_code ec;
+    {
+        sekuire::detail::unsaved_credentials u;
+        u.remember(mine);
+        auto other = mine;
+        other.installation_id = "inst_2";
+        BOOST_TEST(u.reconcile(store, other, ec)->installation_id == "inst_2"); // re-bootstrapped
+        BOOST_TEST(u.empty());
+    }
+    {
+        sekuire::detail::unsaved_credentials u;
+        u.remember(mine);
+        auto newer = mine;
+        newer.token_version = 4;
+        newer.refresh_token = "rt_newer";
+        BOOST_TEST(u.reconcile(store, newer, ec)->refresh_token == "rt_newer");
+        BOOST_TEST(u.empty());
+    }
+    {
+        sekuire::detail::unsaved_credentials u;
+        u.remember(mine);
+        BOOST_TEST(!u.reconcile(store, std::nullopt, ec).has_value()); // emptied: revoked or gone
+        BOOST_TEST(u.empty());
+        BOOST_TEST(!store.load(ec).has_value());
+    }
+}
+
+BOOST_AUTO_TEST_CASE(adopt_runtime_token_merges_under_the_lock) {
+    sekuire::memory_store store;
+    sekuire::installation_credentials base;
+    base.installation_id = "inst_1";
+    base.refresh_token = "rt_1";
+    base.runtime_token = "srt_1";
+    base.token_version = 1;
+    sekuire::error_code ec;
+    const proto::refreshed_token t{"srt_2", t0 + 24h, 2};
+
+    // The store moved on meanwhile (a rotation by another holder): its fields stay.
+    auto rotated = base;
+    rotated.refresh_token = "rt_2";
+    store.save(rotated, ec);
+    auto a = sekuire::detail::adopt_runtime_token(store, base, t, t0);
+    BOOST_TEST(a.adopted);
+    BOOST_TEST(!a.error);
+    BOOST_TEST(a.credentials->refresh_token == "rt_2");
+    BOOST_TEST(store.load(ec)->refresh_token == "rt_2");
+    BOOST_TEST(store.load(ec)->runtime_token == "srt_2");
+    BOOST_TEST((*store.load(ec)->runtime_token_issued_at == t0));
+
+    // A newer token is there already: nothing changes.
+    auto newer = *store.load(ec);
+    newer.runtime_token = "srt_3";
+    newer.token_version = 3;
+    store.save(newer, ec);
+    a = sekuire::detail::adopt_runtime_token(store, base, t, t0);
+    BOOST_TEST(!a.adopted);
+    BOOST_TEST(store.load(ec)->runtime_token == "srt_3");
+
+    // Another installation: not ours to write.
+    auto other = base;
+    other.installation_id = "inst_2";
+    store.save(other, ec);
+    a = sekuire::detail::adopt_runtime_token(store, base, t, t0);
+    BOOST_TEST(!a.adopted);
+    BOOST_TEST(store.load(ec)->installation_id == "inst_2");
+    BOOST_TEST(a.credentials->installation_id == "inst_2");
+
+    // Emptied: kept in memory, not written.
+    store.clear(ec);
+    a = sekuire::detail::adopt_runtime_token(store, base, t, t0);
+    BOOST_TEST(a.adopted);
+    BOOST_TEST(a.credentials->runtime_token == "srt_2");
+    BOOST_TEST(!store.load(ec).has_value());
+}
+
+BOOST_AUTO_TEST_CASE(forget_runtime_token_only_forgets_the_rejected_one) {
+    sekuire::memory_store store;
+    sekuire::installation_credentials c;
+    c.installation_id = "inst_1";
+    c.refresh_token = "rt_1";
+    c.runtime_token = "srt_replaced_meanwhile";
+    sekuire::error_code ec;
+    store.save(c, ec);
+    auto left = sekuire::detail::forget_runtime_token(store, "srt_rejected", ec);
+    BOOST_TEST(left->runtime_token == "srt_replaced_meanwhile");
+    left = sekuire::detail::forget_runtime_token(store, "srt_replaced_meanwhile", ec);
+    BOOST_TEST(left->runtime_token.empty());
+    BOOST_TEST(store.load(ec)->runtime_token.empty());
+    BOOST_TEST(store.load(ec)->refresh_token == "rt_1");
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -3,6 +3,7 @@
 #include <sekuire/basic_beacon.hpp>
 
 #include "beacon_fixture.hpp"
+#include "failing_store.hpp"
 
 #include <boost/test/unit_test.hpp>
 
@@ -277,10 +278,19 @@ BOOST_FIXTURE_TEST_CASE(unknown_installation_drops_the_credentials_and_bootstrap
     o.runtime_token = runtime_3;
     auto& b = make(o);
     b.step();
+    BOOST_TEST(heartbeats() == 1u);
+    BOOST_TEST(bootstraps() == 0u); // paced by the auth backoff (at most its 1 s base)
+    {
+        sekuire::error_code ec;
+        BOOST_TEST(!store.load(ec).has_value()); // dropped at once
+    }
+    run_for(1s);
     BOOST_TEST(bootstraps() == 1u);
     BOOST_TEST(heartbeats() == 2u);
     sekuire::error_code ec;
-    BOOST_TEST(store.load(ec)->runtime_token == runtime_1);
+    const auto stored = store.load(ec);
+    BOOST_REQUIRE(stored);
+    BOOST_TEST(stored->runtime_token == runtime_1);
     BOOST_TEST(b.is_connected());
 }
 
@@ -1212,6 +1222,418 @@ BOOST_FIXTURE_TEST_CASE(no_token_appears_in_logs_status_or_errors, fixture) {
             // Nor any long piece of one.
             BOOST_TEST(text.find(secret.substr(secret.size() - 12)) == std::string::npos);
         }
+}
+
+// ---- stores shared with other holders, and stores that fail -------------------------------
+
+namespace {
+
+using store_test::failing_store;
+using failing_store_beacon = sekuire::basic_beacon<st::fake_transport, st::fake_clock, failing_store, st::fixed_probe>;
+
+std::string with_field(const std::string& body, const std::string& key, const std::string& value) {
+    auto j = boost::json::parse(body).as_object();
+    j[key] = value;
+    return boost::json::serialize(j);
+}
+
+} // namespace
+
+BOOST_FIXTURE_TEST_CASE(a_store_emptied_by_another_holder_is_checked_with_the_backend_not_bootstrapped_past,
+                        fixture) {
+    // A worker sharing the store heard the kill switch first and removed the credentials.
+    // Walking the auth chain again would let the API-key recovery create a new installation
+    // past the kill switch; the beacon asks the backend about the one it holds instead.
+    script_bootstrap_ok();
+    bool revoked = false;
+    transport.on(http_method::post, heartbeat_path).handle([&](const sekuire::http_request&) {
+        if (!revoked) return st::fake_transport::reply{200, proto::encode(live_response()), date_header(), {}};
+        proto::heartbeat_response r;
+        r.lease_renewed = false;
+        r.revoked = proto::revocation{"kill switch", 5000};
+        return st::fake_transport::reply{200, proto::encode(r), date_header(), {}};
+    });
+    transport.on(http_method::post, recover_path).respond(201, proto::encode(bootstrap_response(runtime_3, refresh_2)));
+    auto o = options();
+    o.api_key = api_key;
+    o.workspace_id = "ws_1";
+    auto& b = make(o);
+    b.step();
+    BOOST_REQUIRE(b.is_connected());
+    const auto before = heartbeats();
+    revoked = true;
+    sekuire::error_code ec;
+    store.clear(ec);
+    b.step(); // asks at once, not at the next regular beat
+    BOOST_TEST(heartbeats() == before + 1);
+    run_for(10min);
+    BOOST_TEST(recovers() == 0u);
+    BOOST_TEST(bootstraps() == 1u);
+    BOOST_TEST(b.get_status().revoked);
+    BOOST_TEST(!store.load(ec).has_value());
+    BOOST_TEST(revocations.size() == 1u);
+}
+
+BOOST_FIXTURE_TEST_CASE(a_store_emptied_by_mistake_is_restored_after_the_backend_confirms, fixture) {
+    script_bootstrap_ok();
+    script_heartbeat_ok();
+    auto& b = make();
+    b.step();
+    sekuire::error_code ec;
+    store.clear(ec);
+    run_for(5min);
+    BOOST_TEST(bootstraps() == 1u);
+    BOOST_TEST(b.is_connected());
+    const auto stored = store.load(ec);
+    BOOST_REQUIRE(stored);
+    BOOST_TEST(stored->installation_id == installation);
+    BOOST_TEST(stored->refresh_token == refresh_1);
+}
+
+BOOST_FIXTURE_TEST_CASE(a_store_that_cannot_be_read_at_start_is_retried_not_bootstrapped_past, fixture) {
+    failing_store fs;
+    sekuire::installation_credentials c;
+    c.installation_id = installation;
+    c.refresh_token = refresh_1;
+    c.runtime_token = runtime_1;
+    c.runtime_token_expires_at = server_now() + std::chrono::hours(24 * 60);
+    sekuire::error_code ec;
+    fs.inner.save(c, ec);
+    *fs.failing_loads = 2; // begin() and the first session attempt
+    transport.on(http_method::post, bootstrap_path).respond(409, error_body("install_token_used"));
+    transport.on(http_method::post, recover_path).respond(201, proto::encode(bootstrap_response(runtime_3, refresh_2)));
+    script_heartbeat_ok();
+    auto o = options();
+    o.api_key = api_key;
+    o.workspace_id = "ws_1";
+    failing_store_beacon b(o, transport, clock, fs, st::fixed_probe{});
+    b.step();
+    BOOST_TEST((b.get_status().state == sekuire::beacon_state::degraded));
+    BOOST_TEST((b.get_status().last_error_code == sekuire::errc::store_io));
+    st::run_for(clock, 5min, [&] { return b.step(); });
+    BOOST_TEST(bootstraps() == 0u);
+    BOOST_TEST(recovers() == 0u);
+    BOOST_TEST(b.is_connected());
+    BOOST_TEST(fs.inner.load(ec)->installation_id == installation);
+    transport.clear_scripts();
+}
+
+BOOST_FIXTURE_TEST_CASE(a_rotated_refresh_token_survives_a_failed_save, fixture) {
+    // The backend rotates the refresh token on each refresh; the old one dies at once. One
+    // failed save must not throw the only live one away.
+    failing_store fs;
+    sekuire::installation_credentials c;
+    c.installation_id = installation;
+    c.refresh_token = refresh_1;
+    c.runtime_token = runtime_1;
+    c.runtime_token_expires_at = server_now() - std::chrono::hours(1);
+    sekuire::error_code ec;
+    fs.inner.save(c, ec);
+    std::string live = refresh_1;
+    int rotations = 0;
+    transport.on(http_method::post, refresh_path).handle([&](const sekuire::http_request& req) {
+        if (req.body.find(live) == std::string::npos)
+            return st::fake_transport::reply{401, error_body("invalid_refresh_token"), {}, {}};
+        proto::refresh_response r;
+        r.runtime_token = runtime_2;
+        r.expires_at = server_now() + std::chrono::hours(24 * 90);
+        r.token_version = 2 + rotations;
+        live = "rt_rotated_" + std::to_string(++rotations) + "_0123456789abcdefghijkl";
+        r.refresh_token = live;
+        return st::fake_transport::reply{200, proto::encode(r), date_header(), {}};
+    });
+    script_heartbeat_ok();
+    auto o = options();
+    o.install_token.clear();
+    *fs.failing_saves = 1;
+    failing_store_beacon b(o, transport, clock, fs, st::fixed_probe{});
+    b.step();
+    BOOST_TEST(b.is_connected());
+    st::run_for(clock, 5min, [&] { return b.step(); });
+    BOOST_TEST(b.is_connected());
+    BOOST_TEST(rotations == 1);
+    // Saved again at the next step, once the store works.
+    const auto stored = fs.inner.load(ec);
+    BOOST_REQUIRE(stored);
+    BOOST_TEST(stored->refresh_token == live);
+    BOOST_TEST(stored->runtime_token == runtime_2);
+    transport.clear_scripts();
+}
+
+BOOST_FIXTURE_TEST_CASE(a_heartbeat_token_does_not_undo_a_rotation_saved_meanwhile, fixture) {
+    script_bootstrap_ok();
+    std::size_t call = 0;
+    transport.on(http_method::post, heartbeat_path).handle([&](const sekuire::http_request&) {
+        auto r = live_response();
+        if (++call == 2) {
+            // While this heartbeat is on its way, a worker sharing the store refreshes and
+            // the backend rotates the refresh token.
+            sekuire::refresh_lock<sekuire::memory_store> lock(store);
+            sekuire::error_code ec;
+            auto c = *store.load(ec);
+            c.runtime_token = runtime_3;
+            c.refresh_token = refresh_2;
+            c.token_version = 3;
+            store.save(c, ec);
+            r.refreshed_token = proto::refreshed_token{runtime_2, server_now() + std::chrono::hours(24 * 90), 2};
+        }
+        return st::fake_transport::reply{200, proto::encode(r), date_header(), {}};
+    });
+    auto& b = make();
+    b.step();
+    run_for(61s);
+    BOOST_TEST(call == 2u);
+    sekuire::error_code ec;
+    const auto stored = store.load(ec);
+    BOOST_REQUIRE(stored);
+    BOOST_TEST(stored->refresh_token == refresh_2); // the only live one
+    BOOST_TEST(stored->runtime_token == runtime_3); // newer than the heartbeat's
+    BOOST_TEST(stored->token_version == 3);
+}
+
+BOOST_FIXTURE_TEST_CASE(a_heartbeat_token_is_merged_into_the_store, fixture) {
+    script_bootstrap_ok();
+    std::size_t call = 0;
+    transport.on(http_method::post, heartbeat_path).handle([&](const sekuire::http_request&) {
+        auto r = live_response();
+        if (++call == 2) r.refreshed_token = proto::refreshed_token{runtime_2, server_now() + std::chrono::hours(24 * 90), 2};
+        return st::fake_transport::reply{200, proto::encode(r), date_header(), {}};
+    });
+    auto& b = make();
+    b.step();
+    run_for(61s);
+    sekuire::error_code ec;
+    const auto stored = store.load(ec);
+    BOOST_REQUIRE(stored);
+    BOOST_TEST(stored->runtime_token == runtime_2);
+    BOOST_TEST(stored->refresh_token == refresh_1);
+    BOOST_TEST(stored->token_version == 2);
+    BOOST_TEST(b.get_status().runtime_token == sekuire::mask_token(runtime_2));
+}
+
+BOOST_FIXTURE_TEST_CASE(a_refused_refresh_after_a_401_walks_down_the_chain, fixture) {
+    // protocol.md section 3: invalid_refresh_token is permanent. The rejected token must not
+    // be sent again and again until it expires.
+    transport.on(http_method::post, refresh_path).respond(401, error_body("invalid_refresh_token"));
+    // Only the token of the new installation (runtime_1, from the bootstrap) is accepted.
+    transport.on(http_method::post, heartbeat_path).handle([this](const sekuire::http_request& req) {
+        const std::string* auth = sekuire::find_header(req.headers, "Authorization");
+        if (auth && auth->find(runtime_1) != std::string::npos)
+            return st::fake_transport::reply{200, proto::encode(live_response()), date_header(), {}};
+        return st::fake_transport::reply{401, error_body("unauthorized"), {}, {}};
+    });
+    script_bootstrap_ok();
+    auto o = options();
+    o.installation_id = installation;
+    o.refresh_token = refresh_2;
+    o.runtime_token = runtime_3; // rejected by the backend
+    auto& b = make(o);
+    b.step();
+    run_for(1h);
+    BOOST_TEST(refreshes() == 1u);
+    BOOST_TEST(bootstraps() == 1u);
+    BOOST_TEST(b.is_connected());
+    std::size_t with_rejected = 0;
+    for (const auto& r : transport.requests(http_method::post, heartbeat_path))
+        if (bearer(r) == runtime_3) ++with_rejected;
+    BOOST_TEST(with_rejected == 1u);
+}
+
+BOOST_FIXTURE_TEST_CASE(a_backend_refusing_every_installation_cannot_drive_a_tight_loop, fixture) {
+    // Each bootstrap succeeds, each heartbeat gets 404: the chain is walked again, paced by
+    // the auth backoff rather than at once.
+    script_bootstrap_ok();
+    transport.on(http_method::post, heartbeat_path).respond(404, error_body("not_found"));
+    auto o = options();
+    o.random = [] { return 0.999; }; // full backoff delays (the fixture's 0 gives the 10% floor)
+    auto& b = make(o);
+    run_for(10min);
+    BOOST_TEST(bootstraps() >= 5u);
+    BOOST_TEST(bootstraps() <= 30u); // 1 s doubling to the 60 s cap: about 14 in 10 minutes
+    BOOST_TEST(!b.is_connected());
+}
+
+// ---- clocks that disagree with the backend's -------------------------------------------
+
+BOOST_FIXTURE_TEST_CASE(a_local_clock_ahead_by_more_than_a_token_lifetime_causes_no_refresh_storm, fixture) {
+    transport.on(http_method::post, bootstrap_path).handle([this](const sekuire::http_request&) {
+        auto r = bootstrap_response();
+        r.runtime_token_expires_at = server_now() + 1h;
+        return st::fake_transport::reply{201, proto::encode(r), date_header(), {}};
+    });
+    script_refresh_ok(runtime_2);
+    script_heartbeat_ok();
+    clock.jump_wall(2h); // the agent's clock is 2 h ahead of the backend's
+    auto& b = make();
+    run_for(10min);
+    BOOST_TEST(refreshes() == 0u); // the 1-hour token is 10 minutes old by the backend's clock
+    BOOST_TEST(heartbeats() == 11u);
+    BOOST_TEST(b.get_status().clock_offset.count() == -std::chrono::milliseconds(2h).count());
+    BOOST_TEST(sekuire::to_string(b.get_status()).find("clock_offset_ms=-7200000") != std::string::npos);
+    bool warned = false;
+    for (const auto& l : logs) warned = warned || l.find("7200 s ahead of the backend's") != std::string::npos;
+    BOOST_TEST(warned);
+    run_for(1h);
+    BOOST_TEST(refreshes() == 1u); // two thirds into its lifetime, by the backend's clock
+}
+
+BOOST_FIXTURE_TEST_CASE(a_local_clock_behind_does_not_keep_an_expired_token, fixture) {
+    transport.on(http_method::post, bootstrap_path).handle([this](const sekuire::http_request&) {
+        auto r = bootstrap_response();
+        r.runtime_token_expires_at = server_now() + 1h;
+        return st::fake_transport::reply{201, proto::encode(r), date_header(), {}};
+    });
+    script_refresh_ok(runtime_2);
+    script_heartbeat_ok();
+    clock.jump_wall(-3h); // 3 h behind: by the local clock the token would look fresh for 4 h
+    make();
+    run_for(41min);
+    BOOST_TEST(refreshes() == 1u);
+}
+
+BOOST_FIXTURE_TEST_CASE(a_token_issued_already_expired_is_used_and_refreshed_with_backoff, fixture) {
+    // A backend that hands out tokens expiring in 1970, by its own clock: refreshing at once
+    // would repeat for ever. The beacon uses the token (the backend decides) and retries the
+    // refresh with backoff.
+    transport.on(http_method::post, bootstrap_path).handle([this](const sekuire::http_request&) {
+        auto r = bootstrap_response();
+        r.runtime_token_expires_at = sekuire::wall_time_point{} + 1s;
+        return st::fake_transport::reply{201, proto::encode(r), date_header(), {}};
+    });
+    transport.on(http_method::post, refresh_path).handle([this](const sekuire::http_request&) {
+        proto::refresh_response r;
+        r.runtime_token = runtime_2;
+        r.expires_at = sekuire::wall_time_point{} + 1s;
+        return st::fake_transport::reply{200, proto::encode(r), date_header(), {}};
+    });
+    script_heartbeat_ok();
+    auto o = options();
+    o.random = [] { return 0.999; }; // full backoff delays (the fixture's 0 gives the 10% floor)
+    auto& b = make(o);
+    run_for(10min);
+    BOOST_TEST(refreshes() >= 3u);
+    BOOST_TEST(refreshes() <= 20u);
+    BOOST_TEST(heartbeats() >= 10u);
+    BOOST_TEST(b.is_connected());
+}
+
+BOOST_FIXTURE_TEST_CASE(timestamps_beyond_the_clock_range_are_clamped_not_refused, fixture) {
+    // "Never expires" as 9999-12-31: the nanosecond system clock ends in 2262. The bootstrap
+    // must not be thrown away as malformed (its install token is spent by then).
+    int n = 0;
+    transport.on(http_method::post, bootstrap_path).handle([&](const sekuire::http_request&) {
+        if (++n > 1) return st::fake_transport::reply{409, error_body("install_token_used"), {}, {}};
+        return st::fake_transport::reply{
+            201, with_field(proto::encode(bootstrap_response()), "runtime_token_expires_at", "9999-12-31T23:59:59Z"),
+            date_header(), {}};
+    });
+    script_heartbeat_ok();
+    auto& b = make();
+    b.step();
+    BOOST_TEST(b.is_connected());
+    BOOST_TEST(bootstraps() == 1u);
+    const auto st_ = b.get_status();
+    BOOST_REQUIRE(st_.runtime_token_expires_at);
+    BOOST_TEST(sekuire::format_rfc3339(*st_.runtime_token_expires_at) == "2200-01-01T00:00:00Z");
+    run_for(1h);
+    BOOST_TEST(refreshes() == 0u);
+}
+
+BOOST_FIXTURE_TEST_CASE(a_next_heartbeat_at_just_passed_means_as_soon_as_allowed, fixture) {
+    script_bootstrap_ok();
+    std::size_t call = 0;
+    transport.on(http_method::post, heartbeat_path).handle([&](const sekuire::http_request&) {
+        heartbeat_times.push_back(
+            std::chrono::duration_cast<std::chrono::milliseconds>(clock.steady_now().time_since_epoch()).count());
+        auto r = live_response();
+        if (call == 0) r.next_heartbeat_at = server_now() - 1ms;   // just passed: 1 s
+        if (call == 1) r.next_heartbeat_at = server_now() - 10min; // long past: not believed
+        ++call;
+        return st::fake_transport::reply{200, proto::encode(r), date_header(), {}};
+    });
+    make();
+    run_for(3min);
+    BOOST_REQUIRE(heartbeat_times.size() >= 3u);
+    BOOST_TEST(heartbeat_times[1] - heartbeat_times[0] == 1000);
+    BOOST_TEST(heartbeat_times[2] - heartbeat_times[1] == 60000);
+}
+
+// ---- stop from callbacks, and revocations not yet stepped ------------------------------
+
+BOOST_FIXTURE_TEST_CASE(stop_from_a_callback_inside_step_completes_later, fixture) {
+    script_bootstrap_ok();
+    transport.on(http_method::post, heartbeat_path).handle([this](const sekuire::http_request&) {
+        auto r = live_response();
+        r.command = proto::command{"cmd_t", proto::command_type::terminate, "terminate", "bye", std::nullopt};
+        return st::fake_transport::reply{200, proto::encode(r), date_header(), {}};
+    });
+    auto o = options();
+    test_beacon* self = nullptr;
+    o.on_command = [&](const proto::command&) { self->stop(); };
+    auto& b = make(o);
+    self = &b;
+    b.step();
+    BOOST_TEST(heartbeats() == 1u); // no final heartbeat from inside the step
+    b.stop();
+    BOOST_TEST(heartbeats() == 2u);
+    BOOST_TEST((heartbeat_bodies().back().status == proto::heartbeat_status::stopped));
+    BOOST_TEST((b.get_status().state == sekuire::beacon_state::stopped));
+}
+
+BOOST_FIXTURE_TEST_CASE(stop_from_a_callback_on_the_beacon_thread_does_not_end_the_process, fixture) {
+    script_bootstrap_ok();
+    transport.on(http_method::post, heartbeat_path).handle([this](const sekuire::http_request&) {
+        auto r = live_response();
+        r.command = proto::command{"cmd_t", proto::command_type::terminate, "terminate", "bye", std::nullopt};
+        return st::fake_transport::reply{200, proto::encode(r), date_header(), {}};
+    });
+    auto o = options();
+    test_beacon* self = nullptr;
+    std::atomic<bool> on_thread{false};
+    const auto test_thread = std::this_thread::get_id();
+    o.on_command = [&](const proto::command&) {
+        on_thread = std::this_thread::get_id() != test_thread;
+        self->stop();
+    };
+    auto& b = make(o);
+    self = &b;
+    b.start(); // the first pass (and the command) happens before start() returns
+    BOOST_TEST(on_thread.load());
+    beacon.reset(); // joins the thread that asked to stop, then sends the final heartbeat
+    BOOST_TEST(heartbeats() == 2u);
+    BOOST_TEST((heartbeat_bodies().back().status == proto::heartbeat_status::stopped));
+}
+
+BOOST_FIXTURE_TEST_CASE(a_revocation_applied_before_stop_wins_over_the_final_heartbeat, fixture) {
+    script_bootstrap_ok();
+    script_heartbeat_ok();
+    auto& b = make();
+    b.step();
+    BOOST_REQUIRE(b.is_connected());
+    b.apply_revocation(proto::revocation{"kill switch", 5000});
+    b.stop();
+    BOOST_TEST(heartbeats() == 1u);
+    BOOST_TEST(b.get_status().revoked);
+    BOOST_TEST((b.get_status().state == sekuire::beacon_state::revoked));
+    sekuire::error_code ec;
+    BOOST_TEST(!store.load(ec).has_value());
+    BOOST_TEST(revocations.size() == 1u);
+}
+
+BOOST_FIXTURE_TEST_CASE(a_revoked_answer_to_the_final_heartbeat_is_obeyed, fixture) {
+    script_bootstrap_ok();
+    script_heartbeat_ok();
+    auto& b = make();
+    b.step();
+    proto::heartbeat_response revoked;
+    revoked.lease_renewed = false;
+    revoked.revoked = proto::revocation{"kill switch", 1000};
+    transport.on(http_method::post, heartbeat_path).clear().respond(200, proto::encode(revoked));
+    b.stop();
+    BOOST_TEST(b.get_status().revoked);
+    sekuire::error_code ec;
+    BOOST_TEST(!store.load(ec).has_value());
+    BOOST_TEST(revocations.size() == 1u);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -2,6 +2,7 @@
 // Test that header file is self-contained.
 #include <sekuire/basic_worker.hpp>
 
+#include "failing_store.hpp"
 #include "worker_fixture.hpp"
 
 #include <sekuire/testing/fixed_probe.hpp>
@@ -906,6 +907,85 @@ BOOST_FIXTURE_TEST_CASE(no_token_appears_in_logs_or_status, fixture) {
     for (const auto& t : texts)
         for (const auto& secret : {runtime_1, runtime_2, refresh_1})
             BOOST_TEST(t.find(secret.substr(secret.size() - 12)) == std::string::npos);
+}
+
+// ---- clocks and stores -------------------------------------------------------------------
+
+BOOST_FIXTURE_TEST_CASE(task_deadlines_are_judged_on_the_backends_clock, fixture) {
+    // The agent's clock is 2 h ahead of the backend's; a deadline 10 minutes out by the
+    // backend's clock must not look 110 minutes past.
+    clock.jump_wall(2h);
+    transport.on(http_method::post, worker_heartbeat_path).clear().handle([this](const sekuire::http_request&) {
+        return st::fake_transport::reply{200, R"({"active_policy_hash":"h0","command":null})",
+                                         {{"Date", sekuire::format_http_date(clock.wall_now() - 2h)}}, {}};
+    });
+    auto& w = make();
+    int runs = 0;
+    w.on_task("summarize", [&](const sekuire::task_context&, const boost::json::value& v) {
+        ++runs;
+        return v;
+    });
+    w.step(); // the worker heartbeat shows the backend's clock
+    BOOST_TEST(transport.count(http_method::post, worker_heartbeat_path) == 1u);
+    auto t = make_task("soon", "summarize");
+    t.deadline_at = clock.wall_now() - 2h + 10min;
+    stream({task_event(t)});
+    connect();
+    BOOST_TEST(runs == 1);
+    const auto all = completions();
+    BOOST_REQUIRE(all.size() == 1u);
+    BOOST_TEST((all[0].body.status == proto::task_status::completed));
+}
+
+BOOST_AUTO_TEST_CASE(a_rotated_refresh_token_survives_a_failed_save_in_the_worker) {
+    using store_worker =
+        sekuire::basic_worker<st::fake_transport, st::fake_clock, store_test::failing_store, sekuire::inline_executor>;
+    st::fake_clock clock;
+    st::fake_transport transport;
+    store_test::failing_store store;
+    sekuire::installation_credentials c;
+    c.installation_id = installation;
+    c.refresh_token = refresh_1;
+    c.runtime_token = runtime_1;
+    c.runtime_token_expires_at = clock.wall_now() - 1h; // refreshed before the first call
+    sekuire::error_code ec;
+    store.inner.save(c, ec);
+    *store.failing_saves = 1;
+    std::string live = refresh_1;
+    int rotations = 0;
+    transport.on(http_method::post, refresh_path).handle([&](const sekuire::http_request& req) {
+        if (req.body.find(live) == std::string::npos)
+            return st::fake_transport::reply{401, R"({"error":{"code":"invalid_refresh_token","message":"x"}})", {}, {}};
+        proto::refresh_response r;
+        r.runtime_token = runtime_2;
+        r.expires_at = clock.wall_now() + 24h;
+        r.token_version = 2 + rotations;
+        live = "rft_rotated_" + std::to_string(++rotations) + "_0123456789abcdefghijk";
+        r.refresh_token = live;
+        return st::fake_transport::reply{200, proto::encode(r), {}, {}};
+    });
+    transport.on(http_method::get, policy_path).respond(200, proto::encode(policy("h0")));
+    transport.on(http_method::post, worker_heartbeat_path).respond(200, R"({"active_policy_hash":"h0","command":null})");
+    std::vector<std::string> logs;
+    sekuire::worker_options o;
+    o.workspace_id = "ws_test";
+    o.random = [] { return 0.0; };
+    o.logger = [&](sekuire::log_level, std::string_view m) { logs.emplace_back(m); };
+    {
+        store_worker w(o, transport, clock, store, sekuire::inline_executor{});
+        st::run_for(clock, 1min, [&] { return w.step(); });
+        BOOST_TEST(rotations == 1);
+        const auto hb = transport.requests(http_method::post, worker_heartbeat_path);
+        BOOST_REQUIRE(!hb.empty());
+        BOOST_TEST(*sekuire::find_header(hb.back().request.headers, "Authorization") == "Bearer " + runtime_2);
+        transport.clear_scripts();
+    }
+    const auto stored = store.inner.load(ec);
+    BOOST_REQUIRE(stored);
+    BOOST_TEST(stored->refresh_token == live); // saved again once the store worked
+    bool logged = false;
+    for (const auto& l : logs) logged = logged || l.find("could not be saved") != std::string::npos;
+    BOOST_TEST(logged);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -12,7 +12,11 @@
 #include <sekuire/retry.hpp>
 #include <sekuire/transport.hpp>
 
+#include <algorithm>
+#include <atomic>
 #include <chrono>
+#include <cstdint>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <utility>
@@ -60,8 +64,24 @@ inline void set_bearer(http_request& req, std::string_view token) {
     req.headers.push_back({std::string(protocol::header::authorization), std::move(value)});
 }
 
+/// Milliseconds since the epoch: differences of these cannot overflow, whatever two
+/// representable instants they come from.
+inline std::int64_t wall_ms(wall_time_point t) noexcept {
+    return std::chrono::floor<std::chrono::milliseconds>(t.time_since_epoch()).count();
+}
+
+/// The instant `ms` milliseconds after the epoch, saturated to what the clock represents.
+inline wall_time_point wall_from_ms(std::int64_t ms) noexcept {
+    using dur = wall_time_point::duration;
+    const std::int64_t hi = std::chrono::duration_cast<std::chrono::milliseconds>(dur::max()).count() - 1;
+    const std::int64_t lo = std::chrono::duration_cast<std::chrono::milliseconds>(dur::min()).count() + 1;
+    return wall_time_point(std::chrono::duration_cast<dur>(std::chrono::milliseconds(std::clamp(ms, lo, hi))));
+}
+
 /// Sends `req` and classifies the answer. `bearer` and `installation_path` select the
-/// rows of the status table that apply to this call.
+/// rows of the status table that apply to this call. `now` is the client's idea of the
+/// backend's time; an HTTP-date `Retry-After` is measured against the response's own `Date`
+/// when it has one.
 template <class Transport>
 http_outcome perform(Transport& transport, const http_request& req, bool bearer, bool installation_path,
                      wall_time_point now) {
@@ -77,14 +97,53 @@ http_outcome perform(Transport& transport, const http_request& req, bool bearer,
     if (status < 200 || status >= 300) out.code = protocol::error_code_of(out.response.body);
     out.cls = protocol::classify_status(status, out.code, bearer, installation_path);
     if (out.cls != protocol::status_class::ok) out.error = protocol::status_error(status, out.code, bearer, installation_path);
+    if (const std::string* d = find_header(out.response.headers, protocol::header::date)) {
+        if (const auto t = parse_http_date(*d))
+            out.server_time = std::clamp(*t, protocol::timing::earliest_timestamp, protocol::timing::latest_timestamp);
+    }
     if (const std::string* ra = find_header(out.response.headers, protocol::header::retry_after))
-        out.retry_after = parse_retry_after(*ra, now);
-    if (const std::string* d = find_header(out.response.headers, protocol::header::date))
-        out.server_time = parse_http_date(*d);
+        out.retry_after = parse_retry_after(*ra, out.server_time ? *out.server_time : now);
     return out;
 }
 
-/// True when the runtime token is known to have expired at `now`.
+/** The backend's clock as last seen in `Date` headers. Token expiries and the times the
+    backend directs are in its time; judging them against a local clock that is hours off
+    would make a fresh token look expired (and refreshed again and again) or an expired
+    one look fresh. Offsets within 2 s (the resolution of `Date` plus transit) count as
+    none. Thread-safe.
+*/
+class backend_clock {
+public:
+    /// The largest offset believed: beyond it the `Date` header is ignored as nonsense.
+    static constexpr std::int64_t max_offset_ms = 200LL * 366 * 24 * 3600 * 1000;
+    /// Offsets from this size on are worth a warning.
+    static constexpr std::int64_t notable_offset_ms = 60 * 1000;
+
+    /// Learns the offset from a response's `Date`, received at local time `local_now`.
+    /// True when the offset just became notable (the caller logs it once).
+    bool observe(const std::optional<wall_time_point>& server_time, wall_time_point local_now) noexcept {
+        if (!server_time) return false;
+        std::int64_t off = wall_ms(*server_time) - wall_ms(local_now);
+        if (off > -2000 && off < 2000) off = 0;
+        if (off > max_offset_ms || off < -max_offset_ms) return false;
+        const std::int64_t before = offset_ms_.exchange(off);
+        auto notable = [](std::int64_t o) { return o >= notable_offset_ms || o <= -notable_offset_ms; };
+        return notable(off) && !notable(before);
+    }
+
+    /// `local_now` in the backend's time.
+    wall_time_point now(wall_time_point local_now) const noexcept {
+        return wall_from_ms(wall_ms(local_now) + offset_ms_.load());
+    }
+
+    /// The backend's clock minus the local one (0 when within 2 s or never seen).
+    std::chrono::milliseconds offset() const noexcept { return std::chrono::milliseconds(offset_ms_.load()); }
+
+private:
+    std::atomic<std::int64_t> offset_ms_{0};
+};
+
+/// True when the runtime token is known to have expired at `now` (the backend's time).
 inline bool token_expired(const installation_credentials& c, wall_time_point now) noexcept {
     return c.runtime_token.empty() || (c.runtime_token_expires_at && now >= *c.runtime_token_expires_at);
 }
@@ -93,15 +152,17 @@ inline bool token_expired(const installation_credentials& c, wall_time_point now
     expiry (protocol.md section 5 gives the backend 7), but never earlier than a third into
     the token's lifetime when it is known. So a 90-day token is refreshed 6 days before it
     expires, and a 1-hour token after 20 minutes rather than at once and for ever.
+    Computed in milliseconds and saturated: hostile instants cannot overflow it.
 */
 inline std::optional<wall_time_point> refresh_due_at(const installation_credentials& c) noexcept {
     if (!c.runtime_token_expires_at) return std::nullopt;
-    auto window = std::chrono::duration_cast<wall_time_point::duration>(protocol::timing::client_refresh_window);
-    if (c.runtime_token_issued_at && *c.runtime_token_issued_at < *c.runtime_token_expires_at) {
-        const auto lifetime = *c.runtime_token_expires_at - *c.runtime_token_issued_at;
-        window = std::min(window, lifetime / 3 * 2);
+    const std::int64_t expires = wall_ms(*c.runtime_token_expires_at);
+    std::int64_t window = std::chrono::duration_cast<std::chrono::milliseconds>(protocol::timing::client_refresh_window).count();
+    if (c.runtime_token_issued_at) {
+        const std::int64_t issued = wall_ms(*c.runtime_token_issued_at);
+        if (issued < expires) window = std::min(window, (expires - issued) / 3 * 2);
     }
-    return *c.runtime_token_expires_at - window;
+    return wall_from_ms(expires - window);
 }
 
 /// True when the client should refresh on its own: expired, or past `refresh_due_at`.
@@ -119,7 +180,49 @@ enum class refresh_status {
     revoked,          ///< 403 installation_revoked
     gone,             ///< 404: the backend does not know the installation
     no_refresh_token, ///< nothing to refresh with
-    store_failed,     ///< the new credentials could not be persisted (they were not used)
+    store_failed,     ///< the store could not be read (no call was made)
+};
+
+/** Credentials that a refresh produced but the store refused to save. They hold the only
+    live refresh token when the backend rotated it, so they are used from memory and saved
+    again each time the store is read, until a save works or the store moves on (another
+    installation, a newer token version, or emptied by a revocation). Thread-safe.
+*/
+class unsaved_credentials {
+public:
+    void remember(const installation_credentials& c) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        pending_ = c;
+    }
+
+    /** Given `stored`, just read from `store`, returns the credentials to use: the memory
+        copy while it is newer than the store's (saving it again; `ec` reports a failed
+        save), else `stored`. */
+    template <class Store>
+    std::optional<installation_credentials> reconcile(Store& store, std::optional<installation_credentials> stored,
+                                                      error_code& ec) {
+        ec = {};
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (!pending_) return stored;
+        if (!stored || stored->installation_id != pending_->installation_id ||
+            stored->token_version > pending_->token_version) {
+            pending_.reset();
+            return stored;
+        }
+        std::optional<installation_credentials> out = pending_;
+        store.save(*pending_, ec);
+        if (!ec) pending_.reset();
+        return out;
+    }
+
+    bool empty() const {
+        std::lock_guard<std::mutex> lock(mutex_);
+        return !pending_;
+    }
+
+private:
+    mutable std::mutex mutex_;
+    std::optional<installation_credentials> pending_;
 };
 
 struct refresh_result {
@@ -127,6 +230,12 @@ struct refresh_result {
     error_code error;
     std::optional<std::chrono::milliseconds> retry_after;
     std::optional<installation_credentials> credentials;
+    /// The response's `Date`, for `backend_clock::observe`.
+    std::optional<wall_time_point> server_time;
+    /// With `refreshed`: the new credentials could not be saved. They are valid (and a
+    /// rotated refresh token exists nowhere else): the caller keeps them in memory and
+    /// saves them again (`unsaved_credentials`).
+    error_code persist_error;
     /// Whether an HTTP call was made (false when another holder had refreshed already).
     bool called = false;
     /// Whether the backend rotated the refresh token.
@@ -140,11 +249,15 @@ struct refresh_result {
     has replaced `stale_token` meanwhile with a token that needs no refresh, that one is
     used and no call is made. Otherwise the refresh endpoint is called; the new
     credentials (with a rotated refresh token, when the backend rotated it) are saved to
-    the store before anyone uses them, so a crash can never lose a rotation.
+    the store before anyone uses them, so a crash can never lose a rotation. When that save
+    fails they are still returned (`persist_error`) and remembered in `unsaved`: throwing
+    them away would lose the only live refresh token. `now` is the backend's time
+    (`backend_clock::now`).
 */
 template <class Transport, class Store>
 refresh_result refresh_single_flight(Transport& transport, Store& store, std::string_view stale_token,
-                                     wall_time_point now, std::chrono::milliseconds timeout) {
+                                     wall_time_point now, std::chrono::milliseconds timeout,
+                                     unsaved_credentials* unsaved = nullptr) {
     refresh_result out;
     refresh_lock<Store> guard(store);
     error_code ec;
@@ -153,6 +266,10 @@ refresh_result refresh_single_flight(Transport& transport, Store& store, std::st
         out.status = refresh_status::store_failed;
         out.error = ec;
         return out;
+    }
+    if (unsaved) {
+        error_code ignored; // still failing: the memory copy is used all the same
+        creds = unsaved->reconcile(store, std::move(creds), ignored);
     }
     if (!creds || !creds->can_refresh()) {
         out.status = refresh_status::no_refresh_token;
@@ -170,6 +287,7 @@ refresh_result refresh_single_flight(Transport& transport, Store& store, std::st
     out.called = true;
     http_outcome res = perform(transport, req, false, true, now);
     out.retry_after = res.retry_after;
+    out.server_time = res.server_time;
     out.error = res.error;
     switch (res.cls) {
     case protocol::status_class::ok: {
@@ -190,11 +308,8 @@ refresh_result refresh_single_flight(Transport& transport, Store& store, std::st
             out.rotated = true;
         }
         store.save(next, ec);
-        if (ec) {
-            out.status = refresh_status::store_failed;
-            out.error = ec;
-            return out;
-        }
+        out.persist_error = ec;
+        if (ec && unsaved) unsaved->remember(next);
         out.status = refresh_status::refreshed;
         out.credentials = std::move(next);
         return out;
@@ -207,6 +322,77 @@ refresh_result refresh_single_flight(Transport& transport, Store& store, std::st
     }
     return out;
 }
+
+/// What `adopt_runtime_token` did.
+struct adopt_result {
+    /// The credentials to use now (nullopt: the store holds another installation's, or the
+    /// caller's were dropped).
+    std::optional<installation_credentials> credentials;
+    /// Whether the new token is in them.
+    bool adopted = false;
+    /// A store error: the credentials are then kept in memory only.
+    error_code error;
+};
+
+/** Takes a runtime token that arrived outside a refresh (a heartbeat's `refreshed_token`)
+    without undoing what another holder of the store saved meanwhile. Under the refresh
+    lock the store is read again, and only its runtime-token fields change, and only when
+    it still holds `base`'s installation without a newer token version. A store that was
+    emptied meanwhile (by another holder's revocation or 404) is not written: the token is
+    kept in memory for the caller to check with the backend. `issued_at` is in the
+    backend's time.
+*/
+template <class Store>
+adopt_result adopt_runtime_token(Store& store, const installation_credentials& base, const protocol::refreshed_token& t,
+                                 wall_time_point issued_at) {
+    auto with_token = [&](installation_credentials c) {
+        c.runtime_token = t.runtime_token;
+        c.runtime_token_expires_at = t.expires_at;
+        c.runtime_token_issued_at = issued_at;
+        c.token_version = t.token_version;
+        return c;
+    };
+    adopt_result out;
+    refresh_lock<Store> guard(store);
+    error_code ec;
+    std::optional<installation_credentials> stored = store.load(ec);
+    if (ec) {
+        out.credentials = with_token(base);
+        out.adopted = true;
+        out.error = ec;
+        return out;
+    }
+    if (!stored || stored->installation_id.empty()) {
+        out.credentials = with_token(base);
+        out.adopted = true;
+        return out;
+    }
+    if (stored->installation_id != base.installation_id ||
+        (t.token_version > 0 && stored->token_version > t.token_version) || stored->runtime_token == t.runtime_token) {
+        out.credentials = std::move(stored);
+        return out;
+    }
+    out.credentials = with_token(std::move(*stored));
+    out.adopted = true;
+    store.save(*out.credentials, out.error);
+    return out;
+}
+
+/** Removes a rejected runtime token from the store (under the refresh lock, and only if
+    the store still holds that token: another holder may have replaced it). Returns the
+    credentials the store holds afterwards; `ec` reports a store error. */
+template <class Store>
+std::optional<installation_credentials> forget_runtime_token(Store& store, const std::string& rejected, error_code& ec) {
+    refresh_lock<Store> guard(store);
+    std::optional<installation_credentials> c = store.load(ec);
+    if (ec || !c || c->runtime_token != rejected) return c;
+    c->runtime_token.clear();
+    c->runtime_token_expires_at.reset();
+    c->runtime_token_issued_at.reset();
+    store.save(*c, ec);
+    return c;
+}
+
 
 /// Outcome of a bootstrap or recovery bootstrap.
 enum class bootstrap_status { ok, transient, permanent, revoked };
