@@ -45,22 +45,26 @@ void say(const std::string& line) {
 }
 
 void usage(std::ostream& out) {
+    namespace env = sekuire::protocol::env;
     out << "usage: sekuire-run --cmd COMMAND [--heartbeat-interval SECONDS] [--no-heartbeat]\n"
            "                   [--capability NAME]...\n"
            "\n"
            "Runs COMMAND through /bin/sh -c under a Sekuire beacon, configured by the\n"
-           "environment: SEKUIRE_API_URL, SEKUIRE_AGENT_ID, SEKUIRE_INSTALL_TOKEN,\n"
-           "SEKUIRE_API_KEY, SEKUIRE_WORKSPACE_ID, SEKUIRE_INSTALLATION_ID,\n"
-           "SEKUIRE_REFRESH_TOKEN, SEKUIRE_RUNTIME_TOKEN, SEKUIRE_HEARTBEAT_INTERVAL,\n"
-           "SEKUIRE_CREDENTIALS_FILE.\n"
-           "\n"
+           "environment: "
+        << env::api_url << ", " << env::agent_id << ", " << env::install_token << ",\n"
+        << env::api_key << ", " << env::workspace_id << ", " << env::installation_id << ",\n"
+        << env::refresh_token << ", " << env::runtime_token << ", " << env::heartbeat_interval << ",\n"
+        << env::credentials_file << ".\n"
+        << "\n"
            "  --cmd COMMAND               the command to run (required)\n"
            "  --heartbeat-interval N      seconds between heartbeats (default 60)\n"
            "  --no-heartbeat              run the command without a beacon (not recommended)\n"
            "  --capability NAME           a capability to report (repeatable)\n"
            "  --help                      this text\n"
            "\n"
-           "The command gets SEKUIRE_INSTALLATION_ID; never the refresh, runtime or install token.\n"
+           "The command gets "
+        << env::installation_id
+        << " when an installation is known; never the refresh, runtime or install token.\n"
            "Exit status: the command's, or 128 + N when it died by signal N; 2 for a usage error.\n";
 }
 

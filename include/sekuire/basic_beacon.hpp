@@ -49,7 +49,7 @@ enum class beacon_state {
     authenticating, ///< walking the auth chain, no failure yet
     connected,      ///< authenticated and holding a lease
     degraded,       ///< not authenticated: retrying after transient failures, or every path failed
-    lease_lost,     ///< authenticated, but the lease expired before it was renewed
+    lease_expired,  ///< authenticated, but the lease expired before it was renewed
     revoked,        ///< the kill switch was triggered; no further heartbeats
     stopped,        ///< stopped by `stop()`
 };
@@ -61,7 +61,7 @@ inline const char* to_string(beacon_state s) noexcept {
     case beacon_state::authenticating: return "authenticating";
     case beacon_state::connected: return "connected";
     case beacon_state::degraded: return "degraded";
-    case beacon_state::lease_lost: return "lease_lost";
+    case beacon_state::lease_expired: return "lease_expired";
     case beacon_state::revoked: return "revoked";
     case beacon_state::stopped: return "stopped";
     }
@@ -92,7 +92,7 @@ struct beacon_status {
     bool recovered_from_env = false;
     /// The lease expiry the backend gave last.
     std::optional<wall_time_point> lease_expires_at;
-    bool lease_lost = false;
+    bool lease_expired = false;
     /// Set by pause and resume commands.
     bool paused = false;
     /// Set by a terminate command (the owner decides how to shut down).
@@ -128,7 +128,7 @@ inline std::string to_string(const beacon_status& s) {
     out += " degraded=";
     out += s.degraded_mode ? "true" : "false";
     if (s.lease_expires_at) out += " lease_expires_at=" + format_rfc3339(*s.lease_expires_at);
-    if (s.lease_lost) out += " lease_lost=true";
+    if (s.lease_expired) out += " lease_expired=true";
     if (s.paused) out += " paused=true";
     if (s.terminate_requested) out += " terminate_requested=true";
     if (s.revoked) out += " revoked=\"" + s.revoked_reason + "\"";
@@ -521,11 +521,11 @@ private:
 
     struct signature {
         beacon_state state;
-        bool degraded, paused, terminate, revoked, lease_lost, failing;
+        bool degraded, paused, terminate, revoked, lease_expired, failing;
         std::string installation_id;
         bool operator!=(const signature& o) const {
             return state != o.state || degraded != o.degraded || paused != o.paused || terminate != o.terminate ||
-                   revoked != o.revoked || lease_lost != o.lease_lost || failing != o.failing ||
+                   revoked != o.revoked || lease_expired != o.lease_expired || failing != o.failing ||
                    installation_id != o.installation_id;
         }
     };
@@ -787,8 +787,8 @@ private:
     }
 
     steady_time_point running_step(steady_time_point now) {
-        if (lease_deadline_ && !lease_lost_ && now >= *lease_deadline_) {
-            lease_lost_ = true;
+        if (lease_deadline_ && !lease_expired_ && now >= *lease_deadline_) {
+            lease_expired_ = true;
             log(log_level::warning, "lease expired before it was renewed");
         }
         error_code ec;
@@ -854,7 +854,7 @@ private:
     }
 
     steady_time_point lease_or_max() const {
-        return (lease_deadline_ && !lease_lost_) ? *lease_deadline_ : steady_time_point::max();
+        return (lease_deadline_ && !lease_expired_) ? *lease_deadline_ : steady_time_point::max();
     }
 
     // Returns false when the beacon left the running phase.
@@ -932,7 +932,7 @@ private:
         std::lock_guard<std::mutex> lock(command_mutex_);
         if (reported_status_) return *reported_status_;
         if (paused_) return protocol::heartbeat_status::paused;
-        if (failed_ > 0 || lease_lost_) return protocol::heartbeat_status::degraded;
+        if (failed_ > 0 || lease_expired_) return protocol::heartbeat_status::degraded;
         return protocol::heartbeat_status::healthy;
     }
 
@@ -1055,13 +1055,13 @@ private:
                 log(log_level::info, "runtime token replaced by the heartbeat (" + mask_token(creds_->runtime_token) + ")");
         }
         checked_after_clear_.clear();
-        const bool was_failing = failed_ > 0 || !registered_ || lease_lost_;
+        const bool was_failing = failed_ > 0 || !registered_ || lease_expired_;
         failed_ = 0;
         hb_backoff_.reset();
         auth_backoff_.reset();
         registered_ = true;
         degraded_ = false;
-        lease_lost_ = false;
+        lease_expired_ = false;
         ++heartbeats_;
         last_heartbeat_ = clock_.wall_now();
         clear_error_if_recovered(was_failing);
@@ -1254,7 +1254,7 @@ private:
         case phase::auth: return degraded_ ? beacon_state::degraded : beacon_state::authenticating;
         case phase::running:
             if (!registered_) return degraded_ ? beacon_state::degraded : beacon_state::authenticating;
-            return lease_lost_ ? beacon_state::lease_lost : beacon_state::connected;
+            return lease_expired_ ? beacon_state::lease_expired : beacon_state::connected;
         case phase::degraded: return beacon_state::degraded;
         case phase::revoked: return beacon_state::revoked;
         case phase::stopped: return beacon_state::stopped;
@@ -1265,7 +1265,7 @@ private:
     signature current_signature() const {
         std::lock_guard<std::mutex> lock(status_mutex_);
         return {status_.state,   status_.degraded_mode, status_.paused,
-                status_.terminate_requested, status_.revoked, status_.lease_lost,
+                status_.terminate_requested, status_.revoked, status_.lease_expired,
                 status_.failed_heartbeats > 0, status_.installation_id};
     }
 
@@ -1301,7 +1301,7 @@ private:
         s.failed_heartbeats = failed_;
         s.degraded_mode = degraded_ || phase_ == phase::degraded;
         s.lease_expires_at = lease_expires_at_;
-        s.lease_lost = lease_lost_;
+        s.lease_expired = lease_expired_;
         s.paused = paused;
         s.terminate_requested = terminate;
         s.revoked = revoked_;
@@ -1351,7 +1351,7 @@ private:
     std::int64_t sequence_ = 0;
     bool registered_ = false;
     bool degraded_ = false;
-    bool lease_lost_ = false;
+    bool lease_expired_ = false;
     bool install_token_spent_ = false;
     bool revoked_ = false;
     std::string revoked_reason_;

@@ -179,6 +179,10 @@ struct worker_options {
     std::string refresh_token;
     /// Supplies the runtime token for each request (overrides the stored one).
     std::function<std::optional<std::string>()> token_provider;
+    /// The platform sent when this worker bootstraps on its own with the install token
+    /// (protocol.md section 7). `create_worker()` fills it with `auto_probe` when unset;
+    /// a `basic_worker` does not probe, and sends `bare_metal` with nothing else.
+    std::optional<platform_info> platform;
     /// The workspace, for fetching the active policy.
     std::string workspace_id;
     /// Capabilities offered on the stream; empty: the capabilities with a handler.
@@ -675,6 +679,7 @@ private:
         }
         protocol::bootstrap_request body;
         body.install_token = options_.install_token;
+        if (options_.platform) body.platform = *options_.platform;
         body.agent_id = options_.agent_id;
         body.capabilities = capabilities();
         const auto r = detail::bootstrap_install(transport_, body, options_.request_timeout, backend_now());
@@ -1288,7 +1293,7 @@ private:
         protocol::decode_error err;
         if (!protocol::decode(data, t, err)) {
             // Report it when at least its id can be read, so that it is not redelivered forever.
-            const std::string id = lenient_task_id(data);
+            const std::string id = protocol::task_id_of(data);
             log(log_level::warning, "malformed task event (" + err.message() + ")" + (id.empty() ? "; ignored" : ""));
             if (!id.empty()) {
                 protocol::task stub;
@@ -1343,21 +1348,6 @@ private:
             queued_.push_back(std::move(t));
         }
         dispatch();
-    }
-
-    static std::string lenient_task_id(const std::string& data) {
-        if (data.size() > (1u << 20)) return {};
-        boost::system::error_code ec;
-        boost::json::parse_options po;
-        const boost::json::value v = boost::json::parse(data, ec, {}, po);
-        if (ec || !v.is_object()) return {};
-        for (const char* key : {"task_id", "id"}) {
-            auto it = v.get_object().find(key);
-            if (it != v.get_object().end() && it->value().is_string() && !it->value().get_string().empty() &&
-                it->value().get_string().size() <= 256)
-                return std::string(it->value().get_string());
-        }
-        return {};
     }
 
     void remember(const std::string& id) {

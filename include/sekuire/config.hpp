@@ -9,7 +9,9 @@
 
 #if defined(__cpp_concepts) && __cpp_concepts >= 201907L
 /// Defined to 1 when the compiler has C++20 concepts; the policy requirements are then
-/// also checked as concepts in template heads.
+/// also offered as concepts (`sekuire::transport_policy`, ...) for your own templates.
+/// The library's template heads take plain `class` parameters and check the requirements
+/// with one `static_assert` each (see fwd.hpp).
 #define SEKUIRE_HAS_CONCEPTS 1
 #else
 #define SEKUIRE_HAS_CONCEPTS 0

@@ -11,7 +11,7 @@
 /// | expression  | type            | semantics |
 /// |-------------|-----------------|-----------|
 /// | `P(p)`      |                 | copyable |
-/// | `p.probe()` | `platform_info` | detects the platform; called once when a beacon or worker is built, never throws for a platform it cannot read (unknown values are omitted) |
+/// | `p.probe()` | `platform_info` | detects the platform; called once when a beacon is built (a worker bootstrapping on its own sends `worker_options::platform`), never throws for a platform it cannot read (unknown values are omitted) |
 ///
 /// The default is `auto_probe`; tests use `testing::fixed_probe`.
 

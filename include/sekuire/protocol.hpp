@@ -1422,6 +1422,25 @@ inline std::string error_code_of(std::string_view body) {
     return eb.code;
 }
 
+/** Reads the id of a task event that cannot be decoded as a task (`task_id`, or its alias
+    `id`): a non-empty string of at most 256 bytes, else an empty string. With it the
+    client reports the task `rejected` with `invalid_input` instead of leaving it unanswered.
+*/
+inline std::string task_id_of(std::string_view data) {
+    namespace json = boost::json;
+    if (data.empty() || data.size() > (1u << 20)) return {};
+    boost::system::error_code ec;
+    const json::value v = json::parse(json::string_view(data.data(), data.size()), ec);
+    if (ec || !v.is_object()) return {};
+    for (const char* key : {"task_id", "id"}) {
+        const auto it = v.get_object().find(key);
+        if (it != v.get_object().end() && it->value().is_string() && !it->value().get_string().empty() &&
+            it->value().get_string().size() <= 256)
+            return std::string(it->value().get_string());
+    }
+    return {};
+}
+
 /** The message of an error body, bounded and stripped of control characters, for logs;
     empty when the body has none.
 */

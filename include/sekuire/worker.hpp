@@ -17,6 +17,7 @@
 /// `sekuire::worker` is `basic_worker<httplib_transport, system_clock, credential_store,
 /// thread_pool_executor>`; the pool has `max_concurrent_handlers` threads.
 
+#include <sekuire/auto_probe.hpp>
 #include <sekuire/basic_worker.hpp>
 #include <sekuire/httplib_transport.hpp>
 
@@ -32,6 +33,7 @@ using worker = basic_worker<>;
     Throws `sekuire::error` when the base URL is refused.
 */
 inline std::unique_ptr<worker> create_worker(worker_options options) {
+    if (!options.platform && !options.install_token.empty()) options.platform = auto_probe().probe();
     return std::make_unique<worker>(std::move(options));
 }
 

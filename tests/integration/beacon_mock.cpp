@@ -285,7 +285,7 @@ BOOST_AUTO_TEST_CASE(whole_lifecycle_as_the_backend_sees_it) {
     BOOST_TEST(s.failed_heartbeats == 0u);
     BOOST_TEST(!s.degraded_mode);
     BOOST_TEST(!s.recovered_from_env);
-    BOOST_TEST(!s.lease_lost);
+    BOOST_TEST(!s.lease_expired);
     BOOST_TEST(!s.paused);
     BOOST_TEST(!s.revoked);
     BOOST_TEST(s.last_error.empty());
@@ -628,8 +628,8 @@ BOOST_AUTO_TEST_CASE(lease_expiry_is_seen_on_both_sides_and_both_recover) {
     const auto in = e.installation(id);
     BOOST_TEST(name(in.state) == "unhealthy");
     const auto s = b->get_status();
-    BOOST_TEST(name(s.state) == "lease_lost");
-    BOOST_TEST(s.lease_lost);
+    BOOST_TEST(name(s.state) == "lease_expired");
+    BOOST_TEST(s.lease_expired);
     BOOST_TEST(!b->is_connected());
     BOOST_TEST(s.failed_heartbeats > 0u);
     BOOST_TEST(!s.revoked);
@@ -641,7 +641,7 @@ BOOST_AUTO_TEST_CASE(lease_expiry_is_seen_on_both_sides_and_both_recover) {
     e.backend.clear_faults();
     e.step_until(*b, [&] { return b->is_connected(); }, 2min);
     BOOST_TEST(name(e.installation(id).state) == "healthy");
-    BOOST_TEST(!b->get_status().lease_lost);
+    BOOST_TEST(!b->get_status().lease_expired);
     BOOST_TEST(b->get_status().failed_heartbeats == 0u);
     // The first beat after the outage still said `degraded`; the next says `healthy`.
     e.run(*b, 1min);

@@ -525,7 +525,7 @@ BOOST_FIXTURE_TEST_CASE(heartbeat_carries_metrics_and_paused_status, fixture) {
 
 // ---- the lease --------------------------------------------------------------------------
 
-BOOST_FIXTURE_TEST_CASE(lease_lost_then_regained, fixture) {
+BOOST_FIXTURE_TEST_CASE(lease_expired_then_regained, fixture) {
     script_bootstrap_ok();
     bool down = false;
     transport.on(http_method::post, heartbeat_path).handle([&](const sekuire::http_request&) {
@@ -542,18 +542,18 @@ BOOST_FIXTURE_TEST_CASE(lease_lost_then_regained, fixture) {
     run_for(2s);
     BOOST_TEST(!b.is_connected());
     auto s = b.get_status();
-    BOOST_TEST(s.lease_lost);
-    BOOST_TEST((s.state == sekuire::beacon_state::lease_lost));
+    BOOST_TEST(s.lease_expired);
+    BOOST_TEST((s.state == sekuire::beacon_state::lease_expired));
     {
         std::lock_guard<std::mutex> lock(log_mutex);
         BOOST_TEST_REQUIRE(!statuses.empty());
-        BOOST_TEST(statuses.back().lease_lost);
+        BOOST_TEST(statuses.back().lease_expired);
     }
     down = false;
     run_for(60s);
     BOOST_TEST(b.is_connected());
     s = b.get_status();
-    BOOST_TEST(!s.lease_lost);
+    BOOST_TEST(!s.lease_expired);
     BOOST_TEST(s.failed_heartbeats == 0u);
     std::lock_guard<std::mutex> lock(log_mutex);
     BOOST_TEST((statuses.back().state == sekuire::beacon_state::connected));
@@ -1096,7 +1096,7 @@ void check_steady_beats(fixture& f, std::chrono::hours jump) {
     for (std::size_t i = 1; i < f.heartbeat_times.size(); ++i)
         BOOST_TEST(f.heartbeat_times[i] - f.heartbeat_times[i - 1] == 60000);
     BOOST_TEST(b.is_connected());
-    BOOST_TEST(!b.get_status().lease_lost);
+    BOOST_TEST(!b.get_status().lease_expired);
     BOOST_TEST(b.get_status().failed_heartbeats == 0u);
     BOOST_TEST(f.refreshes() == 0u);
 }

@@ -803,9 +803,18 @@ BOOST_FIXTURE_TEST_CASE(auth_order_install_token_last, fixture) {
     o.refresh_token.clear();
     o.installation_id.clear();
     o.install_token = "skt_install_0123456789abcdefghijklmnop";
+    sekuire::platform_info platform;
+    platform.type = "kubernetes";
+    platform.set("pod_name", "agent-7f9c");
+    o.platform = platform;
     auto& w = make(o);
     w.step();
     BOOST_TEST(transport.count(http_method::post, std::string(proto::path::bootstrap)) == 1u);
+    proto::bootstrap_request sent;
+    proto::decode_error err;
+    BOOST_REQUIRE(proto::decode(transport.requests(http_method::post, std::string(proto::path::bootstrap))[0].request.body,
+                                sent, err));
+    BOOST_TEST((sent.platform == platform)); // the options' platform, not a default
     sekuire::error_code ec;
     BOOST_TEST(store.load(ec)->runtime_token == runtime_2);
     const auto hb = transport.requests(http_method::post, worker_heartbeat_path);

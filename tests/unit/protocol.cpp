@@ -1817,6 +1817,18 @@ BOOST_AUTO_TEST_SUITE_END()
 
 BOOST_AUTO_TEST_SUITE(error_bodies)
 
+BOOST_AUTO_TEST_CASE(task_id_of_reads_ids_of_undecodable_tasks) {
+    BOOST_TEST(p::task_id_of(R"({"task_id":"task_1","capability":7})") == "task_1");
+    BOOST_TEST(p::task_id_of(R"({"id":"task_2"})") == "task_2");
+    BOOST_TEST(p::task_id_of(R"({"task_id":"task_3","id":"other"})") == "task_3");
+    BOOST_TEST(p::task_id_of(R"({"task_id":""})").empty());
+    BOOST_TEST(p::task_id_of(R"({"task_id":42})").empty());
+    BOOST_TEST(p::task_id_of("[\"task_id\"]").empty());
+    BOOST_TEST(p::task_id_of("{\"task_id\":\"" + std::string(257, 'x') + "\"}").empty());
+    BOOST_TEST(p::task_id_of("not json").empty());
+    BOOST_TEST(p::task_id_of("").empty());
+}
+
 BOOST_AUTO_TEST_CASE(error_code_of_bodies) {
     BOOST_TEST(p::error_code_of(R"({"error": {"code": "install_token_used", "message": "used"}})") ==
                "install_token_used");

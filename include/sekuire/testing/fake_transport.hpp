@@ -6,6 +6,7 @@
 /// A Transport for tests: scripted answers, a record of every request, failure injection.
 
 #include <sekuire/error.hpp>
+#include <sekuire/protocol.hpp>
 #include <sekuire/stop_token.hpp>
 #include <sekuire/transport.hpp>
 
@@ -247,7 +248,7 @@ public:
             if (!e) {
                 ++state_->unscripted;
                 r.status = 404;
-                r.body = R"({"error":{"code":"not_found","message":"no script for this request"}})";
+                r.body = not_found_body("no script for this request");
             } else if (e->fn) {
                 fn = e->fn;
             } else {
@@ -289,7 +290,7 @@ public:
             } else {
                 ++state_->unscripted;
                 script.status = 404;
-                script.chunks.push_back(R"({"error":{"code":"not_found","message":"no stream script"}})");
+                script.chunks.push_back(not_found_body("no stream script"));
             }
         }
         if (stop.stop_requested()) {
@@ -335,6 +336,11 @@ public:
 
 private:
     friend class route;
+
+    // The protocol's error body for an unscripted request.
+    static std::string not_found_body(const char* message) {
+        return protocol::encode(protocol::error_body{std::string(protocol::error_code_name::not_found), message});
+    }
 
     static std::string key(http_method m, const char* kind, std::string_view path) {
         std::string k = to_string(m);
