@@ -577,7 +577,7 @@ public:
             std::lock_guard<std::mutex> lock(mutex_);
             quit_ = true;
         }
-        wake_.notify_all();
+        wake_.notify_all(); // whatever wake_at_ says
         if (thread_.joinable()) thread_.join();
     }
 
@@ -633,14 +633,19 @@ private:
     void enqueue_locked(watch& w, clock::time_point when) {
         w.place = due_.emplace(when, &w);
         w.queued = true;
-        if (w.place == due_.begin()) wake_.notify_all();
+        // Only a deadline earlier than the thread's next wake-up needs it awake: requests
+        // in a row each have a later deadline than the one before, so a busy transport
+        // does not wake the thread once per request.
+        if (when < wake_at_) wake_.notify_all();
     }
 
     void run() {
         std::unique_lock<std::mutex> lock(mutex_);
         while (!quit_) {
             if (due_.empty()) {
+                wake_at_ = (clock::time_point::max)();
                 wake_.wait(lock);
+                wake_at_ = (clock::time_point::min)();
                 continue;
             }
             const auto first = due_.begin();
@@ -648,7 +653,9 @@ private:
             // may be gone.
             const clock::time_point when = first->first;
             if (when > clock::now()) {
+                wake_at_ = when;
                 wake_.wait_until(lock, when);
+                wake_at_ = (clock::time_point::min)();
                 continue;
             }
             watch* w = first->second;
@@ -673,6 +680,9 @@ private:
     std::condition_variable wake_;    // due_ changed at its front, or quit_
     std::condition_variable stopped_; // stopping_ was cleared
     std::multimap<clock::time_point, watch*> due_;
+    // When the thread wakes up next: max() while it waits for work, min() while it is
+    // awake (it looks at due_ before it sleeps again).
+    clock::time_point wake_at_ = (clock::time_point::min)();
     watch* stopping_ = nullptr;
     bool quit_ = false;
     std::thread thread_;
