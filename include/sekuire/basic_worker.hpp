@@ -196,6 +196,9 @@ struct worker_options {
     /// Handlers running at once; further tasks wait in a queue of `max_queued_tasks`.
     std::size_t max_concurrent_handlers = 4;
     std::size_t max_queued_tasks = 10000;
+    /// Results waiting for a retry (the backend slow or down). At this many, new tasks are
+    /// refused (`rate_limited`) and further rejections are not kept (see `results_dropped`).
+    std::size_t max_pending_results = 10000;
     /// The longest a handler may run (a task's own `deadline_at` may be earlier).
     std::chrono::milliseconds handler_timeout{std::chrono::minutes(5)};
     /// How long `stop()` waits for in-flight handlers and unsent results.
@@ -336,6 +339,13 @@ public:
     */
     void stop() noexcept {
         try {
+            if (active_ == this) {
+                // From a callback or a handler of this worker: waiting here would wait for
+                // the very thread (or handler) that asked. Start the drain and return;
+                // `wait()`, a later `stop()` from elsewhere, or the destructor ends it.
+                begin_shutdown(options_.drain_timeout, "stopping");
+                return;
+            }
             {
                 std::unique_lock<std::mutex> lock(mutex_);
                 if (!threaded_ && !first_step_done_ && !finished_) {
@@ -428,25 +438,45 @@ public:
     }
 
     /** Starts the graceful shutdown of protocol.md section 5 without waiting: no new tasks,
-        in-flight handlers get until `timeout`, results are reported. Thread-safe.
+        in-flight handlers get until `timeout`, results are reported. During a drain already
+        under way, a shorter `timeout` (a revocation's) brings its end forward. Makes no
+        network call on the calling thread. Thread-safe.
     */
     void begin_shutdown(std::chrono::milliseconds timeout, const std::string& why) {
         timeout = std::clamp(timeout, std::chrono::milliseconds(0), protocol::timing::max_shutdown_timeout);
         std::vector<protocol::task> rejected;
         std::shared_ptr<stop_source> stream_stop;
+        bool first = false, shortened = false;
         {
             std::lock_guard<std::mutex> lock(mutex_);
-            if (shutting_down_ || finished_) return;
-            shutting_down_ = true;
-            heartbeat_now_ = true;
-            drain_deadline_ = clock_.steady_now() + timeout;
-            rejected.assign(queued_.begin(), queued_.end());
-            queued_.clear();
-            stream_stop = stream_stop_;
+            if (finished_) return;
+            const steady_time_point deadline = clock_.steady_now() + timeout;
+            if (shutting_down_) {
+                shortened = deadline < drain_deadline_;
+                if (shortened) drain_deadline_ = deadline;
+            } else {
+                first = true;
+                shutting_down_ = true;
+                heartbeat_now_ = true;
+                drain_deadline_ = deadline;
+                rejected.assign(queued_.begin(), queued_.end());
+                queued_.clear();
+                stream_stop = stream_stop_;
+            }
+        }
+        if (!first) {
+            if (shortened) {
+                log(log_level::info, "the drain now ends in " + std::to_string(timeout.count()) + " ms (" + why + ")");
+                wake_all();
+            }
+            return;
         }
         log(log_level::info, "shutting down (" + why + ")");
         if (stream_stop) stream_stop->request_stop();
-        for (auto& t : rejected) reject(t, protocol::task_error::shutting_down, "the worker is shutting down");
+        // The control step reports these (due at once): no network call here.
+        for (auto& t : rejected)
+            queue_result(t, protocol::task_status::rejected, {},
+                         protocol::completion_error{protocol::task_error::shutting_down, "the worker is shutting down"}, 0);
         wake_all();
     }
 
@@ -455,6 +485,7 @@ public:
         returns the next deadline. Never throws.
     */
     steady_time_point step() noexcept {
+        const active_scope active(this);
         steady_time_point next = steady_time_point::max();
         try {
             next = control_step(clock_.steady_now());
@@ -479,6 +510,7 @@ public:
         its events; returns when the next connection is due. Never throws.
     */
     steady_time_point stream_step() noexcept {
+        const active_scope active(this);
         try {
             return stream_once(clock_.steady_now());
         } catch (const std::exception& e) {
@@ -495,6 +527,17 @@ public:
     CredentialStore& credential_store() noexcept { return store_; }
 
 private:
+    // The worker whose callback or handler this thread is running (nested scopes restore
+    // the outer one): stop() from there must not wait for itself.
+    inline static thread_local const void* active_ = nullptr;
+    struct active_scope {
+        const void* outer;
+        explicit active_scope(const void* w) noexcept : outer(active_) { active_ = w; }
+        ~active_scope() { active_ = outer; }
+        active_scope(const active_scope&) = delete;
+        active_scope& operator=(const active_scope&) = delete;
+    };
+
     struct running_task {
         protocol::task task;
         std::shared_ptr<stop_source> stop = std::make_shared<stop_source>();
@@ -512,6 +555,7 @@ private:
 
     struct seen_task {
         bool done = false;
+        bool reported = false; // the backend has the result: it is not kept
         std::optional<protocol::completion_request> result;
     };
 
@@ -595,8 +639,19 @@ private:
     /// TaskWorker order). Serialised among this worker's threads; refreshes are
     /// single-flight among all holders of the store.
     std::optional<installation_credentials> session(error_code& ec) {
+        std::optional<protocol::revocation> revoked;
+        std::optional<installation_credentials> c;
+        {
+            std::lock_guard<std::mutex> auth(auth_mutex_);
+            c = session_locked(ec, revoked);
+        }
+        // Outside auth_mutex_: the shutdown it starts reports results, which authenticate.
+        if (revoked) handle_revocation(*revoked);
+        return c;
+    }
+
+    std::optional<installation_credentials> session_locked(error_code& ec, std::optional<protocol::revocation>& revoked) {
         ec = {};
-        std::lock_guard<std::mutex> auth(auth_mutex_);
         {
             // Revoked: the store no longer holds the credentials (they were removed), but the
             // results computed before the kill switch are still reported with the last ones.
@@ -653,7 +708,7 @@ private:
         }
         if (detail::token_expired(*c, now) && !c->refresh_token.empty()) {
             const detail::refresh_result r = refresh(c->runtime_token);
-            if (!handle_refresh(r, ec)) return std::nullopt;
+            if (!handle_refresh(r, ec, &revoked)) return std::nullopt;
             c = r.credentials;
         }
         if (!c || c->runtime_token.empty()) {
@@ -700,16 +755,23 @@ private:
         return c;
     }
 
-    // False when the refresh did not give usable credentials (`ec` says why).
-    bool handle_refresh(const detail::refresh_result& r, error_code& ec) {
+    // False when the refresh did not give usable credentials (`ec` says why). A revocation
+    // is handed to `revoked` when given (the caller acts on it later), else acted on here.
+    bool handle_refresh(const detail::refresh_result& r, error_code& ec,
+                        std::optional<protocol::revocation>* revoked = nullptr) {
         switch (r.status) {
         case detail::refresh_status::refreshed:
             if (r.called) log(log_level::info, "runtime token refreshed (" + mask_token(r.credentials->runtime_token) + ")");
             return r.credentials.has_value();
-        case detail::refresh_status::revoked:
+        case detail::refresh_status::revoked: {
             ec = errc::revoked;
-            handle_revocation(protocol::revocation{"installation revoked (refresh refused)", std::nullopt});
+            protocol::revocation rv{"installation revoked (refresh refused)", std::nullopt};
+            if (revoked)
+                *revoked = std::move(rv);
+            else
+                handle_revocation(rv);
             return false;
+        }
         case detail::refresh_status::gone: {
             ec = errc::installation_not_found;
             error_code ignored;
@@ -804,8 +866,13 @@ private:
             }
         }
         if (!draining && options_.fetch_policy && policy_fetch_due_ && now >= policy_retry_at_) fetch_policy(now);
+        if (!draining) dispatch(); // tasks left queued by an executor that refused them
         // Heartbeats go on while draining (saying so, at once when the drain begins), but
-        // never after a revocation.
+        // never after a revocation (also one found earlier in this step).
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            revoked = revoked_;
+        }
         if (!revoked && (now >= next_heartbeat_at_ || heartbeat_now_.exchange(false))) send_worker_heartbeat(now);
         check_deadlines(now);
         check_stream_idle(now);
@@ -813,18 +880,22 @@ private:
         {
             std::lock_guard<std::mutex> lock(mutex_);
             draining = shutting_down_;
+            revoked = revoked_;
         }
-        next = std::min(next, next_heartbeat_at_);
+        if (!revoked) next = std::min(next, next_heartbeat_at_);
         if (draining) {
             if (drain_step(now)) return steady_time_point::max();
-            next = std::min(next, drain_deadline());
+            // Past its deadline the drain waits only for the stream to close, which wakes
+            // this step: no deadline in the past (a busy loop) is returned.
+            const steady_time_point end = drain_deadline();
+            if (end > now) next = std::min(next, end);
         } else {
             if (policy_fetch_due_ && options_.fetch_policy) next = std::min(next, std::max(policy_retry_at_, now));
         }
         std::lock_guard<std::mutex> lock(mutex_);
         for (const auto& kv : running_)
             if (!kv.second->abandoned) next = std::min(next, kv.second->deadline);
-        for (const auto& r : results_) next = std::min(next, std::max(r.next_try, now + std::chrono::milliseconds(1)));
+        for (const auto& r : results_) next = std::min(next, std::max(r.second.next_try, now + std::chrono::milliseconds(1)));
         if (stream_open_) next = std::min(next, last_byte_at_ + options_.stream_idle_timeout);
         return next;
     }
@@ -961,18 +1032,21 @@ private:
 
     void finish(bool gave_up) {
         std::vector<std::string> lost;
+        std::vector<std::shared_ptr<stop_source>> stops;
         {
             std::lock_guard<std::mutex> lock(mutex_);
             if (finished_) return;
-            for (const auto& r : results_) lost.push_back(r.task_id);
+            for (const auto& r : results_) lost.push_back(r.first);
             status_.results_dropped += results_.size();
             results_.clear();
             for (auto& kv : running_) {
-                kv.second->stop->request_stop();
+                stops.push_back(kv.second->stop);
                 kv.second->abandoned = true;
             }
             finished_ = true;
         }
+        // Outside the mutex: a handler's stop callback may call back into the worker.
+        for (auto& st : stops) st->request_stop();
         for (const auto& id : lost) log(log_level::error, "result of task " + id + " could not be reported before the end of the drain");
         if (gave_up && lost.empty()) log(log_level::warning, "the drain ended with handlers still running");
         log(log_level::info, "worker stopped");
@@ -986,6 +1060,33 @@ private:
 
     // ---- results -----------------------------------------------------------------------
 
+    // Counts a task's outcome, keeps its result for a redelivery, and returns the body.
+    protocol::completion_request record_result(const protocol::task& t, protocol::task_status status,
+                                               boost::json::value output, std::optional<protocol::completion_error> err,
+                                               std::int64_t execution_ms) {
+        protocol::completion_request body;
+        body.installation_id = current_installation_id();
+        body.status = status;
+        body.output = std::move(output);
+        body.error = std::move(err);
+        body.execution_time_ms = execution_ms;
+        body.trace_id = t.trace_id;
+        std::lock_guard<std::mutex> lock(mutex_);
+        switch (status) {
+        case protocol::task_status::completed: ++status_.completed; break;
+        case protocol::task_status::failed: ++status_.failed; break;
+        case protocol::task_status::rejected: ++status_.rejected; break;
+        }
+        if (status != protocol::task_status::rejected) latency_total_ms_ += static_cast<std::uint64_t>(execution_ms);
+        auto it = seen_.find(t.task_id);
+        if (it != seen_.end()) {
+            it->second.done = true;
+            it->second.result = body;
+        }
+        return body;
+    }
+
+    // Reports a task's outcome now, on this thread (a handler's, or the stream's).
     void finish_task(const protocol::task& t, protocol::task_status status, boost::json::value output,
                      std::optional<protocol::completion_error> err, std::int64_t execution_ms) {
         // The drain is not over while a result is on its way to the backend.
@@ -1003,28 +1104,19 @@ private:
                 w.wake_control();
             }
         } guard(*this);
-        protocol::completion_request body;
-        body.installation_id = current_installation_id();
-        body.status = status;
-        body.output = std::move(output);
-        body.error = std::move(err);
-        body.execution_time_ms = execution_ms;
-        body.trace_id = t.trace_id;
-        {
-            std::lock_guard<std::mutex> lock(mutex_);
-            switch (status) {
-            case protocol::task_status::completed: ++status_.completed; break;
-            case protocol::task_status::failed: ++status_.failed; break;
-            case protocol::task_status::rejected: ++status_.rejected; break;
-            }
-            if (status != protocol::task_status::rejected) latency_total_ms_ += static_cast<std::uint64_t>(execution_ms);
-            auto it = seen_.find(t.task_id);
-            if (it != seen_.end()) {
-                it->second.done = true;
-                it->second.result = body;
-            }
-        }
-        send_result(t.task_id, std::move(body));
+        send_result(t.task_id, record_result(t, status, std::move(output), std::move(err), execution_ms));
+    }
+
+    // Hands a task's outcome to the control step, due at once: no network call here.
+    void queue_result(const protocol::task& t, protocol::task_status status, boost::json::value output,
+                      std::optional<protocol::completion_error> err, std::int64_t execution_ms) {
+        pending_result p;
+        p.task_id = t.task_id;
+        p.body = record_result(t, status, std::move(output), std::move(err), execution_ms);
+        p.retry.set_options(options_.backoff);
+        p.next_try = clock_.steady_now();
+        keep_pending(std::move(p));
+        wake_control();
     }
 
     void reject(const protocol::task& t, protocol::task_error code, const std::string& why) {
@@ -1047,41 +1139,63 @@ private:
         p.task_id = task_id;
         p.body = std::move(body);
         p.retry.set_options(options_.backoff);
-        if (!try_send(p)) {
-            bool late = false;
-            {
-                std::lock_guard<std::mutex> lock(mutex_);
-                late = finished_;
-                if (late)
-                    ++status_.results_dropped;
-                else
-                    results_.push_back(std::move(p));
-            }
-            if (late) {
-                log(log_level::error, "result of task " + task_id + " could not be reported: the worker has stopped");
-                return;
-            }
+        if (!try_send(p, options_.request_timeout)) {
+            keep_pending(std::move(p));
             wake_control();
         }
     }
 
+    /** Puts a result in the retry queue: one entry per task id (a newer one replaces it).
+        Above `max_pending_results` a rejection is not kept (the backend redelivers a task
+        it has no answer for, and the worker decides again); a handler's result always is,
+        and new tasks are refused meanwhile. After the end, nothing is kept. Each result not
+        kept is logged and counted in `results_dropped`.
+    */
+    void keep_pending(pending_result p) {
+        std::string why;
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            if (finished_) {
+                why = "the worker has stopped";
+            } else if (auto it = results_.find(p.task_id); it != results_.end()) {
+                p.retry = it->second.retry;
+                p.next_try = std::min(p.next_try, it->second.next_try);
+                it->second = std::move(p);
+                return;
+            } else if (results_.size() >= options_.max_pending_results &&
+                       p.body.status == protocol::task_status::rejected) {
+                why = "too many results are waiting; the backend will deliver the task again";
+            } else {
+                std::string id = p.task_id;
+                results_.emplace(std::move(id), std::move(p));
+                return;
+            }
+            ++status_.results_dropped;
+        }
+        log(log_level::error, "result of task " + p.task_id + " could not be reported: " + why);
+    }
+
     // True when the result needs no further attempt (accepted, or given up with a log line).
-    bool try_send(pending_result& p) {
+    bool try_send(pending_result& p, std::chrono::milliseconds timeout) {
         if (p.body.installation_id.empty()) p.body.installation_id = current_installation_id();
         http_request req = detail::make_request(http_method::post, protocol::path::complete(p.task_id),
-                                                protocol::encode(p.body), options_.request_timeout);
+                                                protocol::encode(p.body), timeout);
         const detail::http_outcome out = authed(std::move(req), false);
         const bool revoked = [&] {
             std::lock_guard<std::mutex> lock(mutex_);
             return revoked_;
         }();
-        if (out.ok() || out.response.status == 409) return true; // 409 already_completed: done
+        if (out.ok() || out.response.status == 409) { // 409 already_completed: done
+            release_result(p.task_id);
+            return true;
+        }
         if (out.response.status == 404 || out.cls == protocol::status_class::permanent ||
             (out.cls == protocol::status_class::revoked && revoked)) {
             {
                 std::lock_guard<std::mutex> lock(mutex_);
                 ++status_.results_dropped;
             }
+            release_result(p.task_id);
             log(log_level::error, "result of task " + p.task_id + " refused (" + out.error.message() +
                                       describe_body(out) + "); dropped");
             return true;
@@ -1094,25 +1208,56 @@ private:
         return false;
     }
 
+    // The backend has the result (or refused it for good): a redelivery needs no copy of it,
+    // and an older attempt waiting in the retry queue is settled too.
+    void release_result(const std::string& task_id) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        results_.erase(task_id);
+        auto it = seen_.find(task_id);
+        if (it == seen_.end()) return;
+        it->second.result.reset();
+        it->second.reported = true;
+    }
+
+    // Sends the results that are due, on the control thread. After a transient failure the
+    // rest wait as long as the one that failed (the backend is likely down or slow), so
+    // that one step costs at most one request timeout; during a drain, nothing is sent
+    // past its deadline, and no request outlives it.
     void flush_results(steady_time_point now, bool draining) {
         std::vector<pending_result> due;
         {
             std::lock_guard<std::mutex> lock(mutex_);
             for (auto it = results_.begin(); it != results_.end();) {
-                if (it->next_try <= now || (draining && it->retry.attempts() <= 1)) {
-                    due.push_back(std::move(*it));
+                if (it->second.next_try <= now || (draining && it->second.retry.attempts() <= 1)) {
+                    due.push_back(std::move(it->second));
                     it = results_.erase(it);
                 } else {
                     ++it;
                 }
             }
         }
-        std::vector<pending_result> again;
-        for (auto& p : due)
-            if (!try_send(p)) again.push_back(std::move(p));
-        if (!again.empty()) {
-            std::lock_guard<std::mutex> lock(mutex_);
-            for (auto& p : again) results_.push_back(std::move(p));
+        const steady_time_point drain_end = draining ? drain_deadline() : steady_time_point::max();
+        std::optional<steady_time_point> held_until;
+        for (auto& p : due) {
+            if (held_until) {
+                p.next_try = std::max(p.next_try, *held_until);
+                keep_pending(std::move(p));
+                continue;
+            }
+            const steady_time_point t = clock_.steady_now();
+            std::chrono::milliseconds timeout = options_.request_timeout;
+            if (draining) {
+                if (t >= drain_end) {
+                    keep_pending(std::move(p)); // given up, with a log line, when the drain ends
+                    continue;
+                }
+                timeout = std::min(timeout, std::max(std::chrono::duration_cast<std::chrono::milliseconds>(drain_end - t),
+                                                     std::chrono::milliseconds(1)));
+            }
+            if (!try_send(p, timeout)) {
+                held_until = p.next_try;
+                keep_pending(std::move(p));
+            }
         }
     }
 
@@ -1135,8 +1280,7 @@ private:
                                                 options_.stream_idle_timeout);
         req.headers.front().value = std::string(protocol::header::event_stream_type); // Accept
         req.headers.push_back({std::string(protocol::header::cache_control), "no-cache"});
-        if (!parser_.last_event_id().empty())
-            req.headers.push_back({std::string(protocol::header::last_event_id), parser_.last_event_id()});
+        if (!resume_id_.empty()) req.headers.push_back({std::string(protocol::header::last_event_id), resume_id_});
         detail::set_bearer(req, c->runtime_token);
 
         auto stop = std::make_shared<stop_source>();
@@ -1150,6 +1294,21 @@ private:
             ++status_.stream_connects;
         }
         wake_control(); // so that the idle watchdog is armed
+        // Whatever ends this connection (a callback or the executor throwing included), the
+        // stream must be closed in the state, or a drain would wait for it for ever.
+        struct close_guard {
+            basic_worker& w;
+            bool armed = true;
+            ~close_guard() {
+                if (!armed) return;
+                {
+                    std::lock_guard<std::mutex> lock(w.mutex_);
+                    w.stream_open_ = false;
+                    w.stream_stop_.reset();
+                }
+                w.wake_control();
+            }
+        } closing{*this};
         parser_.reset();
         int status = 0;
         std::string error_body;
@@ -1173,9 +1332,12 @@ private:
             }
             try {
                 parser_.feed(chunk, [&](const sse::event& e) {
+                    // After a stop, the rest of the chunk is not handled, and Last-Event-ID
+                    // stays at the last event that was: the backend sends the rest again.
                     if (stop->stop_requested()) return;
                     dispatched = true;
                     handle_event(e);
+                    resume_id_ = e.last_event_id;
                 });
             } catch (const error&) {
                 line_error = true;
@@ -1186,13 +1348,14 @@ private:
         error_code sec;
         transport_.stream(req, cb, stop->get_token(), sec);
         bool idle = false, stopping = false;
+        closing.armed = false;
         {
             std::lock_guard<std::mutex> lock(mutex_);
             stream_open_ = false;
             stream_stop_.reset();
             idle = idle_cut_;
             stopping = shutting_down_;
-            if (!parser_.last_event_id().empty()) last_event_id_ = parser_.last_event_id();
+            last_event_id_ = resume_id_;
         }
         wake_control();
         if (stopping) return steady_time_point::max();
@@ -1249,10 +1412,15 @@ private:
                             std::optional<std::chrono::milliseconds> retry_after, bool use_retry_field) {
         refreshed_for_stream_ = false;
         backoff_options o = options_.backoff;
-        if (use_retry_field && parser_.retry()) o.base = std::max<std::chrono::milliseconds>(*parser_.retry(), std::chrono::milliseconds(1));
+        // The stream's `retry:` sets the base of the backoff, within its cap (60 s by default):
+        // one line from a buggy proxy must not keep the worker off the stream for a day.
+        const std::optional<std::chrono::milliseconds> retry =
+            (use_retry_field && parser_.retry()) ? std::optional<std::chrono::milliseconds>(std::min(*parser_.retry(), o.cap))
+                                                 : std::nullopt;
+        if (retry) o.base = std::max<std::chrono::milliseconds>(*retry, std::chrono::milliseconds(1));
         stream_backoff_.set_options(o);
         auto delay = stream_backoff_.next(random_);
-        if (use_retry_field && parser_.retry() && stream_backoff_.attempts() == 1) delay = std::max(delay, *parser_.retry());
+        if (retry && stream_backoff_.attempts() == 1) delay = std::max(delay, *retry);
         if (retry_after) delay = std::max(delay, *retry_after);
         next_connect_at_ = now + std::max(delay, std::chrono::milliseconds(1));
         set_error(ec, "task stream: " + ec.message() + "; reconnecting in " + std::to_string(delay.count()) + " ms");
@@ -1316,7 +1484,9 @@ private:
             }
         }
         if (duplicate) {
-            // The same task id runs once; a redelivered finished task gets its result again.
+            // The same task id runs once; a redelivered finished task gets its result again
+            // (unless the backend already accepted it: then the copy is gone, and the backend
+            // would only answer 409).
             if (resend) send_result(t.task_id, *resend);
             return;
         }
@@ -1326,7 +1496,7 @@ private:
             shutting_down = shutting_down_;
             paused = paused_;
             has_handler = handlers_.count(t.capability) != 0;
-            full = queued_.size() >= options_.max_queued_tasks;
+            full = queued_.size() >= options_.max_queued_tasks || results_.size() >= options_.max_pending_results;
         }
         // A refused task is not remembered: delivered again later, it is decided again.
         if (shutting_down) return reject(t, protocol::task_error::shutting_down, "the worker is shutting down");
@@ -1389,15 +1559,28 @@ private:
             wake_control(); // arms the deadline
             // The gate keeps a run that starts after the worker is gone (an executor draining
             // its queue late) away from it, and lets the worker wait for the runs under way.
-            executor_.post([this, gate = gate_, rt, handler]() mutable {
-                if (!gate->enter()) return;
-                run_task(rt, std::move(handler));
-                gate->leave();
-            });
+            try {
+                executor_.post([this, gate = gate_, rt, handler]() mutable {
+                    if (!gate->enter()) return;
+                    run_task(rt, std::move(handler));
+                    gate->leave();
+                });
+            } catch (...) {
+                // The executor could not take it (no thread could be started): the task
+                // goes back to the head of the queue, tried again at the next dispatch.
+                {
+                    std::lock_guard<std::mutex> lock(mutex_);
+                    running_.erase(rt->task.task_id);
+                    queued_.push_front(std::move(rt->task));
+                }
+                log(log_level::error, "a handler could not be started (the executor refused it); the task waits in the queue");
+                return;
+            }
         }
     }
 
     void run_task(const std::shared_ptr<running_task>& rt, task_handler handler) noexcept {
+        const active_scope active(this);
         {
             std::lock_guard<std::mutex> lock(mutex_);
             if (rt->abandoned) { // given up before it started (the drain ended)
@@ -1559,7 +1742,7 @@ private:
     command_handler command_handler_;
     std::map<std::string, std::shared_ptr<running_task>> running_;
     std::deque<protocol::task> queued_;
-    std::deque<pending_result> results_;
+    std::map<std::string, pending_result> results_; // by task id
     std::unordered_map<std::string, seen_task> seen_;
     std::deque<std::string> seen_order_;
     detail::command_log commands_;
@@ -1602,6 +1785,7 @@ private:
     backoff stream_backoff_;
     steady_time_point next_connect_at_{};
     bool refreshed_for_stream_ = false;
+    std::string resume_id_; // the id of the last event handled: the next Last-Event-ID
 
     std::thread control_thread_, stream_thread_;
     std::shared_ptr<run_gate> gate_ = std::make_shared<run_gate>();

@@ -203,6 +203,28 @@ BOOST_FIXTURE_TEST_CASE(terminate_shuts_down_workers_first_then_the_beacon, fixt
     BOOST_TEST(!sdk->get_beacon_status().is_running);
 }
 
+BOOST_FIXTURE_TEST_CASE(shutdown_starts_every_workers_drain_before_waiting_for_any, fixture) {
+    // The drains overlap: while the first worker finishes, the second takes no new task.
+    sdk->beacon().step();
+    test_sdk::worker_type* second = nullptr;
+    std::string second_state;
+    sekuire::worker_options o1;
+    o1.logger = [&](sekuire::log_level, std::string_view line) {
+        if (line == "worker stopped" && second_state.empty() && second)
+            second_state = sekuire::to_string(second->get_status().state);
+    };
+    auto& w1 = sdk->create_task_worker(o1);
+    auto& w2 = sdk->create_task_worker();
+    second = &w2;
+    w1.on_task("summarize", echo);
+    w2.on_task("summarize", echo);
+    w1.step();
+    w2.step();
+    sdk->shutdown();
+    BOOST_TEST(second_state == "draining");
+    BOOST_TEST((w2.get_status().state == sekuire::worker_state::stopped));
+}
+
 BOOST_FIXTURE_TEST_CASE(policy_hash_from_the_beacon_makes_the_worker_fetch, fixture) {
     sdk->beacon().step();
     sekuire::worker_options wo;

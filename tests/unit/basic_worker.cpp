@@ -9,7 +9,14 @@
 
 #include <boost/test/unit_test.hpp>
 
+#include <condition_variable>
+#include <cstdlib>
+#include <functional>
 #include <future>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <system_error>
 #include <thread>
 
 using namespace worker_test;
@@ -19,7 +26,8 @@ BOOST_AUTO_TEST_SUITE(basic_worker)
 namespace {
 boost::json::value echo(const sekuire::task_context&, const boost::json::value& input) { return input; }
 
-const proto::completion_request* find_result(const std::vector<fixture::completion>& all, const std::string& id) {
+template <class Completion>
+const proto::completion_request* find_result(const std::vector<Completion>& all, const std::string& id) {
     for (const auto& c : all)
         if (c.task_id == id) return &c.body;
     return nullptr;
@@ -149,17 +157,23 @@ BOOST_FIXTURE_TEST_CASE(a_task_id_delivered_twice_runs_once, fixture) {
         ++runs;
         return boost::json::value{{"n", runs}};
     });
+    // The first report fails: the backend redelivers the task.
+    transport.on(http_method::post, proto::path::complete("task_dup")).respond(503).respond(200, R"({"accepted":true})");
     const auto t = make_task("task_dup", "summarize");
-    stream({task_event(t, "1"), task_event(t, "2")});
+    stream({task_event(t, "1"), task_event(t, "2"), task_event(t, "3")});
     w.step();
     connect();
     BOOST_TEST(runs == 1);
-    // A redelivery of a finished task repeats its result (idempotent for the backend).
+    // A redelivery of a finished task repeats its result (idempotent for the backend); once
+    // the backend has accepted it, the copy is gone and a further delivery sends nothing.
     const auto all = completions();
     BOOST_TEST_REQUIRE(all.size() == 2u);
     BOOST_TEST(all[0].body.output.at("n").as_int64() == 1);
     BOOST_TEST(all[1].body.output.at("n").as_int64() == 1);
-    BOOST_TEST(w.get_status().duplicates == 1u);
+    BOOST_TEST(w.get_status().duplicates == 2u);
+    run_for(1min); // the retry queue holds nothing for it: the resend settled it
+    BOOST_TEST(completions().size() == 2u);
+    BOOST_TEST(w.get_status().pending_results == 0u);
 }
 
 // ---- results: retries, 409, 404 -------------------------------------------------------------
@@ -701,7 +715,9 @@ BOOST_FIXTURE_TEST_CASE(drain_finishes_in_flight_work_and_reports_it, manual_fix
             task_event(make_task("c", "summarize"))});
     connect();
     w.begin_shutdown(5s, "test");
-    // The queued task is refused at once; the two in flight may finish.
+    BOOST_TEST(completions().empty()); // no network call on the caller's thread
+    w.step();
+    // The queued task is refused at the next step; the two in flight may finish.
     auto all = completions();
     BOOST_TEST_REQUIRE(all.size() == 1u);
     BOOST_TEST(all[0].task_id == "c");
@@ -726,7 +742,7 @@ BOOST_FIXTURE_TEST_CASE(drain_finishes_in_flight_work_and_reports_it, manual_fix
     const auto hbs = worker_heartbeats();
     BOOST_TEST_REQUIRE(hbs.size() >= 2u);
     BOOST_TEST((hbs[1].state == proto::worker_state::draining));
-    BOOST_TEST(hbs[1].in_flight == 1); // "a" had finished by then; "b" had not
+    BOOST_TEST(hbs[1].in_flight == 2); // "a" and "b" were in flight when the drain began
 }
 
 BOOST_FIXTURE_TEST_CASE(results_still_pending_at_shutdown_are_flushed, fixture) {
@@ -996,5 +1012,376 @@ BOOST_AUTO_TEST_CASE(a_rotated_refresh_token_survives_a_failed_save_in_the_worke
     for (const auto& l : logs) logged = logged || l.find("could not be saved") != std::string::npos;
     BOOST_TEST(logged);
 }
+
+// ---- re-entrancy, bounded drains, bounded memory ------------------------------------------
+
+namespace {
+
+// Runs `f` on a thread and waits at most `bound` of real time for it: a regression to a
+// deadlock fails with a message instead of hanging the suite (the stuck thread is left
+// behind, and the process aborted, since it cannot be joined).
+template <class F>
+void returns_within(std::chrono::seconds bound, const char* what, F f) {
+    auto done = std::make_shared<std::promise<void>>();
+    auto fut = done->get_future();
+    std::thread t([done, f]() mutable {
+        f();
+        done->set_value();
+    });
+    if (fut.wait_for(bound) != std::future_status::ready) {
+        BOOST_ERROR(std::string(what) + " did not return: deadlock");
+        t.detach();
+        std::abort();
+    }
+    t.join();
+}
+
+} // namespace
+
+BOOST_FIXTURE_TEST_CASE(a_refresh_refused_as_revoked_with_tasks_queued_does_not_deadlock, manual_fixture) {
+    // session() refreshes under its auth lock; the revocation it finds starts the shutdown,
+    // which reports the queued task, which authenticates again.
+    sekuire::installation_credentials c;
+    c.installation_id = installation;
+    c.runtime_token = runtime_1;
+    c.refresh_token = refresh_1;
+    c.runtime_token_expires_at = clock.wall_now() + 1h;
+    sekuire::error_code ec;
+    store.save(c, ec);
+    auto o = options();
+    o.max_concurrent_handlers = 1;
+    auto& w = make(o);
+    w.on_task("summarize", echo);
+    stream({task_event(make_task("task_1", "summarize")) + task_event(make_task("task_2", "summarize"))});
+    w.step();
+    connect();
+    BOOST_REQUIRE(w.get_status().queued == 1u);
+    transport.on(http_method::post, refresh_path)
+        .respond(403, R"({"error":{"code":"installation_revoked","message":"revoked by admin"}})");
+    clock.advance(2h); // the runtime token expires: the next call refreshes first
+    returns_within(10s, "step()", [&] { w.step(); });
+    BOOST_TEST(w.get_status().revoked);
+    executor.run_all();
+    run_for(1min);
+    const auto all = completions();
+    const auto* refused = find_result(all, "task_2");
+    BOOST_REQUIRE(refused);
+    BOOST_TEST((refused->error->code == proto::task_error::shutting_down));
+    BOOST_TEST((w.get_status().state == sekuire::worker_state::revoked));
+}
+
+BOOST_FIXTURE_TEST_CASE(stop_from_a_stream_callback_starts_the_drain_and_returns, fixture) {
+    // on_command runs on the stream thread; stop() there used to wait for a drain that
+    // waited for the stream thread.
+    transport.on_stream(stream_path, [] {
+        st::fake_transport::stream_script s;
+        s.chunks = {sse("command", R"({"id":"cmd_t","type":"terminate","reason":"bye"})")};
+        s.hold_open = true;
+        return s;
+    }());
+    std::unique_ptr<worker_type>* self = &worker;
+    auto o = options();
+    o.on_command = [self](const proto::command& c) {
+        if (c.type == proto::command_type::terminate) (*self)->stop();
+    };
+    auto& w = make(o);
+    w.start();
+    BOOST_TEST(w.wait_for(10s)); // real time, bounded: no sleeping
+    BOOST_TEST((w.get_status().state == sekuire::worker_state::stopped));
+}
+
+BOOST_AUTO_TEST_CASE(stop_from_a_handler_lets_that_handler_report_its_result) {
+    using pool_worker = sekuire::basic_worker<st::fake_transport, st::fake_clock, sekuire::memory_store,
+                                              sekuire::thread_pool_executor>;
+    st::fake_clock clock;
+    st::fake_transport transport;
+    sekuire::memory_store store;
+    transport.on(http_method::get, policy_path).respond(200, proto::encode(policy("h0")));
+    transport.on(http_method::post, worker_heartbeat_path).respond(200, R"({"active_policy_hash":"h0","command":null})");
+    transport.on_prefix(http_method::post, std::string(proto::path::tasks_prefix)).respond(200, R"({"accepted":true})");
+    st::fake_transport::stream_script s;
+    s.chunks = {task_event(make_task("t_last", "summarize"))};
+    s.hold_open = true;
+    transport.on_stream(stream_path, s);
+    sekuire::worker_options o;
+    o.installation_id = installation;
+    o.runtime_token = runtime_1;
+    o.workspace_id = "ws_test";
+    {
+        pool_worker w(o, transport, clock, store, sekuire::thread_pool_executor(2));
+        w.on_task("summarize", [&w](const sekuire::task_context&, const boost::json::value& in) {
+            w.stop(); // "this was the last task": must not wait for this very handler
+            return in;
+        });
+        w.start();
+        BOOST_TEST(w.wait_for(10s));
+        transport.clear_scripts();
+    }
+    bool reported = false;
+    for (const auto& r : transport.requests(http_method::post, proto::path::complete("t_last"))) {
+        proto::completion_request body;
+        proto::decode_error err;
+        if (proto::decode(r.request.body, body, err))
+            reported = reported || body.status == proto::task_status::completed;
+    }
+    BOOST_TEST(reported);
+}
+
+namespace {
+// An executor that refuses its first `refusals` posts (as a pool that cannot start a
+// thread does) and runs the others inline.
+struct refusing_executor {
+    std::shared_ptr<int> refusals = std::make_shared<int>(1);
+    void post(std::function<void()> f) const {
+        if (*refusals > 0) {
+            --*refusals;
+            throw std::system_error(std::make_error_code(std::errc::resource_unavailable_try_again));
+        }
+        f();
+    }
+};
+} // namespace
+
+BOOST_AUTO_TEST_CASE(a_refused_post_keeps_the_task_queued_and_the_worker_consistent) {
+    using refusing_worker =
+        sekuire::basic_worker<st::fake_transport, st::fake_clock, sekuire::memory_store, refusing_executor>;
+    st::fake_clock clock;
+    st::fake_transport transport;
+    sekuire::memory_store store;
+    transport.on(http_method::get, policy_path).respond(200, proto::encode(policy("h0")));
+    transport.on(http_method::post, worker_heartbeat_path).respond(200, R"({"active_policy_hash":"h0","command":null})");
+    transport.on_prefix(http_method::post, std::string(proto::path::tasks_prefix)).respond(200, R"({"accepted":true})");
+    st::fake_transport::stream_script s;
+    s.chunks = {task_event(make_task("t_1", "summarize"))};
+    transport.on_stream(stream_path, s);
+    sekuire::worker_options o;
+    o.installation_id = installation;
+    o.runtime_token = runtime_1;
+    o.workspace_id = "ws_test";
+    o.random = [] { return 0.0; };
+    refusing_worker w(o, transport, clock, store, refusing_executor{});
+    int runs = 0;
+    w.on_task("summarize", [&](const sekuire::task_context&, const boost::json::value& in) {
+        ++runs;
+        return in;
+    });
+    w.step();
+    w.stream_step();
+    BOOST_TEST(runs == 0);
+    BOOST_TEST(w.get_status().queued == 1u);
+    BOOST_TEST(w.get_status().in_flight == 0u);
+    BOOST_TEST(!w.get_status().stream_connected);
+    w.step(); // the executor takes it now
+    BOOST_TEST(runs == 1);
+    BOOST_TEST(transport.count(http_method::post, proto::path::complete("t_1")) == 1u);
+    w.stop();
+    BOOST_TEST((w.get_status().state == sekuire::worker_state::stopped));
+    transport.clear_scripts();
+}
+
+BOOST_FIXTURE_TEST_CASE(a_revoked_drain_schedules_no_past_deadlines, manual_fixture) {
+    auto& w = make();
+    w.on_task("summarize", echo);
+    stream({task_event(make_task("t_1", "summarize"))});
+    w.step();
+    connect();
+    w.apply_revocation(proto::revocation{"kill switch", 30000});
+    w.step();
+    // The handler is still running, heartbeats are over: no step may be due in the past.
+    for (int i = 0; i < 5; ++i) {
+        clock.advance(11s); // past where the next heartbeat would have been
+        BOOST_TEST((w.step() > clock.steady_now()));
+    }
+    BOOST_TEST(worker_heartbeats().size() <= 2u); // none after the revocation
+    executor.run_all();
+}
+
+BOOST_FIXTURE_TEST_CASE(no_worker_heartbeat_after_a_revocation_found_earlier_in_the_step, fixture) {
+    transport.on(http_method::get, policy_path)
+        .clear()
+        .respond(403, R"({"error":{"code":"installation_revoked","message":"revoked by admin"}})");
+    auto& w = make();
+    w.step();
+    BOOST_TEST(w.get_status().revoked);
+    BOOST_TEST(worker_heartbeats().empty());
+}
+
+BOOST_FIXTURE_TEST_CASE(the_drain_does_not_overrun_its_deadline_against_a_slow_backend, fixture) {
+    // Each completion takes 300 ms and fails; ten are pending; the drain has 500 ms.
+    auto o = options();
+    o.drain_timeout = 500ms;
+    auto& w = make(o);
+    w.on_task("summarize", echo);
+    transport.on_prefix(http_method::post, std::string(proto::path::tasks_prefix))
+        .clear()
+        .handle([this](const sekuire::http_request&) {
+            clock.advance(300ms);
+            return st::fake_transport::reply{503, "", {}, {}};
+        });
+    std::vector<std::string> chunks;
+    for (int i = 0; i < 10; ++i) chunks.push_back(task_event(make_task("t_" + std::to_string(i), "summarize")));
+    stream(chunks);
+    w.step();
+    connect();
+    const auto attempts_before = completions().size();
+    const auto start = clock.steady_now();
+    w.stop();
+    BOOST_TEST((w.get_status().state == sekuire::worker_state::stopped));
+    BOOST_TEST((clock.steady_now() - start <= 1s)); // not 10 x 300 ms
+    BOOST_TEST(completions().size() - attempts_before <= 3u);
+    for (const auto& r : transport.requests())
+        if (r.request.method == http_method::post && r.path().rfind(std::string(proto::path::tasks_prefix), 0) == 0)
+            BOOST_TEST((r.request.timeout <= o.request_timeout));
+    BOOST_TEST(w.get_status().results_dropped == 10u); // each given up with a log line
+}
+
+BOOST_FIXTURE_TEST_CASE(pending_results_are_one_per_task_and_bounded, fixture) {
+    transport.on_prefix(http_method::post, std::string(proto::path::tasks_prefix)).clear().respond(503);
+    auto o = options();
+    o.max_pending_results = 5;
+    auto& w = make(o);
+    w.on_task("summarize", echo);
+    // The same two tasks delivered again and again: their results are kept once each.
+    std::vector<std::string> chunks;
+    for (int i = 0; i < 200; ++i) {
+        chunks.push_back(task_event(make_task("a", "summarize")));
+        chunks.push_back(task_event(make_task("b", "summarize")));
+    }
+    stream(chunks);
+    w.step();
+    connect();
+    BOOST_TEST(w.get_status().pending_results == 2u);
+    // Tasks refused while paused: rejections beyond the bound are not kept (the backend
+    // delivers them again), each counted and logged.
+    w.apply_command(proto::command{"cmd_p", proto::command_type::pause, "pause", "", std::nullopt});
+    chunks.clear();
+    for (int i = 0; i < 10; ++i) chunks.push_back(task_event(make_task("p_" + std::to_string(i), "summarize")));
+    stream(chunks);
+    clock.advance(2min); // past the reconnection delay
+    connect();
+    BOOST_TEST(w.get_status().pending_results == 5u);
+    BOOST_TEST(w.get_status().results_dropped == 7u);
+    // At the bound, a new task is refused rather than run.
+    w.apply_command(proto::command{"cmd_r", proto::command_type::resume, "resume", "", std::nullopt});
+    int runs = 0;
+    w.on_task("other", [&](const sekuire::task_context&, const boost::json::value& in) {
+        ++runs;
+        return in;
+    });
+    stream({task_event(make_task("new", "other"))});
+    clock.advance(2min);
+    connect();
+    BOOST_TEST(runs == 0);
+    BOOST_TEST(stream_requests().size() == 3u);
+}
+
+BOOST_FIXTURE_TEST_CASE(a_revocation_during_a_drain_brings_its_end_forward, manual_fixture) {
+    auto& w = make();
+    w.on_task("summarize", echo);
+    stream({task_event(make_task("t_1", "summarize"))});
+    w.step();
+    connect();
+    w.begin_shutdown(30s, "stopping");
+    w.step();
+    w.apply_revocation(proto::revocation{"kill switch", 1000});
+    run_for(2s);
+    BOOST_TEST((w.get_status().state == sekuire::worker_state::revoked));
+    const auto all = completions();
+    const auto* r = find_result(all, "t_1");
+    BOOST_REQUIRE(r);
+    BOOST_TEST((r->error->code == proto::task_error::shutting_down));
+    executor.run_all();
+}
+
+BOOST_FIXTURE_TEST_CASE(last_event_id_stays_at_the_last_event_handled, fixture) {
+    // The stream is cut (the idle watchdog) in the middle of a chunk: the events after the
+    // cut were not handled, so the reconnection must ask for them again.
+    auto o = options();
+    worker_type** self = nullptr;
+    worker_type* w_ptr = nullptr;
+    self = &w_ptr;
+    o.on_command = [this, self](const proto::command&) {
+        clock.advance(46s); // silence longer than the idle timeout...
+        (*self)->step();    // ...found by the control step: the stream is cut here
+    };
+    auto& w = make(o);
+    w_ptr = &w;
+    int runs = 0;
+    w.on_task("summarize", [&](const sekuire::task_context&, const boost::json::value& in) {
+        ++runs;
+        return in;
+    });
+    stream({sse("command", R"({"id":"cmd_1","type":"pause","reason":"x"})", "1") +
+            task_event(make_task("t_2", "summarize"), "2") + task_event(make_task("t_3", "summarize"), "3")});
+    w.step();
+    connect();
+    BOOST_TEST(runs == 0);
+    BOOST_TEST(w.get_status().last_event_id == "1");
+    stream({});
+    clock.advance(1min);
+    connect();
+    const auto reqs = stream_requests();
+    BOOST_REQUIRE(reqs.size() == 2u);
+    BOOST_TEST(header(reqs[1], "Last-Event-ID") == "1");
+}
+
+BOOST_FIXTURE_TEST_CASE(a_huge_retry_field_is_capped_by_the_backoff_cap, fixture) {
+    auto& w = make();
+    stream({"retry: 86400000\n\n"});
+    w.step();
+    const auto next = connect();
+    BOOST_TEST((next - clock.steady_now() <= 60s));
+}
+
+BOOST_AUTO_TEST_CASE(stop_callbacks_of_handlers_may_call_back_into_the_worker) {
+    // A worker driven by its step functions, with handlers on a pool: stop() gives up on a
+    // handler still running at the end and fires its stop token, whose callback reads the
+    // status (it used to be fired with the worker's mutex held).
+    using pool_worker = sekuire::basic_worker<st::fake_transport, st::fake_clock, sekuire::memory_store,
+                                              sekuire::thread_pool_executor>;
+    st::fake_clock clock;
+    st::fake_transport transport;
+    sekuire::memory_store store;
+    transport.on(http_method::get, policy_path).respond(200, proto::encode(policy("h0")));
+    transport.on(http_method::post, worker_heartbeat_path).respond(200, R"({"active_policy_hash":"h0","command":null})");
+    transport.on_prefix(http_method::post, std::string(proto::path::tasks_prefix)).respond(200, R"({"accepted":true})");
+    st::fake_transport::stream_script s;
+    s.chunks = {task_event(make_task("t_1", "summarize"))};
+    transport.on_stream(stream_path, s);
+    sekuire::worker_options o;
+    o.installation_id = installation;
+    o.runtime_token = runtime_1;
+    o.workspace_id = "ws_test";
+    pool_worker w(o, transport, clock, store, sekuire::thread_pool_executor(1));
+    std::mutex m;
+    std::condition_variable cv;
+    bool started = false, stopped = false, status_read = false;
+    w.on_task("summarize", [&](const sekuire::task_context& ctx, const boost::json::value& in) {
+        sekuire::stop_callback<std::function<void()>> cb(ctx.stop, [&] {
+            const auto st = w.get_status(); // takes the worker's mutex
+            std::lock_guard<std::mutex> lock(m);
+            status_read = st.in_flight <= 1u;
+            stopped = true;
+            cv.notify_all();
+        });
+        std::unique_lock<std::mutex> lock(m);
+        started = true;
+        cv.notify_all();
+        cv.wait_for(lock, 10s, [&] { return stopped; }); // bounded
+        return in;
+    });
+    w.step();
+    w.stream_step();
+    {
+        std::unique_lock<std::mutex> lock(m);
+        BOOST_REQUIRE(cv.wait_for(lock, 10s, [&] { return started; }));
+    }
+    returns_within(10s, "stop()", [&] { w.stop(); });
+    std::lock_guard<std::mutex> lock(m);
+    BOOST_TEST(stopped);
+    BOOST_TEST(status_read);
+    transport.clear_scripts();
+}
+
 
 BOOST_AUTO_TEST_SUITE_END()
