@@ -30,10 +30,14 @@ namespace sekuire {
 /** Options of an SDK: those of its beacon, and whether the beacon heartbeats. Workers
     created by `create_task_worker()` inherit the base URL, agent id, workspace, logger and
     transport settings.
+
+    The SDK sets the beacon's `metrics` to the sum of its workers' metrics; a `metrics`
+    given here replaces that sum (the workers' counts are then not reported).
 */
 struct sdk_options : beacon_options {
-    /// Run the beacon (bootstrap and heartbeats). Off: credentials are used as given, no
-    /// heartbeats are sent (the seed's `autoHeartbeat: false`).
+    /// Run the beacon (bootstrap and heartbeats). Off (the seed's `autoHeartbeat: false`):
+    /// no heartbeats are sent and nothing bootstraps; workers authenticate with the
+    /// recovery credentials given here (installation id with a runtime or refresh token).
     bool auto_heartbeat = true;
     /// Threads of the handler pool shared by the workers (0: the hardware concurrency, at
     /// least 4). A worker runs at most its `max_concurrent_handlers` at once on it.
@@ -51,12 +55,14 @@ struct sdk_options : beacon_options {
 /** A beacon and its task workers, wired together.
 
     Movable: the parts live behind one pointer, and the callbacks that wire them do not
-    refer to the SDK object itself.
+    refer to the SDK object itself. A moved-from SDK may only be destroyed or assigned to.
 
     @par Thread Safety
-    `is_connected()`, `get_beacon_status()`, `get_installation_credentials()`,
-    `request_shutdown()`, `shutdown_requested()` and `wait_for()` are safe from any thread.
-    `start()`, `create_task_worker()` and `shutdown()` must not race each other.
+    Every member function is safe from any thread, except that `start()` must not race
+    `shutdown()` or the destructor. `shutdown()` called from inside the SDK (a callback of
+    the SDK, its beacon or a worker, a task handler, the supervisor) asks for the shutdown
+    and returns, since waiting there would wait for itself; the supervisor (after
+    `start()`), a later `shutdown()` from elsewhere, or the destructor carries it out.
 */
 template <class Transport, class Clock, class CredentialStore, class PlatformProbe, class Executor>
 class basic_sdk {
@@ -80,14 +86,37 @@ public:
         : s_(std::make_unique<state>(std::move(options), std::move(transport), std::move(clock), std::move(store),
                                      std::move(executor))) {
         state* st = s_.get();
+        // Every callback the SDK hands to its parts marks its thread as inside the SDK
+        // (see shutdown()).
         beacon_options bo = st->options;
-        bo.on_command = [st](const protocol::command& c) { st->on_command(c, nullptr); };
-        bo.on_revoked = [st](const revocation_info& r) { st->on_revoked(r, nullptr); };
+        bo.on_command = [st](const protocol::command& c) {
+            const inside_scope in(st);
+            st->on_command(c, nullptr);
+        };
+        bo.on_revoked = [st](const revocation_info& r) {
+            const inside_scope in(st);
+            st->on_revoked(r, nullptr);
+        };
         bo.on_policy_hash = [st](const std::string& h) {
+            const inside_scope in(st);
             st->for_each_worker([&](worker_type& w) { w.apply_policy_hash(h); });
             detail::invoke_callback(st->options.on_policy_hash, st->options.logger, "on_policy_hash", h);
         };
-        if (!bo.metrics) bo.metrics = [st] { return st->worker_metrics(); };
+        if (st->options.on_status_change)
+            bo.on_status_change = [st](const beacon_status& s) {
+                const inside_scope in(st);
+                st->options.on_status_change(s);
+            };
+        if (st->options.metrics)
+            bo.metrics = [st] {
+                const inside_scope in(st);
+                return st->options.metrics();
+            };
+        else
+            bo.metrics = [st] {
+                const inside_scope in(st);
+                return st->worker_metrics();
+            };
         st->beacon = std::make_unique<beacon_type>(std::move(bo), st->transport, st->clock, st->store, std::move(probe));
     }
 
@@ -116,16 +145,26 @@ public:
 
     /** Starts the beacon (bootstrap or recovery, registration heartbeat: at most
         `start_timeout`) and the supervisor that shuts everything down on terminate or
-        revocation. Degraded mode is not an error: check `get_beacon_status()`.
+        revocation. Degraded mode is not an error: check `get_beacon_status()`. Fails with
+        `shutting_down` once a shutdown was asked for before it.
     */
     void start(error_code& ec) {
         ec = {};
+        {
+            std::lock_guard<std::mutex> lock(s_->mutex);
+            if (s_->requested) {
+                ec = errc::shutting_down;
+                return;
+            }
+        }
         if (s_->options.auto_heartbeat) {
             s_->beacon->start(ec);
             if (ec) return;
         }
+        // A shutdown asked for during the beacon's start (a callback) is carried out by
+        // the supervisor at once.
         std::lock_guard<std::mutex> lock(s_->mutex);
-        if (!s_->supervisor.joinable()) s_->supervisor = std::thread([st = s_.get()] { st->supervise(); });
+        if (!s_->supervisor.joinable() && !s_->done) s_->supervisor = std::thread([st = s_.get()] { st->supervise(); });
     }
 
     /// As `start(error_code&)`, throwing `sekuire::error`.
@@ -151,34 +190,76 @@ public:
         the beacon and the other workers). Unset options are inherited from the SDK: base
         URL, agent id, workspace id, logger and transport settings. The worker never
         bootstraps on its own (the beacon does). The SDK owns it; call `start()` on it.
+
+        The new worker starts in the SDK's present state: paused when a pause is in force,
+        revoked after a revocation, draining once a shutdown has begun (and stopped once it
+        is over). Its own `on_command()` callback may be set freely: the SDK's wiring is
+        separate. Throws `sekuire::error` (`invalid_option`) for a base URL other than the
+        SDK's: the workers use the SDK's transport.
     */
     worker_type& create_task_worker(worker_options options = {}) {
         state* st = s_.get();
         const sdk_options& o = st->options;
         if (options.api_base_url == protocol::default_api_url) options.api_base_url = o.api_base_url;
+        if (options.api_base_url != o.api_base_url)
+            throw error(errc::invalid_option, "create_task_worker: api_base_url '" + options.api_base_url +
+                                                  "' is not the SDK's ('" + o.api_base_url +
+                                                  "'); the SDK's workers use the SDK's transport");
         if (options.agent_id.empty()) options.agent_id = o.agent_id;
         if (options.workspace_id.empty()) options.workspace_id = o.workspace_id;
         if (!options.logger) options.logger = o.logger;
         options.install_token.clear();
+        if (!o.auto_heartbeat && options.installation_id.empty()) {
+            // No beacon puts credentials in the store: the worker starts from those given.
+            options.installation_id = o.installation_id;
+            options.runtime_token = o.runtime_token;
+            options.refresh_token = o.refresh_token;
+        }
         options.gateway = st->gateway;
-        auto user_command = std::move(options.on_command);
-        options.on_command = nullptr;
-        // The worker is known only once built; its revocation callback finds it here.
+        // The worker is known only once built; its callbacks find it here.
         auto self = std::make_shared<worker_type*>(nullptr);
+        options.on_command = [st, self, user = std::move(options.on_command)](const protocol::command& c) {
+            const inside_scope in(st);
+            detail::invoke_callback(user, st->options.logger, "on_command", c);
+            st->on_command(c, *self);
+        };
         options.on_revoked = [st, self, user = std::move(options.on_revoked)](const revocation_info& r) {
+            const inside_scope in(st);
             detail::invoke_callback(user, st->options.logger, "on_revoked", r);
             st->on_revoked(r, *self);
         };
         auto w = std::make_unique<worker_type>(std::move(options), st->transport, st->clock, st->store, st->executor);
         worker_type* wp = w.get();
         *self = wp;
-        wp->on_command([st, wp, user_command](const protocol::command& c) {
-            detail::invoke_callback(user_command, st->options.logger, "on_command", c);
-            st->on_command(c, wp);
-        });
+
+        // Registered and the state read in one step: whatever happens after it reaches
+        // this worker through the wiring; what happened before is applied here.
+        bool paused = false, requested = false, closed = false;
+        std::uint64_t generation = 0;
+        std::optional<protocol::revocation> revocation;
         {
             std::lock_guard<std::mutex> lock(st->mutex);
             st->workers.push_back(std::move(w));
+            paused = st->paused;
+            generation = st->pause_generation;
+            revocation = st->revocation;
+            requested = st->requested;
+            closed = st->closed;
+        }
+        // A pause or resume arriving meanwhile may reach the worker before or after this:
+        // apply again until the state read is the latest (commands are rare: a few rounds).
+        for (int round = 0; round < 16; ++round) {
+            wp->set_paused(paused);
+            std::lock_guard<std::mutex> lock(st->mutex);
+            if (st->pause_generation == generation) break;
+            paused = st->paused;
+            generation = st->pause_generation;
+        }
+        if (revocation) wp->apply_revocation(*revocation);
+        if (closed) {
+            wp->stop(); // never started: stops at once, with no network call
+        } else if (requested) {
+            wp->begin_shutdown(wp->options().drain_timeout, "the SDK is shutting down");
         }
         return *wp;
     }
@@ -207,22 +288,24 @@ public:
     }
 
     /** Shuts down gracefully and waits: each worker drains (within its drain timeout), then
-        the beacon sends its final heartbeat and stops. Never throws.
+        the beacon sends its final heartbeat and stops. From inside the SDK (see the class
+        notes) it only asks for the shutdown. Calls from several threads wait for the same
+        shutdown. Never throws.
     */
     void shutdown() noexcept {
         if (!s_) return;
+        state* st = s_.get();
         try {
-            s_->request("shutting down");
-            bool supervised = false;
+            st->request("shutting down");
+            if (st->called_from_inside()) return;
+            std::lock_guard<std::mutex> once(st->shutdown_mutex);
+            std::thread supervisor;
             {
-                std::lock_guard<std::mutex> lock(s_->mutex);
-                supervised = s_->supervisor.joinable();
+                std::lock_guard<std::mutex> lock(st->mutex);
+                supervisor = std::move(st->supervisor);
             }
-            if (supervised) {
-                s_->supervisor.join();
-            } else {
-                s_->shut_down();
-            }
+            if (supervisor.joinable()) supervisor.join();
+            st->shut_down(); // returns at once when the supervisor has done it
         } catch (...) {
         }
     }
@@ -242,10 +325,44 @@ private:
         }
     }
 
+    struct state;
+
+    // The SDK whose callback (or supervisor) this thread is running; nested scopes
+    // restore the outer one.
+    inline static thread_local const state* inside_ = nullptr;
+    struct inside_scope {
+        const state* outer;
+        explicit inside_scope(const state* s) noexcept : outer(inside_) { inside_ = s; }
+        ~inside_scope() { inside_ = outer; }
+        inside_scope(const inside_scope&) = delete;
+        inside_scope& operator=(const inside_scope&) = delete;
+    };
+
     struct state {
         state(sdk_options o, Transport t, Clock c, CredentialStore s, Executor e)
             : options(std::move(o)), transport(std::move(t)), clock(std::move(c)), store(std::move(s)),
               executor(std::move(e)) {}
+
+        state(const state&) = delete;
+        state& operator=(const state&) = delete;
+
+        // After a normal shutdown everything here has stopped already. Otherwise the parts
+        // go in an order where none can reach a part already gone: the supervisor, then the
+        // workers (they call into the beacon), then the beacon (its final heartbeat reads
+        // the workers' metrics, by then none).
+        ~state() {
+            try {
+                if (supervisor.joinable()) supervisor.join();
+            } catch (...) {
+            }
+            std::vector<std::unique_ptr<worker_type>> ws;
+            {
+                std::lock_guard<std::mutex> lock(mutex);
+                ws.swap(workers);
+            }
+            ws.clear();
+            beacon.reset();
+        }
 
         sdk_options options;
         Transport transport;
@@ -254,15 +371,20 @@ private:
         Executor executor;
         policy_gateway gateway;
         std::unique_ptr<beacon_type> beacon;
-        std::vector<std::unique_ptr<worker_type>> workers;
+        std::vector<std::unique_ptr<worker_type>> workers; // only grows until the end
 
         mutable std::mutex mutex;
         std::condition_variable cv;
         bool requested = false;
+        bool closed = false; // the shutdown has taken its last list of workers
         bool done = false;
-        bool revoked = false;
+        bool paused = false;                 // a pause command is in force
+        std::uint64_t pause_generation = 0;  // counts pause and resume commands
+        detail::command_log commands;        // ids of pause and resume commands seen
+        std::optional<protocol::revocation> revocation;
         std::string why;
         std::thread supervisor;
+        std::mutex shutdown_mutex; // one shutdown() carries out the shutdown at a time
 
         template <class F>
         void for_each_worker(F&& f) {
@@ -274,9 +396,27 @@ private:
             for (auto* w : ws) f(*w);
         }
 
+        // True on a thread that the shutdown may wait for: an SDK callback, the
+        // supervisor, or a worker's step, callback or handler.
+        bool called_from_inside() const {
+            if (inside_ == this) return true;
+            std::lock_guard<std::mutex> lock(mutex);
+            for (const auto& w : workers)
+                if (w->in_own_context()) return true;
+            return false;
+        }
+
         // A command seen by `from` (a worker) or by the beacon (null) reaches every part;
         // each part runs a command id once.
         void on_command(const protocol::command& c, worker_type* from) {
+            if (c.type == protocol::command_type::pause || c.type == protocol::command_type::resume) {
+                // Recorded before it is passed on, for workers created later.
+                std::lock_guard<std::mutex> lock(mutex);
+                if (commands.first_time(c.id)) {
+                    paused = c.type == protocol::command_type::pause;
+                    ++pause_generation;
+                }
+            }
             if (from) beacon->apply_command(c);
             for_each_worker([&](worker_type& w) {
                 if (&w != from) w.apply_command(c);
@@ -286,13 +426,14 @@ private:
         }
 
         void on_revoked(const revocation_info& r, worker_type* from) {
-            {
-                // The parts tell each other; the SDK acts (and calls back) once.
-                std::lock_guard<std::mutex> lock(mutex);
-                if (revoked) return;
-                revoked = true;
-            }
             const protocol::revocation rv{r.reason, r.shutdown_timeout.count()};
+            {
+                // The parts tell each other; the SDK acts (and calls back) once. Recorded
+                // before it is passed on, for workers created later.
+                std::lock_guard<std::mutex> lock(mutex);
+                if (revocation) return;
+                revocation = rv;
+            }
             if (from) beacon->apply_revocation(rv);
             for_each_worker([&](worker_type& w) {
                 if (&w != from) w.apply_revocation(rv);
@@ -324,6 +465,7 @@ private:
         }
 
         void supervise() noexcept {
+            const inside_scope in(this);
             {
                 std::unique_lock<std::mutex> lock(mutex);
                 cv.wait(lock, [&] { return requested; });
@@ -331,23 +473,40 @@ private:
             shut_down();
         }
 
+        // Runs on the supervisor or in shutdown(), never inside a callback of the parts
+        // (shutdown() sees to it), so stopping a part really waits for it.
         void shut_down() noexcept {
             try {
-                beacon->set_reported_status(protocol::heartbeat_status::draining);
-                std::vector<worker_type*> ws;
                 {
                     std::lock_guard<std::mutex> lock(mutex);
                     if (done) return;
-                    for (auto& w : workers) ws.push_back(w.get());
                 }
-                // Every worker starts draining at once (no new tasks anywhere), then each is
-                // waited for: the drains overlap instead of adding up.
-                for (auto* w : ws) w->begin_shutdown(w->options().drain_timeout, "stopping");
-                for (auto* w : ws) w->stop();
+                beacon->set_reported_status(protocol::heartbeat_status::draining);
+                // Each round drains the workers created since the previous one (a worker
+                // created during a shutdown starts draining at once); the last round closes
+                // the list, and a worker created after that is stopped at its creation.
+                std::size_t handled = 0;
+                for (int round = 0; round < 64; ++round) {
+                    std::vector<worker_type*> ws;
+                    bool last = false;
+                    {
+                        std::lock_guard<std::mutex> lock(mutex);
+                        for (std::size_t i = handled; i < workers.size(); ++i) ws.push_back(workers[i].get());
+                        handled = workers.size();
+                        last = ws.empty() || round == 63;
+                        if (last) closed = true;
+                    }
+                    // Every worker starts draining at once (no new tasks anywhere), then
+                    // each is waited for: the drains overlap instead of adding up.
+                    for (auto* w : ws) w->begin_shutdown(w->options().drain_timeout, "stopping");
+                    for (auto* w : ws) w->stop();
+                    if (last) break;
+                }
                 beacon->stop();
             } catch (...) {
             }
             std::lock_guard<std::mutex> lock(mutex);
+            closed = true;
             done = true;
             cv.notify_all();
         }

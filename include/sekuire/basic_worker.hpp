@@ -301,7 +301,8 @@ public:
     }
 
     /** Starts the worker: authenticates (waiting at most `start_timeout`), then runs the
-        control loop and the task stream on two threads. Fails with `already_started`.
+        control loop and the task stream on two threads. Fails with `already_started`, or
+        `shutting_down` for a worker already stopped.
         Without usable credentials the worker keeps retrying in the background (see
         `get_status()`).
     */
@@ -309,7 +310,11 @@ public:
         ec = {};
         {
             std::lock_guard<std::mutex> lock(mutex_);
-            if (started_ || finished_) {
+            if (finished_) { // stopped before it was started (its SDK shut down, say)
+                ec = errc::shutting_down;
+                return;
+            }
+            if (started_) {
                 ec = errc::already_started;
                 return;
             }
@@ -395,6 +400,20 @@ public:
         return paused_;
     }
 
+    /** Pauses (`true`) or resumes (`false`) the worker as a pause or resume command would
+        (a paused worker refuses new tasks with `worker_paused` and keeps heartbeating),
+        without calling the command callbacks. A later command overrides it. Thread-safe.
+    */
+    void set_paused(bool paused) {
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            if (paused_ == paused) return;
+            paused_ = paused;
+        }
+        log(log_level::info, paused ? "paused" : "resumed");
+        wake_all();
+    }
+
     /// A snapshot of the status. Thread-safe.
     worker_status get_status() const {
         std::lock_guard<std::mutex> lock(mutex_);
@@ -420,6 +439,10 @@ public:
         m.avg_latency_ms = n ? static_cast<std::int64_t>(latency_total_ms_ / n) : 0;
         return m;
     }
+
+    /// True when the calling thread is running one of this worker's steps, callbacks or
+    /// handlers (where waiting for the worker to stop would wait for itself).
+    bool in_own_context() const noexcept { return active_ == this; }
 
     /// Applies a command that arrived another way (a beacon's heartbeat); each command id
     /// acts once. Thread-safe.

@@ -8,7 +8,12 @@
 
 #include <boost/test/unit_test.hpp>
 
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
 #include <memory>
+#include <thread>
 
 namespace st = sekuire::testing;
 namespace proto = sekuire::protocol;
@@ -33,6 +38,7 @@ struct fixture {
     std::unique_ptr<test_sdk> sdk;
     std::vector<proto::command> sdk_commands;
     std::vector<sekuire::revocation_info> sdk_revocations;
+    std::function<void(const proto::command&)> also_on_command; // set by a test
 
     fixture() {
         transport.on(http_method::post, std::string(proto::path::bootstrap)).handle([this](const sekuire::http_request&) {
@@ -53,7 +59,10 @@ struct fixture {
         o.install_token = "skt_sdk_0123456789abcdefghijklmnop";
         o.workspace_id = "ws_sdk";
         o.random = [] { return 0.0; };
-        o.on_command = [this](const proto::command& c) { sdk_commands.push_back(c); };
+        o.on_command = [this](const proto::command& c) {
+            sdk_commands.push_back(c);
+            if (also_on_command) also_on_command(c);
+        };
         o.on_revoked = [this](const sekuire::revocation_info& r) { sdk_revocations.push_back(r); };
         sdk = std::make_unique<test_sdk>(o, transport, clock, store, st::fixed_probe{}, sekuire::inline_executor{});
     }
@@ -95,6 +104,18 @@ std::string task_event(const std::string& id) {
     t.capability = "summarize";
     t.input = boost::json::object{{"text", "x"}};
     return "event: task\ndata: " + proto::encode(t) + "\n\n";
+}
+
+std::string command_event(const std::string& id, const std::string& type) {
+    return "event: command\ndata: {\"id\":\"" + id + "\",\"type\":\"" + type + "\",\"reason\":\"\"}\n\n";
+}
+
+// A threaded test whose SDK did not finish shutting down has deadlocked: destroying the
+// SDK would hang the whole suite, so the process ends with a message instead.
+void require_done_or_exit(test_sdk& sdk, const char* what) {
+    if (sdk.wait_for(std::chrono::seconds(30))) return;
+    std::fprintf(stderr, "%s: the SDK did not finish its shutdown within 30 s (deadlock)\n", what);
+    std::_Exit(3);
 }
 
 } // namespace
@@ -257,6 +278,236 @@ BOOST_AUTO_TEST_CASE(options_from_env) {
     BOOST_TEST(o.agent_id == "a1");
     BOOST_TEST(o.auto_heartbeat);
     BOOST_TEST(o.api_base_url == "https://api.sekuire.ai");
+}
+
+BOOST_FIXTURE_TEST_CASE(a_workers_own_command_callback_keeps_the_sdk_wiring, fixture) {
+    // The seed's worker.onCommand(cb): setting it must not cut the worker off the SDK.
+    sdk->beacon().step();
+    auto& w = sdk->create_task_worker();
+    int mine = 0;
+    w.on_command([&](const proto::command&) { ++mine; });
+    stream({command_event("c1", "pause"), command_event("c2", "terminate")});
+    w.stream_step();
+    BOOST_TEST(mine == 2);
+    BOOST_TEST(sdk->get_beacon_status().paused);
+    BOOST_TEST(sdk_commands.size() == 2u);
+    BOOST_TEST(sdk->shutdown_requested());
+}
+
+BOOST_FIXTURE_TEST_CASE(a_worker_created_while_paused_starts_paused_and_resumes_with_the_rest, fixture) {
+    sdk->beacon().step();
+    script_beacon(proto::command{"cmd_p", proto::command_type::pause, "pause", "hold", std::nullopt});
+    st::run_for(clock, 60s, [&] { return sdk->beacon().step(); });
+    BOOST_TEST_REQUIRE(sdk->get_beacon_status().paused);
+    auto& w = sdk->create_task_worker();
+    w.on_task("summarize", echo);
+    BOOST_TEST(w.is_paused());
+    stream({task_event("t_paused")});
+    w.stream_step();
+    BOOST_TEST(w.get_status().rejected == 1u);
+    BOOST_TEST(w.get_status().completed == 0u);
+    // A resume after that reaches it like any other worker.
+    script_beacon(proto::command{"cmd_r", proto::command_type::resume, "resume", "", std::nullopt});
+    st::run_for(clock, 60s, [&] { return sdk->beacon().step(); });
+    BOOST_TEST(!w.is_paused());
+    // And a worker created after the resume is not paused.
+    auto& w2 = sdk->create_task_worker();
+    BOOST_TEST(!w2.is_paused());
+}
+
+BOOST_FIXTURE_TEST_CASE(a_worker_created_after_a_revocation_is_revoked, fixture) {
+    sdk->beacon().step();
+    transport.on(http_method::post, heartbeat_path).clear().respond(200, R"({"revoked":true,"reason":"admin"})");
+    st::run_for(clock, 60s, [&] { return sdk->beacon().step(); });
+    BOOST_TEST_REQUIRE(sdk->shutdown_requested());
+    auto& w = sdk->create_task_worker();
+    const auto s = w.get_status();
+    BOOST_TEST(s.revoked);
+    BOOST_TEST(s.revoked_reason == "admin");
+    BOOST_TEST(sdk_revocations.size() == 1u);
+}
+
+BOOST_FIXTURE_TEST_CASE(a_worker_created_after_shutdown_is_stopped_and_sends_nothing, fixture) {
+    sdk->beacon().step();
+    sdk->shutdown();
+    const auto before = transport.requests().size();
+    auto& w = sdk->create_task_worker();
+    BOOST_TEST((w.get_status().state == sekuire::worker_state::stopped));
+    sekuire::error_code ec;
+    w.start(ec);
+    BOOST_TEST((ec == sekuire::errc::shutting_down));
+    w.step();
+    BOOST_TEST(transport.requests().size() == before);
+    // The SDK itself does not start again either.
+    sdk->start(ec);
+    BOOST_TEST((ec == sekuire::errc::shutting_down));
+}
+
+BOOST_FIXTURE_TEST_CASE(a_worker_created_during_a_shutdown_is_drained_by_it, fixture) {
+    // A terminate can start the shutdown at any moment; a worker created then must not be
+    // left running after the beacon's final heartbeat.
+    sdk->beacon().step();
+    auto& w1 = sdk->create_task_worker();
+    test_sdk::worker_type* late = nullptr;
+    sekuire::worker_options o1;
+    o1.logger = [&](sekuire::log_level, std::string_view line) {
+        // The first worker is being stopped by the shutdown: create another right then.
+        if (line.rfind("shutting down", 0) == 0 && !late) late = &sdk->create_task_worker();
+    };
+    auto& w0 = sdk->create_task_worker(o1);
+    w0.step();
+    w1.step();
+    sdk->shutdown();
+    BOOST_TEST_REQUIRE(late != nullptr);
+    BOOST_TEST((late->get_status().state == sekuire::worker_state::stopped));
+    BOOST_TEST(!sdk->get_beacon_status().is_running);
+}
+
+BOOST_FIXTURE_TEST_CASE(shutdown_from_a_callback_of_a_stepped_sdk_asks_and_a_later_call_carries_it_out, fixture) {
+    sdk->beacon().step();
+    auto& w = sdk->create_task_worker();
+    w.step();
+    also_on_command = [this](const proto::command&) { sdk->shutdown(); };
+    script_beacon(proto::command{"cmd_p", proto::command_type::pause, "pause", "hold", std::nullopt});
+    st::run_for(clock, 60s, [&] { return sdk->beacon().step(); });
+    BOOST_TEST(sdk->shutdown_requested());
+    BOOST_TEST(!sdk->wait_for(0s)); // asked for, not carried out from inside the callback
+    BOOST_TEST(sdk->get_beacon_status().is_running);
+    also_on_command = nullptr;
+    const auto before = transport.count(http_method::post, heartbeat_path);
+    sdk->shutdown();
+    BOOST_TEST(sdk->wait_for(0s));
+    BOOST_TEST(!sdk->get_beacon_status().is_running);
+    BOOST_TEST((w.get_status().state == sekuire::worker_state::stopped));
+    BOOST_TEST(transport.count(http_method::post, heartbeat_path) == before + 1); // one final heartbeat
+}
+
+BOOST_FIXTURE_TEST_CASE(shutdown_from_a_task_handler_asks_and_returns, fixture) {
+    sdk->beacon().step();
+    auto& w = sdk->create_task_worker();
+    w.on_task("summarize", [this](const sekuire::task_context&, const boost::json::value& v) {
+        sdk->shutdown(); // on the worker's own thread (inline executor): must not wait
+        return v;
+    });
+    w.step();
+    stream({task_event("t_bye")});
+    w.stream_step();
+    BOOST_TEST(w.get_status().completed == 1u);
+    BOOST_TEST(sdk->shutdown_requested());
+    sdk->shutdown();
+    BOOST_TEST(sdk->wait_for(0s));
+}
+
+BOOST_FIXTURE_TEST_CASE(shutdown_from_the_beacons_thread_does_not_deadlock, fixture) {
+    also_on_command = [this](const proto::command&) { sdk->shutdown(); };
+    sdk->start();
+    BOOST_TEST_REQUIRE(sdk->is_connected());
+    script_beacon(proto::command{"cmd_p", proto::command_type::pause, "pause", "hold", std::nullopt});
+    clock.advance(61s); // the next heartbeat brings the pause; its callback calls shutdown()
+    require_done_or_exit(*sdk, "shutdown_from_the_beacons_thread_does_not_deadlock");
+    BOOST_TEST(!sdk->get_beacon_status().is_running);
+}
+
+BOOST_AUTO_TEST_CASE(shutdown_from_a_status_callback_during_start_is_carried_out) {
+    st::fake_clock clock;
+    st::fake_transport transport;
+    sekuire::memory_store store;
+    std::unique_ptr<test_sdk> sdk;
+    transport.on(http_method::post, std::string(proto::path::bootstrap)).handle([&](const sekuire::http_request&) {
+        proto::bootstrap_response r;
+        r.installation_id = installation;
+        r.runtime_token = token;
+        r.runtime_token_expires_at = clock.wall_now() + 24h * 90;
+        r.refresh_token = "rft_sdk_0123456789abcdefghijklmnopq";
+        r.lease_expires_at = clock.wall_now() + 180s;
+        return st::fake_transport::reply{201, proto::encode(r), {}, {}};
+    });
+    transport.on(http_method::post, heartbeat_path).respond(200, R"({"lease_renewed":true})");
+    sekuire::sdk_options o;
+    o.agent_id = "agent-sdk";
+    o.install_token = "skt_sdk_0123456789abcdefghijklmnop";
+    o.random = [] { return 0.0; };
+    o.on_status_change = [&](const sekuire::beacon_status& s) {
+        if (s.state == sekuire::beacon_state::connected) sdk->shutdown();
+    };
+    sdk = std::make_unique<test_sdk>(o, transport, clock, store, st::fixed_probe{}, sekuire::inline_executor{});
+    sdk->create_task_worker();
+    sdk->start();
+    require_done_or_exit(*sdk, "shutdown_from_a_status_callback_during_start_is_carried_out");
+    BOOST_TEST(!sdk->get_beacon_status().is_running);
+    sdk.reset();
+}
+
+BOOST_FIXTURE_TEST_CASE(shutdown_from_two_threads_at_once_shuts_down_once, fixture) {
+    sdk->start();
+    BOOST_TEST_REQUIRE(sdk->is_connected());
+    const auto before = transport.count(http_method::post, heartbeat_path);
+    std::atomic<int> returned{0};
+    std::thread a([&] {
+        sdk->shutdown();
+        ++returned;
+    });
+    std::thread b([&] {
+        sdk->shutdown();
+        ++returned;
+    });
+    a.join();
+    b.join();
+    BOOST_TEST(returned.load() == 2);
+    BOOST_TEST(sdk->wait_for(0s));
+    BOOST_TEST(transport.count(http_method::post, heartbeat_path) == before + 1);
+}
+
+BOOST_AUTO_TEST_CASE(without_auto_heartbeat_workers_use_the_credentials_given) {
+    st::fake_clock clock;
+    st::fake_transport transport;
+    sekuire::memory_store store;
+    transport.on(http_method::post, worker_heartbeat_path).respond(200, R"({"active_policy_hash":"h0"})");
+    sekuire::sdk_options o;
+    o.agent_id = "agent-sdk";
+    o.auto_heartbeat = false;
+    o.installation_id = installation;
+    o.runtime_token = token;
+    o.random = [] { return 0.0; };
+    test_sdk sdk(o, transport, clock, store, st::fixed_probe{}, sekuire::inline_executor{});
+    auto& w = sdk.create_task_worker();
+    w.step();
+    const auto hb = transport.requests(http_method::post, worker_heartbeat_path);
+    BOOST_TEST_REQUIRE(hb.size() == 1u);
+    BOOST_TEST(*sekuire::find_header(hb[0].request.headers, "Authorization") == "Bearer " + token);
+    BOOST_TEST(transport.count(http_method::post, heartbeat_path) == 0u);
+    BOOST_TEST(transport.count(http_method::post, std::string(proto::path::bootstrap)) == 0u);
+}
+
+BOOST_FIXTURE_TEST_CASE(a_worker_with_another_base_url_is_refused, fixture) {
+    sekuire::worker_options o;
+    o.api_base_url = "http://127.0.0.1:1";
+    try {
+        sdk->create_task_worker(o);
+        BOOST_FAIL("create_task_worker accepted a base URL the SDK's transport does not serve");
+    } catch (const sekuire::error& e) {
+        BOOST_TEST((e.code() == sekuire::errc::invalid_option));
+        BOOST_TEST(std::string(e.what()).find("http://127.0.0.1:1") != std::string::npos);
+    }
+}
+
+BOOST_FIXTURE_TEST_CASE(a_user_metrics_callback_replaces_the_workers_sum, fixture) {
+    sekuire::sdk_options o;
+    o.agent_id = "agent-sdk";
+    o.install_token = "skt_sdk_0123456789abcdefghijklmnop";
+    o.random = [] { return 0.0; };
+    o.metrics = [] {
+        proto::heartbeat_metrics m;
+        m.requests_handled = 42;
+        return m;
+    };
+    sekuire::memory_store other_store;
+    test_sdk own(o, transport, clock, other_store, st::fixed_probe{}, sekuire::inline_executor{});
+    own.beacon().step();
+    proto::heartbeat_request body;
+    proto::decode_error err;
+    BOOST_TEST_REQUIRE(proto::decode(transport.requests(http_method::post, heartbeat_path).back().request.body, body, err));
+    BOOST_TEST(body.metrics.requests_handled == 42);
 }
 
 BOOST_AUTO_TEST_SUITE_END()
