@@ -441,6 +441,9 @@ public:
             const signature before = current_signature();
             steady_time_point next = steady_time_point::max();
             for (int i = 0; i < 16; ++i) {
+                // A stop asked for meanwhile ends the run of due steps: each may be a request
+                // as long as the request timeout, and stop() waits for this thread.
+                if (i > 0 && stop_asked()) break;
                 next = step_once(clock_.steady_now());
                 if (next > clock_.steady_now()) break;
             }
@@ -553,6 +556,11 @@ private:
         std::lock_guard<std::mutex> lock(loop_mutex_);
         first_pass_done_ = true;
         started_cv_.notify_all();
+    }
+
+    bool stop_asked() {
+        std::lock_guard<std::mutex> lock(loop_mutex_);
+        return stop_requested_;
     }
 
     void wake() {
@@ -748,6 +756,7 @@ private:
     void auth_retry(steady_time_point now, const error_code& ec,
                     const std::optional<std::chrono::milliseconds>& retry_after,
                     const char* what = "authentication failed") {
+        now = std::max(now, clock_.steady_now()); // the backoff runs from the failure, not the attempt
         auto delay = auth_backoff_.next(random_);
         if (retry_after) delay = std::max(delay, *retry_after);
         next_at_ = now + delay;
@@ -773,6 +782,7 @@ private:
     // auth backoff (reset by a successful heartbeat), so that a backend refusing each new
     // installation in turn cannot drive a tight loop of bootstraps.
     void walk_chain_again(steady_time_point now) {
+        now = std::max(now, clock_.steady_now()); // the backoff runs from the failure, not the attempt
         phase_ = phase::auth;
         stage_ = stage::bootstrap;
         next_at_ = now + auth_backoff_.next(random_);
@@ -884,7 +894,7 @@ private:
         case detail::refresh_status::store_failed: {
             auto delay = refresh_backoff_.next(random_);
             if (r.retry_after) delay = std::max(delay, *r.retry_after);
-            refresh_retry_at_ = now + delay;
+            refresh_retry_at_ = std::max(now, clock_.steady_now()) + delay; // from the failure
             record_error(r.error, "token refresh failed, retrying in " + std::to_string(delay.count()) +
                                       " ms: " + r.error.message());
             return true;
@@ -1102,6 +1112,7 @@ private:
 
     void heartbeat_failed(steady_time_point now, const error_code& ec,
                           const std::optional<std::chrono::milliseconds>& retry_after, std::string what = {}) {
+        now = std::max(now, clock_.steady_now()); // the backoff runs from the failure, not the attempt
         ++failed_;
         backoff_options o = options_.backoff;
         o.cap = std::min<std::chrono::milliseconds>(o.cap, interval_);

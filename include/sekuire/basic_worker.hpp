@@ -884,7 +884,7 @@ private:
                 session_backoff_.reset();
             } else if (!draining) {
                 const auto delay = session_backoff_.next(random_);
-                session_retry_at_ = now + delay;
+                session_retry_at_ = std::max(now, clock_.steady_now()) + delay; // from the failure
                 return session_retry_at_;
             }
         }
@@ -990,7 +990,7 @@ private:
         }
         const error_code ec = out.ok() ? derr.code : out.error;
         set_error(ec, "the active policy could not be fetched: " + ec.message());
-        policy_retry_at_ = now + policy_backoff_.next(random_);
+        policy_retry_at_ = std::max(now, clock_.steady_now()) + policy_backoff_.next(random_); // from the failure
     }
 
     void check_deadlines(steady_time_point now) {
@@ -1445,7 +1445,8 @@ private:
         auto delay = stream_backoff_.next(random_);
         if (retry && stream_backoff_.attempts() == 1) delay = std::max(delay, *retry);
         if (retry_after) delay = std::max(delay, *retry_after);
-        next_connect_at_ = now + std::max(delay, std::chrono::milliseconds(1));
+        // From the end of the connection (or of the attempt), not its start.
+        next_connect_at_ = std::max(now, clock_.steady_now()) + std::max(delay, std::chrono::milliseconds(1));
         set_error(ec, "task stream: " + ec.message() + "; reconnecting in " + std::to_string(delay.count()) + " ms");
     }
 

@@ -523,6 +523,45 @@ BOOST_FIXTURE_TEST_CASE(heartbeat_carries_metrics_and_paused_status, fixture) {
     BOOST_TEST((bodies[2].status == proto::heartbeat_status::healthy));
 }
 
+BOOST_FIXTURE_TEST_CASE(a_slow_failed_heartbeat_backs_off_from_its_failure_not_its_start, fixture) {
+    // Each attempt takes the whole request timeout (10 s) and then fails. Measured from the
+    // attempt's start, the 1 s backoff would already be over: one step() would send attempt
+    // after attempt back to back (the backend slow, the beacon pressing it hardest).
+    script_bootstrap_ok();
+    script_heartbeat_ok();
+    auto& b = make();
+    b.step();
+    BOOST_TEST_REQUIRE(b.is_connected());
+    transport.on(http_method::post, heartbeat_path).clear().handle([this](const sekuire::http_request&) {
+        clock.advance(10s);
+        return st::fake_transport::reply{0, {}, {}, sekuire::error_code(sekuire::errc::timeout)};
+    });
+    clock.advance(60s);
+    const auto before = heartbeats();
+    const auto next = b.step();
+    BOOST_TEST(heartbeats() == before + 1); // one attempt per step
+    BOOST_TEST((next > clock.steady_now()));
+    BOOST_TEST(b.get_status().failed_heartbeats == 1u);
+}
+
+BOOST_FIXTURE_TEST_CASE(a_stop_asked_for_during_a_step_ends_its_run_of_due_requests, fixture) {
+    // The auth chain and the registration heartbeat run in one step; a stop asked for
+    // (from a callback) in between must not be followed by further requests, since
+    // stop() waits for the stepping thread.
+    script_bootstrap_ok();
+    script_heartbeat_ok();
+    auto& b = make();
+    transport.on(http_method::post, bootstrap_path).clear().handle([this](const sekuire::http_request&) {
+        beacon->stop(); // on the stepping thread: only asks
+        return st::fake_transport::reply{201, proto::encode(bootstrap_response()), date_header(), {}};
+    });
+    b.step();
+    BOOST_TEST(bootstraps() == 1u);
+    BOOST_TEST(heartbeats() == 0u); // the registration heartbeat was not started
+    b.stop();
+    BOOST_TEST(!b.get_status().is_running);
+}
+
 // ---- the lease --------------------------------------------------------------------------
 
 BOOST_FIXTURE_TEST_CASE(lease_expired_then_regained, fixture) {

@@ -554,6 +554,23 @@ BOOST_FIXTURE_TEST_CASE(rate_limits_at_their_exact_boundaries, fixture) {
     BOOST_TEST((find_result(all, "rl3")->error->code == proto::task_error::rate_limited));
 }
 
+BOOST_FIXTURE_TEST_CASE(a_slow_failed_policy_fetch_backs_off_from_its_failure, fixture) {
+    // The fetch takes 10 s and fails: its 1 s backoff runs from the failure, so the next
+    // step does not fetch again at once.
+    transport.on(http_method::get, policy_path).clear().handle([this](const sekuire::http_request&) {
+        clock.advance(10s);
+        return st::fake_transport::reply{503, "{}", {}, {}};
+    });
+    auto& w = make();
+    w.step();
+    BOOST_TEST(transport.count(http_method::get, policy_path) == 1u);
+    w.step(); // (the heartbeat is due by now: 10 s went by; the fetch is not)
+    BOOST_TEST(transport.count(http_method::get, policy_path) == 1u);
+    clock.advance(1s);
+    w.step();
+    BOOST_TEST(transport.count(http_method::get, policy_path) == 2u);
+}
+
 BOOST_FIXTURE_TEST_CASE(policy_is_fetched_again_only_on_a_new_hash, fixture) {
     transport.on(http_method::get, policy_path)
         .clear()
