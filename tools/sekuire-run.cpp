@@ -9,12 +9,15 @@
 // the command's group. A revocation or a terminate command sends SIGTERM to the group, and
 // SIGKILL once the shutdown timeout has passed. It exits with the command's exit code (128 +
 // the signal number when the command died by a signal), after one final `stopped`
-// heartbeat.
+// heartbeat, once what is left of the command's process group has ended too.
 
 #include <sekuire/beacon.hpp>
 
 #include <pthread.h>
 #include <signal.h>
+#ifdef __linux__
+#include <sys/prctl.h>
+#endif
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -30,6 +33,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 extern char** environ;
@@ -64,7 +68,7 @@ void usage(std::ostream& out) {
            "\n"
            "The command gets "
         << env::installation_id
-        << " when an installation is known; never the refresh, runtime or install token.\n"
+        << " when an installation is known; never a token, the API key or the credentials file.\n"
            "Exit status: the command's, or 128 + N when it died by signal N; 2 for a usage error.\n";
 }
 
@@ -126,23 +130,40 @@ bool parse(int argc, char** argv, arguments& a) {
     return true;
 }
 
-// The environment the command gets: ours, with the installation id and without tokens.
+// The environment the command gets: ours, with the installation id and without secrets.
+// Neither the refresh token nor anything that leads to it (the credentials file, the API
+// key of a recovery bootstrap): two holders of one rotating refresh token lock each other
+// out.
 std::vector<std::string> child_environment(const std::string& installation_id) {
-    std::vector<std::string> env;
+    namespace env = sekuire::protocol::env;
+    std::vector<std::string> out;
     for (char** e = environ; e && *e; ++e) {
         const std::string kv = *e;
         const std::string name = kv.substr(0, kv.find('='));
-        if (name == sekuire::protocol::env::refresh_token || name == sekuire::protocol::env::runtime_token ||
-            name == sekuire::protocol::env::install_token || name == sekuire::protocol::env::installation_id)
+        if (name == env::refresh_token || name == env::runtime_token || name == env::install_token ||
+            name == env::installation_id || name == env::credentials_file || name == env::api_key)
             continue;
-        env.push_back(kv);
+        out.push_back(kv);
     }
-    if (!installation_id.empty())
-        env.push_back(std::string(sekuire::protocol::env::installation_id) + "=" + installation_id);
-    return env;
+    if (!installation_id.empty()) out.push_back(std::string(env::installation_id) + "=" + installation_id);
+    return out;
 }
 
-pid_t spawn(const std::string& cmd, const std::vector<std::string>& env, const sigset_t& original_mask) {
+// The signals passed on to the command; those ignored when we started (nohup ignores
+// SIGHUP) are neither passed on nor given back their default action in the command.
+constexpr int forwarded[] = {SIGINT, SIGTERM, SIGHUP};
+
+struct inherited_ignores {
+    bool ignored[3] = {false, false, false};
+    bool of(int sig) const {
+        for (int i = 0; i < 3; ++i)
+            if (forwarded[i] == sig) return ignored[i];
+        return false;
+    }
+};
+
+pid_t spawn(const std::string& cmd, const std::vector<std::string>& env, const sigset_t& original_mask,
+            const inherited_ignores& ignores) {
     std::vector<char*> envp;
     envp.reserve(env.size() + 1);
     for (const auto& e : env) envp.push_back(const_cast<char*>(e.c_str()));
@@ -150,7 +171,8 @@ pid_t spawn(const std::string& cmd, const std::vector<std::string>& env, const s
     const pid_t pid = ::fork();
     if (pid == 0) {
         ::setpgid(0, 0);
-        for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGCHLD, SIGUSR1, SIGPIPE}) ::signal(sig, SIG_DFL);
+        for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGCHLD, SIGUSR1, SIGPIPE})
+            if (!ignores.of(sig)) ::signal(sig, SIG_DFL);
         ::sigprocmask(SIG_SETMASK, &original_mask, nullptr);
         const char* argv[] = {"/bin/sh", "-c", cmd.c_str(), nullptr};
         ::execve("/bin/sh", const_cast<char* const*>(argv), envp.data());
@@ -165,6 +187,25 @@ int exit_code_of(int status) {
     if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
     return 1;
 }
+
+// True while a process of the group `pgid` exists (zombies not yet reaped included).
+bool group_alive(pid_t pgid) { return ::kill(-pgid, 0) == 0 || errno == EPERM; }
+
+const char* signal_name(int sig) {
+    switch (sig) {
+    case SIGINT: return "SIGINT";
+    case SIGTERM: return "SIGTERM";
+    case SIGHUP: return "SIGHUP";
+    default: return "a signal";
+    }
+}
+
+using steady = std::chrono::steady_clock;
+
+// How long the command's process group gets after SIGTERM when nobody said (protocol.md's
+// default shutdown timeout), and after SIGKILL before we stop waiting for it.
+constexpr std::chrono::milliseconds default_shutdown_timeout{10000};
+constexpr std::chrono::milliseconds after_sigkill{5000};
 
 } // namespace
 
@@ -181,13 +222,28 @@ int main(int argc, char** argv) {
     sigemptyset(&handled);
     for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGCHLD, SIGUSR1}) sigaddset(&handled, sig);
     ::pthread_sigmask(SIG_BLOCK, &handled, &original);
+    inherited_ignores ignores;
+    for (int i = 0; i < 3; ++i) {
+        struct sigaction old {};
+        if (::sigaction(forwarded[i], nullptr, &old) == 0) ignores.ignored[i] = old.sa_handler == SIG_IGN;
+    }
+    // An ignored SIGCHLD (inherited) would let the kernel reap the command: its exit
+    // status would be lost.
+    ::signal(SIGCHLD, SIG_DFL);
     ::signal(SIGPIPE, SIG_IGN);
+#ifdef __linux__
+    // Orphans of the command (its background jobs) become our children: they are reaped
+    // here, also when we run as PID 1 in a container.
+    ::prctl(PR_SET_CHILD_SUBREAPER, 1);
+#endif
     const pthread_t main_thread = ::pthread_self();
 
+    // Declared before the beacon, whose callbacks use them.
+    std::atomic<bool> revoked{false}, terminate{false}, start_done{false};
+    std::atomic<long long> shutdown_timeout_ms{default_shutdown_timeout.count()};
     std::optional<sekuire::beacon> beacon;
-    std::atomic<bool> revoked{false}, terminate{false};
-    std::atomic<long long> shutdown_timeout_ms{10000};
     std::string installation_id;
+    int signal_at_start = 0;
 
     if (!args.heartbeat) {
         say("warning: --no-heartbeat: running without a beacon; Sekuire will not see this agent");
@@ -212,63 +268,131 @@ int main(int argc, char** argv) {
                 ::pthread_kill(main_thread, SIGUSR1);
             };
             beacon.emplace(std::move(opts));
-            beacon->start();
-            const auto s = beacon->get_status();
-            if (s.degraded_mode)
-                say("warning: degraded mode (" + s.last_error + "); running the command anyway");
-            else
-                say("installation " + s.installation_id + " connected");
-            installation_id = s.installation_id;
         } catch (const std::exception& e) {
             say(std::string("error: ") + e.what());
             return usage_error;
         }
+        // The bootstrap (at most the start timeout) runs on a thread of its own, so that a
+        // signal meanwhile is seen: then the command is not started at all.
+        std::thread starter([&] {
+            try {
+                beacon->start();
+            } catch (const std::exception& e) {
+                say(std::string("error: ") + e.what());
+            }
+            start_done = true;
+            ::pthread_kill(main_thread, SIGUSR1);
+        });
+        while (!start_done) {
+            timespec wait{0, 200 * 1000 * 1000};
+            siginfo_t info;
+            const int sig = ::sigtimedwait(&handled, &info, &wait);
+            if ((sig == SIGINT || sig == SIGTERM || sig == SIGHUP) && !ignores.of(sig) && !signal_at_start)
+                signal_at_start = sig;
+        }
+        starter.join();
+        const auto s = beacon->get_status();
+        installation_id = s.installation_id;
+        if (signal_at_start) {
+            say(std::string(signal_name(signal_at_start)) + " during the bootstrap: the command is not started");
+            beacon->stop();
+            return 128 + signal_at_start;
+        }
+        switch (s.state) {
+        case sekuire::beacon_state::connected: say("installation " + s.installation_id + " connected"); break;
+        case sekuire::beacon_state::revoked:
+            say("error: the installation is revoked (" + s.revoked_reason + "): the command is not started");
+            beacon->stop();
+            return 1;
+        case sekuire::beacon_state::degraded:
+            say("warning: degraded mode (" + s.last_error + "); running the command anyway");
+            break;
+        default:
+            say("warning: not connected yet (" + (s.last_error.empty() ? std::string("the bootstrap is under way") : s.last_error) +
+                "); running the command anyway, the beacon keeps trying");
+            break;
+        }
     }
 
-    const pid_t child = spawn(args.cmd, child_environment(installation_id), original);
+    if (terminate) { // a terminate command came with the registration heartbeat
+        say("terminate command before the command was started: it is not started");
+        beacon->stop();
+        return 0;
+    }
+
+    const pid_t child = spawn(args.cmd, child_environment(installation_id), original, ignores);
     if (child < 0) {
         say(std::string("error: cannot start the command: ") + std::strerror(errno));
         if (beacon) beacon->stop();
         return 1;
     }
 
+    // Runs until the command has exited and its process group is gone (bounded: after
+    // SIGKILL, at most `after_sigkill`).
     int exit_code = 1;
-    bool kill_armed = false;
-    auto kill_at = std::chrono::steady_clock::time_point::max();
+    bool child_done = false, stop_sent = false, term_sent = false, kill_sent = false;
+    auto kill_at = steady::time_point::max();
+    auto give_up_at = steady::time_point::max();
     for (;;) {
-        // Reap first: SIGCHLD may have been merged with another pending one.
-        int status = 0;
-        const pid_t r = ::waitpid(child, &status, WNOHANG);
-        if (r == child) {
-            exit_code = exit_code_of(status);
-            break;
+        // Reap whatever ended: the command, and orphans of its group (we are their
+        // subreaper). Bounded per round; the next round reaps the rest.
+        for (int i = 0; i < 1024; ++i) {
+            int status = 0;
+            const pid_t r = ::waitpid(-1, &status, WNOHANG);
+            if (r == child) {
+                exit_code = exit_code_of(status);
+                child_done = true;
+            } else if (r < 0 && errno == ECHILD && !child_done) {
+                say("error: the command's exit status was lost");
+                child_done = true;
+            }
+            if (r <= 0) break;
         }
-        if (r < 0 && errno == ECHILD) break;
+        const auto now = steady::now();
+        if (child_done) {
+            if (!group_alive(child)) break;
+            if (kill_sent && now >= give_up_at) {
+                say("warning: processes of the command's group survived SIGKILL; exiting without them");
+                break;
+            }
+            if (!term_sent) {
+                // What the command left behind (background jobs) ends with it: the
+                // installation is reported stopped, so nothing of it may keep running.
+                say("the command exited; its process group is still running: SIGTERM");
+                ::kill(-child, SIGTERM);
+                term_sent = true;
+                kill_at = now + default_shutdown_timeout;
+            }
+        }
+        if (term_sent && !kill_sent && now >= kill_at) {
+            say(child_done ? "the command's process group outlived its shutdown timeout: SIGKILL"
+                           : "the command outlived its shutdown timeout: SIGKILL");
+            ::kill(-child, SIGKILL);
+            kill_sent = true;
+            give_up_at = now + after_sigkill;
+            continue;
+        }
 
         timespec wait{0, 200 * 1000 * 1000};
-        if (kill_armed) {
-            const auto left = kill_at - std::chrono::steady_clock::now();
-            if (left <= left.zero()) {
-                say("the command outlived its shutdown timeout: SIGKILL");
-                ::kill(-child, SIGKILL);
-                kill_armed = false;
-                continue;
-            }
-            const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(left).count();
-            if (ns < 200000000) wait = {0, static_cast<long>(ns)};
+        const auto deadline = kill_sent ? give_up_at : (term_sent ? kill_at : steady::time_point::max());
+        if (deadline != steady::time_point::max()) {
+            const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(deadline - now).count();
+            if (ns < 200000000) wait = {0, static_cast<long>(std::max<long long>(ns, 0))};
         }
         siginfo_t info;
         const int sig = ::sigtimedwait(&handled, &info, &wait);
-        if (sig < 0) continue; // timeout or EINTR: check the child and the timer again
         if (sig == SIGINT || sig == SIGTERM || sig == SIGHUP) {
-            ::kill(-child, sig);
-        } else if (sig == SIGUSR1 && (revoked || terminate) && !kill_armed && kill_at == kill_at.max()) {
+            if (!ignores.of(sig)) ::kill(-child, sig);
+        }
+        // The flags, not SIGUSR1, decide: a wake-up may have been taken during the bootstrap.
+        if ((revoked || terminate) && !stop_sent) {
+            stop_sent = true;
             say(revoked ? "installation revoked: stopping the command (SIGTERM)" : "terminate: stopping the command (SIGTERM)");
             ::kill(-child, SIGTERM);
-            kill_armed = true;
+            term_sent = true;
             // Bounded (a day), so that the deadline cannot overflow whatever the backend sent.
             const long long ms = std::clamp<long long>(shutdown_timeout_ms.load(), 0, 24LL * 3600 * 1000);
-            kill_at = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
+            kill_at = std::min(kill_at, steady::now() + std::chrono::milliseconds(ms));
         }
     }
 

@@ -130,6 +130,22 @@ std::string idle(int seconds) {
     return "i=0; while [ $i -lt " + std::to_string(seconds * 20) + " ]; do sleep 0.05; i=$((i+1)); done";
 }
 
+// Whether the process `pid` (read from a file a command wrote) still exists, zombies
+// aside: after sekuire-run exits, its reparented zombies are reaped by init.
+bool process_alive(pid_t pid) {
+    if (pid <= 0 || ::kill(pid, 0) != 0) return false;
+    std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+    std::string line;
+    std::getline(stat, line);
+    const auto close = line.rfind(')');
+    return close == std::string::npos || close + 2 >= line.size() || line[close + 2] != 'Z';
+}
+
+pid_t read_pid(const fs::path& p) {
+    const std::string text = trimmed(read_file(p));
+    return text.empty() ? -1 : static_cast<pid_t>(std::stol(text));
+}
+
 // One run of sekuire-run.
 class process {
 public:
@@ -272,6 +288,17 @@ struct fixture {
         return p;
     }
 
+    /// Starts sekuire-run through `/bin/sh -c 'PREFIX; exec sekuire-run ARGS'`: the
+    /// prefix sets what sekuire-run inherits (ignored signals, say).
+    std::unique_ptr<process> start_after(const std::string& prefix, const std::vector<std::string>& args) {
+        ++runs;
+        std::vector<std::string> sh_args{"-c", prefix + "; exec \"$0\" \"$@\"", tool.string()};
+        sh_args.insert(sh_args.end(), args.begin(), args.end());
+        auto p = std::make_unique<process>("/bin/sh", sh_args, env, out_file(), err_file());
+        BOOST_REQUIRE_MESSAGE(p->started(), "cannot start /bin/sh");
+        return p;
+    }
+
     /// Runs sekuire-run to its end (bounded); returns its exit code.
     int run(const std::vector<std::string>& args, std::chrono::milliseconds limit = 10s) {
         auto p = start(args);
@@ -326,7 +353,12 @@ BOOST_FIXTURE_TEST_CASE(a_command_killed_by_a_signal_gives_128_plus_the_signal, 
     BOOST_TEST(backend.installations().size() == 3u);
 }
 
-BOOST_FIXTURE_TEST_CASE(the_command_gets_the_installation_id_and_no_token, fixture) {
+BOOST_FIXTURE_TEST_CASE(the_command_gets_the_installation_id_and_no_secret, fixture) {
+    // Neither a token nor a way to one: the credentials file holds the refresh token, and
+    // the API key can recover the installation (rotating the refresh token under us).
+    env[proto::env::credentials_file] = file("credentials.json").string();
+    env[proto::env::api_key] = "sk_live_mock_0123456789abcdef";
+    env[proto::env::workspace_id] = "ws_run";
     const fs::path dump = file("env.txt");
     BOOST_TEST(run({"--cmd", "env > " + q(dump)}) == 0);
     const std::string id = installation_id();
@@ -337,9 +369,14 @@ BOOST_FIXTURE_TEST_CASE(the_command_gets_the_installation_id_and_no_token, fixtu
     BOOST_TEST(vars.count(proto::env::install_token) == 0u);
     BOOST_TEST(vars.count(proto::env::refresh_token) == 0u);
     BOOST_TEST(vars.count(proto::env::runtime_token) == 0u);
+    BOOST_TEST(vars.count(proto::env::credentials_file) == 0u);
+    BOOST_TEST(vars.count(proto::env::api_key) == 0u);
     BOOST_TEST(!contains(text, install_token));
+    BOOST_TEST(!contains(text, "sk_live_mock_0123456789abcdef"));
+    BOOST_TEST(fs::exists(file("credentials.json"))); // it was used, by sekuire-run only
     // The rest of the environment is passed on.
     BOOST_TEST(vars.count(proto::env::agent_id) == 1u);
+    BOOST_TEST(vars.count(proto::env::workspace_id) == 1u);
     BOOST_TEST(vars.count("PATH") == 1u);
 }
 
@@ -384,7 +421,7 @@ BOOST_FIXTURE_TEST_CASE(recovers_from_environment_credentials_and_never_passes_t
 BOOST_FIXTURE_TEST_CASE(heartbeats_reach_the_backend_while_the_command_runs, fixture) {
     env.erase(proto::env::heartbeat_interval); // the flag sets it
     auto p = start({"--heartbeat-interval", "1", "--capability", "summarize", "--capability", "classify", "--cmd",
-                    "sleep 2.5"});
+                    "sleep 4"});
     const std::string id = installation_id();
     BOOST_TEST(wait_until([&] { return heartbeats(id) >= 2 || !p->running(); }, 5s));
     BOOST_TEST(p->running());
@@ -480,10 +517,9 @@ BOOST_FIXTURE_TEST_CASE(a_terminate_command_stops_the_command_like_a_revocation,
     BOOST_TEST(state(id) == "stopped");
 }
 
-// BUG: sekuire-run adds the backend's shutdown_timeout_ms to steady_clock::now() without a
-// bound: `now() + milliseconds(shutdown_timeout_ms)` overflows the nanosecond count for
-// values above about 292 years (9.2e15 ms), so a revocation (or terminate command) with
-// a huge timeout SIGKILLs the command at once instead of waiting (signed overflow, UB).
+// A regression test: `steady_clock::now() + milliseconds(shutdown_timeout_ms)` overflows
+// for values above about 292 years (9.2e15 ms), which once SIGKILLed the command at once
+// (signed overflow, undefined behaviour). The timeout is now clamped to a day.
 BOOST_FIXTURE_TEST_CASE(a_huge_shutdown_timeout_does_not_kill_at_once, fixture) {
     const fs::path ready = file("ready");
     auto p = start({"--cmd", "trap 'sleep 0.3; exit 3' TERM; touch " + q(ready) + "; " + idle(10)});
@@ -572,6 +608,97 @@ BOOST_FIXTURE_TEST_CASE(degraded_mode_still_runs_the_command_with_a_warning, fix
     const auto vars = parse_env(read_file(dump));
     BOOST_TEST(vars.count(proto::env::installation_id) == 0u);
     BOOST_TEST(vars.count(proto::env::install_token) == 0u);
+}
+
+BOOST_FIXTURE_TEST_CASE(what_the_command_leaves_running_in_its_group_ends_with_it, fixture) {
+    // A background job outliving the command would keep running after the installation
+    // was reported stopped: it gets SIGTERM, and the exit waits for it.
+    const fs::path pid_file = file("pid");
+    BOOST_TEST(run({"--cmd", "sleep 30 & echo $! > " + q(pid_file) + "; exit 4"}) == 4);
+    const pid_t leftover = read_pid(pid_file);
+    BOOST_TEST_REQUIRE(leftover > 0);
+    BOOST_TEST(wait_until([&] { return !process_alive(leftover); }, 2s));
+    BOOST_TEST(contains(err(), "process group is still running: SIGTERM"));
+    BOOST_TEST(state(installation_id()) == "stopped");
+}
+
+BOOST_FIXTURE_TEST_CASE(a_revocation_reaches_the_processes_the_command_started, fixture) {
+    // The command obeys SIGTERM at once, but a job it started ignores it: the kill switch
+    // must reach that one too, with SIGKILL once the shutdown timeout has passed.
+    const fs::path ready = file("ready");
+    const fs::path pid_file = file("pid");
+    auto p = start({"--cmd", "trap 'exit 0' TERM; (trap '' TERM; " + idle(20) + ") & echo $! > " + q(pid_file) +
+                                 "; touch " + q(ready) + "; " + idle(10)});
+    const std::string id = installation_id();
+    BOOST_REQUIRE(wait_until([&] { return fs::exists(ready) || !p->running(); }, 5s));
+    const pid_t job = read_pid(pid_file);
+    BOOST_TEST_REQUIRE(job > 0);
+    backend.revoke(id, "revoked in a test", 500);
+    BOOST_REQUIRE(wait_until([&] { return contains(err(), "(SIGTERM)") || !p->running(); }, 5s));
+    const auto term_at = steady::now();
+    BOOST_TEST(p->wait() == 0); // the command's own code
+    const auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(p->exited_at() - term_at).count();
+    BOOST_TEST(waited >= 400); // it waited for the job until the 500 ms timeout
+    BOOST_TEST(contains(err(), "SIGKILL"));
+    BOOST_TEST(wait_until([&] { return !process_alive(job); }, 2s));
+    BOOST_TEST(state(id) == "revoked");
+}
+
+BOOST_FIXTURE_TEST_CASE(a_signal_during_the_bootstrap_means_the_command_never_runs, fixture) {
+    st::mock_fault slow;
+    slow.path_prefix = std::string(proto::path::bootstrap);
+    slow.delay = 2s;
+    backend.add_fault(slow);
+    const fs::path ran = file("ran");
+    auto p = start({"--cmd", "touch " + q(ran)});
+    // The bootstrap request has arrived: sekuire-run blocked its signals long before.
+    BOOST_REQUIRE(wait_until([&] { return backend.request_count(proto::path::bootstrap) >= 1 || !p->running(); }, 5s));
+    BOOST_REQUIRE(p->running());
+    p->signal(SIGTERM);
+    BOOST_TEST(p->wait() == 128 + SIGTERM);
+    BOOST_TEST(!fs::exists(ran));
+    BOOST_TEST(contains(err(), "SIGTERM during the bootstrap"));
+}
+
+BOOST_FIXTURE_TEST_CASE(a_revoked_installation_does_not_start_the_command, fixture) {
+    sekuire::installation_credentials creds;
+    {
+        sekuire::beacon_options o;
+        o.agent_id = agent;
+        o.install_token = install_token;
+        sekuire::basic_beacon<sekuire::httplib_transport, sekuire::system_clock, sekuire::memory_store, st::fixed_probe> b{
+            o, sekuire::httplib_transport(backend.url(), sekuire::transport_options{})};
+        b.step();
+        BOOST_REQUIRE(b.is_connected());
+        creds = *b.get_installation_credentials();
+    }
+    backend.revoke(creds.installation_id, "decommissioned", 1000);
+    env.erase(proto::env::install_token);
+    env[proto::env::installation_id] = creds.installation_id;
+    env[proto::env::refresh_token] = creds.refresh_token;
+    env[proto::env::runtime_token] = creds.runtime_token;
+    const fs::path ran = file("ran");
+    BOOST_TEST(run({"--cmd", "touch " + q(ran)}) == 1);
+    BOOST_TEST(!fs::exists(ran));
+    BOOST_TEST(contains(err(), "revoked"));
+    BOOST_TEST(contains(err(), "not started"));
+    BOOST_TEST(state(creds.installation_id) == "revoked");
+}
+
+BOOST_FIXTURE_TEST_CASE(signals_ignored_by_whoever_started_it_stay_ignored, fixture) {
+    // As under nohup (SIGHUP ignored), and with SIGCHLD ignored too, which would let the
+    // kernel reap the command and lose its exit status.
+    const fs::path ready = file("ready");
+    const fs::path done = file("done");
+    auto p = start_after("trap '' HUP CHLD", {"--cmd", "touch " + q(ready) + "; i=0; while [ ! -e " + q(done) +
+                                                           " ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done; exit 7"});
+    BOOST_REQUIRE(wait_until([&] { return fs::exists(ready) || !p->running(); }, 5s));
+    BOOST_REQUIRE(p->running());
+    p->signal(SIGHUP);
+    // Not passed on, and ignored in the command: it keeps running until told to end.
+    BOOST_TEST(!wait_until([&] { return !p->running(); }, 500ms));
+    std::ofstream(done).put('\n');
+    BOOST_TEST(p->wait() == 7);
 }
 
 BOOST_AUTO_TEST_SUITE_END()
