@@ -299,6 +299,27 @@ struct fixture {
         return p;
     }
 
+    /// An earlier life of the agent: bootstraps in-process with the install token and
+    /// returns the credentials it would have kept.
+    sekuire::installation_credentials earlier_life() {
+        sekuire::beacon_options o;
+        o.agent_id = agent;
+        o.install_token = install_token;
+        sekuire::basic_beacon<sekuire::httplib_transport, sekuire::system_clock, sekuire::memory_store, st::fixed_probe> b{
+            o, sekuire::httplib_transport(backend.url(), sekuire::transport_options{})};
+        b.step();
+        BOOST_REQUIRE(b.is_connected());
+        return *b.get_installation_credentials();
+    }
+
+    /// The environment of a restart from `creds` (no install token).
+    void recover_with(const sekuire::installation_credentials& creds) {
+        env.erase(proto::env::install_token);
+        env[proto::env::installation_id] = creds.installation_id;
+        env[proto::env::refresh_token] = creds.refresh_token;
+        env[proto::env::runtime_token] = creds.runtime_token;
+    }
+
     /// Runs sekuire-run to its end (bounded); returns its exit code.
     int run(const std::vector<std::string>& args, std::chrono::milliseconds limit = 10s) {
         auto p = start(args);
@@ -381,22 +402,8 @@ BOOST_FIXTURE_TEST_CASE(the_command_gets_the_installation_id_and_no_secret, fixt
 }
 
 BOOST_FIXTURE_TEST_CASE(recovers_from_environment_credentials_and_never_passes_them_on, fixture) {
-    // An earlier life of the agent: bootstrap in-process, keep the credentials.
-    sekuire::installation_credentials creds;
-    {
-        sekuire::beacon_options o;
-        o.agent_id = agent;
-        o.install_token = install_token;
-        sekuire::basic_beacon<sekuire::httplib_transport, sekuire::system_clock, sekuire::memory_store, st::fixed_probe> b{
-            o, sekuire::httplib_transport(backend.url(), sekuire::transport_options{})};
-        b.step();
-        BOOST_REQUIRE(b.is_connected());
-        creds = *b.get_installation_credentials();
-    }
-    env.erase(proto::env::install_token);
-    env[proto::env::installation_id] = creds.installation_id;
-    env[proto::env::refresh_token] = creds.refresh_token;
-    env[proto::env::runtime_token] = creds.runtime_token;
+    const auto creds = earlier_life();
+    recover_with(creds);
 
     const fs::path dump = file("env.txt");
     BOOST_TEST(run({"--cmd", "env > " + q(dump)}) == 0);
@@ -661,22 +668,9 @@ BOOST_FIXTURE_TEST_CASE(a_signal_during_the_bootstrap_means_the_command_never_ru
 }
 
 BOOST_FIXTURE_TEST_CASE(a_revoked_installation_does_not_start_the_command, fixture) {
-    sekuire::installation_credentials creds;
-    {
-        sekuire::beacon_options o;
-        o.agent_id = agent;
-        o.install_token = install_token;
-        sekuire::basic_beacon<sekuire::httplib_transport, sekuire::system_clock, sekuire::memory_store, st::fixed_probe> b{
-            o, sekuire::httplib_transport(backend.url(), sekuire::transport_options{})};
-        b.step();
-        BOOST_REQUIRE(b.is_connected());
-        creds = *b.get_installation_credentials();
-    }
+    const auto creds = earlier_life();
     backend.revoke(creds.installation_id, "decommissioned", 1000);
-    env.erase(proto::env::install_token);
-    env[proto::env::installation_id] = creds.installation_id;
-    env[proto::env::refresh_token] = creds.refresh_token;
-    env[proto::env::runtime_token] = creds.runtime_token;
+    recover_with(creds);
     const fs::path ran = file("ran");
     BOOST_TEST(run({"--cmd", "touch " + q(ran)}) == 1);
     BOOST_TEST(!fs::exists(ran));

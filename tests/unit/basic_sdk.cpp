@@ -31,6 +31,19 @@ const std::string heartbeat_path = proto::path::heartbeat(installation);
 const std::string worker_heartbeat_path = proto::path::worker_heartbeat(installation);
 const std::string stream_path = proto::path::task_stream(installation, {});
 
+// The bootstrap endpoint: installation `installation` with runtime token `token`.
+void script_bootstrap(st::fake_transport& transport, st::fake_clock& clock) {
+    transport.on(http_method::post, std::string(proto::path::bootstrap)).handle([&clock](const sekuire::http_request&) {
+        proto::bootstrap_response r;
+        r.installation_id = installation;
+        r.runtime_token = token;
+        r.runtime_token_expires_at = clock.wall_now() + 24h * 90;
+        r.refresh_token = "rft_sdk_0123456789abcdefghijklmnopq";
+        r.lease_expires_at = clock.wall_now() + 180s;
+        return st::fake_transport::reply{201, proto::encode(r), {}, {}};
+    });
+}
+
 struct fixture {
     st::fake_clock clock;
     st::fake_transport transport;
@@ -41,15 +54,7 @@ struct fixture {
     std::function<void(const proto::command&)> also_on_command; // set by a test
 
     fixture() {
-        transport.on(http_method::post, std::string(proto::path::bootstrap)).handle([this](const sekuire::http_request&) {
-            proto::bootstrap_response r;
-            r.installation_id = installation;
-            r.runtime_token = token;
-            r.runtime_token_expires_at = clock.wall_now() + 24h * 90;
-            r.refresh_token = "rft_sdk_0123456789abcdefghijklmnopq";
-            r.lease_expires_at = clock.wall_now() + 180s;
-            return st::fake_transport::reply{201, proto::encode(r), {}, {}};
-        });
+        script_bootstrap(transport, clock);
         script_beacon({});
         transport.on(http_method::post, worker_heartbeat_path).respond(200, R"({"active_policy_hash":"h0"})");
         transport.on(http_method::get, proto::path::active_policy("ws_sdk")).respond(200, policy("h0"));
@@ -413,15 +418,7 @@ BOOST_AUTO_TEST_CASE(shutdown_from_a_status_callback_during_start_is_carried_out
     st::fake_transport transport;
     sekuire::memory_store store;
     std::unique_ptr<test_sdk> sdk;
-    transport.on(http_method::post, std::string(proto::path::bootstrap)).handle([&](const sekuire::http_request&) {
-        proto::bootstrap_response r;
-        r.installation_id = installation;
-        r.runtime_token = token;
-        r.runtime_token_expires_at = clock.wall_now() + 24h * 90;
-        r.refresh_token = "rft_sdk_0123456789abcdefghijklmnopq";
-        r.lease_expires_at = clock.wall_now() + 180s;
-        return st::fake_transport::reply{201, proto::encode(r), {}, {}};
-    });
+    script_bootstrap(transport, clock);
     transport.on(http_method::post, heartbeat_path).respond(200, R"({"lease_renewed":true})");
     sekuire::sdk_options o;
     o.agent_id = "agent-sdk";

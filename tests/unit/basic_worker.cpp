@@ -1157,14 +1157,10 @@ struct refusing_executor {
         f();
     }
 };
-} // namespace
 
-BOOST_AUTO_TEST_CASE(a_refused_post_keeps_the_task_queued_and_the_worker_consistent) {
-    using refusing_worker =
-        sekuire::basic_worker<st::fake_transport, st::fake_clock, sekuire::memory_store, refusing_executor>;
-    st::fake_clock clock;
-    st::fake_transport transport;
-    sekuire::memory_store store;
+// For a worker of another executor than the fixture's: every route answers, the stream
+// holds one `summarize` task (t_1), and the options carry runtime credentials.
+sekuire::worker_options script_one_task(st::fake_transport& transport) {
     transport.on(http_method::get, policy_path).respond(200, proto::encode(policy("h0")));
     transport.on(http_method::post, worker_heartbeat_path).respond(200, R"({"active_policy_hash":"h0","command":null})");
     transport.on_prefix(http_method::post, std::string(proto::path::tasks_prefix)).respond(200, R"({"accepted":true})");
@@ -1175,6 +1171,17 @@ BOOST_AUTO_TEST_CASE(a_refused_post_keeps_the_task_queued_and_the_worker_consist
     o.installation_id = installation;
     o.runtime_token = runtime_1;
     o.workspace_id = "ws_test";
+    return o;
+}
+} // namespace
+
+BOOST_AUTO_TEST_CASE(a_refused_post_keeps_the_task_queued_and_the_worker_consistent) {
+    using refusing_worker =
+        sekuire::basic_worker<st::fake_transport, st::fake_clock, sekuire::memory_store, refusing_executor>;
+    st::fake_clock clock;
+    st::fake_transport transport;
+    sekuire::memory_store store;
+    sekuire::worker_options o = script_one_task(transport);
     o.random = [] { return 0.0; };
     refusing_worker w(o, transport, clock, store, refusing_executor{});
     int runs = 0;
@@ -1359,16 +1366,7 @@ BOOST_AUTO_TEST_CASE(stop_callbacks_of_handlers_may_call_back_into_the_worker) {
     st::fake_clock clock;
     st::fake_transport transport;
     sekuire::memory_store store;
-    transport.on(http_method::get, policy_path).respond(200, proto::encode(policy("h0")));
-    transport.on(http_method::post, worker_heartbeat_path).respond(200, R"({"active_policy_hash":"h0","command":null})");
-    transport.on_prefix(http_method::post, std::string(proto::path::tasks_prefix)).respond(200, R"({"accepted":true})");
-    st::fake_transport::stream_script s;
-    s.chunks = {task_event(make_task("t_1", "summarize"))};
-    transport.on_stream(stream_path, s);
-    sekuire::worker_options o;
-    o.installation_id = installation;
-    o.runtime_token = runtime_1;
-    o.workspace_id = "ws_test";
+    sekuire::worker_options o = script_one_task(transport);
     pool_worker w(o, transport, clock, store, sekuire::thread_pool_executor(1));
     std::mutex m;
     std::condition_variable cv;
