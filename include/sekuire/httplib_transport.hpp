@@ -58,6 +58,17 @@
 
 namespace sekuire {
 
+/// Whether the cpp-httplib this program is built against has TLS: its package's
+/// `CPPHTTPLIB_OPENSSL_SUPPORT`, which sekuire only reads (here, and where
+/// `httplib::SSLClient`, which exists only then, is named). Without it, https base URLs
+/// are refused with `errc::tls_failed`.
+inline constexpr bool httplib_has_tls =
+#if defined(CPPHTTPLIB_OPENSSL_SUPPORT)
+    true;
+#else
+    false;
+#endif
+
 /** Options of an `httplib_transport`: the base URL and the transport settings shared
     with other transports (`transport_options` in `transport.hpp`).
 
@@ -730,14 +741,11 @@ struct httplib_transport_state {
         } else if (!is_valid_header_value(opts.user_agent)) {
             ec = errc::invalid_option;
             init_message = "httplib_transport: user_agent holds a line break";
-        }
-#if !defined(CPPHTTPLIB_OPENSSL_SUPPORT)
-        else if (url.scheme == "https") {
+        } else if (!httplib_has_tls && url.scheme == "https") {
             ec = errc::tls_failed;
-            init_message = "httplib_transport: https needs cpp-httplib built with OpenSSL "
-                           "(CPPHTTPLIB_OPENSSL_SUPPORT); this one was built without it";
+            init_message = "httplib_transport: https needs cpp-httplib built with OpenSSL; "
+                           "this one was built without it";
         }
-#endif
         init_error = ec;
         if (ec) return;
         base_url = url.scheme + "://" + host_header_value(url) + url.path_prefix;
