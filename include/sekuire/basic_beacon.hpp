@@ -933,9 +933,7 @@ private:
 
     void observe(const std::optional<wall_time_point>& server_time) {
         if (skew_.observe(server_time, clock_.wall_now()))
-            log(log_level::warning, "the local clock is " + std::to_string(std::abs(skew_.offset().count()) / 1000) +
-                                        " s " + (skew_.offset().count() > 0 ? "behind" : "ahead of") +
-                                        " the backend's; token expiry is judged on the backend's clock");
+            log(log_level::warning, skew_.describe_offset() + "; token expiry is judged on the backend's clock");
     }
 
     protocol::heartbeat_status reported_status() {

@@ -824,9 +824,7 @@ private:
 
     void observe(const std::optional<wall_time_point>& server_time) {
         if (skew_.observe(server_time, clock_.wall_now()))
-            log(log_level::warning, "the local clock is " + std::to_string(std::abs(skew_.offset().count()) / 1000) +
-                                        " s " + (skew_.offset().count() > 0 ? "behind" : "ahead of") +
-                                        " the backend's; token expiry and task deadlines are judged on the backend's clock");
+            log(log_level::warning, skew_.describe_offset() + "; token expiry and task deadlines are judged on the backend's clock");
     }
 
     /// One authenticated exchange: a 401 refreshes the token (single-flight) and retries

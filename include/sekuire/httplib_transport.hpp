@@ -1035,12 +1035,13 @@ public:
 
         httplib::Request hreq;
         st.fill_request(hreq, req, headers);
-        hreq.response_handler = [&](const httplib::Response& r) -> bool {
+        // Hands something to the consumer: false ends the exchange (stopped, the consumer
+        // said so, or it threw; the exception is rethrown to the caller afterwards).
+        auto deliver = [&](auto&& hand_over) -> bool {
             last_activity = clock::now();
             if (stopped.load()) return false;
-            head_delivered = true;
             try {
-                if (cb.on_response && !cb.on_response(detail::to_response_head(r))) {
+                if (!hand_over()) {
                     consumer_ended = true;
                     return false;
                 }
@@ -1050,19 +1051,14 @@ public:
             }
             return true;
         };
+        hreq.response_handler = [&](const httplib::Response& r) -> bool {
+            return deliver([&] {
+                head_delivered = true;
+                return !cb.on_response || cb.on_response(detail::to_response_head(r));
+            });
+        };
         hreq.content_receiver = [&](const char* data, std::size_t size, auto, auto) -> bool {
-            last_activity = clock::now();
-            if (stopped.load()) return false;
-            try {
-                if (cb.on_data && !cb.on_data(std::string_view(data, size))) {
-                    consumer_ended = true;
-                    return false;
-                }
-            } catch (...) {
-                failure = std::current_exception();
-                return false;
-            }
-            return true;
+            return deliver([&] { return !cb.on_data || cb.on_data(std::string_view(data, size)); });
         };
 
         httplib::Response hres;

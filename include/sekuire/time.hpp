@@ -134,6 +134,15 @@ inline split_time split(wall_time_point t) noexcept {
             static_cast<int>(sod % 60), rem_ms, days};
 }
 
+// `hh:mm:ss`, shared by RFC 3339 and HTTP dates.
+inline void append_clock_time(std::string& out, const split_time& p) {
+    append_padded(out, p.hour, 2);
+    out.push_back(':');
+    append_padded(out, p.minute, 2);
+    out.push_back(':');
+    append_padded(out, p.second, 2);
+}
+
 inline constexpr const char* month_names[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
                                               "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
 inline constexpr const char* day_names[] = {"Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"};
@@ -240,11 +249,7 @@ inline std::string format_rfc3339(wall_time_point t) {
     out.push_back('-');
     detail::append_padded(out, p.date.day, 2);
     out.push_back('T');
-    detail::append_padded(out, p.hour, 2);
-    out.push_back(':');
-    detail::append_padded(out, p.minute, 2);
-    out.push_back(':');
-    detail::append_padded(out, p.second, 2);
+    detail::append_clock_time(out, p);
     if (p.millis != 0) {
         out.push_back('.');
         detail::append_padded(out, p.millis, 3);
@@ -321,11 +326,7 @@ inline std::string format_http_date(wall_time_point t) {
     out.push_back(' ');
     detail::append_padded(out, p.date.year, 4);
     out.push_back(' ');
-    detail::append_padded(out, p.hour, 2);
-    out.push_back(':');
-    detail::append_padded(out, p.minute, 2);
-    out.push_back(':');
-    detail::append_padded(out, p.second, 2);
+    detail::append_clock_time(out, p);
     out += " GMT";
     return out;
 }

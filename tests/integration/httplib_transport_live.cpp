@@ -76,6 +76,23 @@ public:
         return scheme + "://127.0.0.1:" + std::to_string(port_);
     }
 
+    /// A GET route of an event stream that sends `first`, then stays open and silent
+    /// until the client goes or the server stops.
+    void serve_then_stay_silent(const std::string& path, std::string first) {
+        svr_->Get(path, [this, first](const httplib::Request&, httplib::Response& res) {
+            res.set_chunked_content_provider("text/event-stream", [this, first, sent = false](std::size_t,
+                                                                                       httplib::DataSink& sink) mutable {
+                if (shutting_down || !sink.is_writable()) return false;
+                if (!sent) {
+                    sent = true;
+                    return sink.write(first.data(), first.size());
+                }
+                std::this_thread::sleep_for(std::chrono::milliseconds(10));
+                return true;
+            });
+        });
+    }
+
     std::atomic<bool> shutting_down{false};
 
 private:
@@ -737,18 +754,7 @@ BOOST_AUTO_TEST_CASE(stop_from_another_thread_cancels_an_idle_stream) {
     sekuire::stop_source source;
     stream_runner run;
     test_server srv;
-    srv->Get("/idle", [&srv](const httplib::Request&, httplib::Response& res) {
-        res.set_chunked_content_provider("text/event-stream",
-                                         [&srv, sent = false](std::size_t, httplib::DataSink& sink) mutable {
-                                             if (srv.shutting_down || !sink.is_writable()) return false;
-                                             if (!sent) {
-                                                 sent = true;
-                                                 return sink.write("data: first\n\n", 13);
-                                             }
-                                             std::this_thread::sleep_for(10ms);
-                                             return true;
-                                         });
-    });
+    srv.serve_then_stay_silent("/idle", "data: first\n\n");
     srv.start();
 
     run.start(make_transport(srv.url()), get("/idle", 30s), cb, source.get_token());
@@ -767,18 +773,7 @@ BOOST_AUTO_TEST_CASE(stop_from_another_thread_cancels_an_idle_stream) {
 
 BOOST_AUTO_TEST_CASE(idle_timeout_fires_on_a_silent_stream) {
     test_server srv;
-    srv->Get("/silent", [&srv](const httplib::Request&, httplib::Response& res) {
-        res.set_chunked_content_provider("text/event-stream",
-                                         [&srv, sent = false](std::size_t, httplib::DataSink& sink) mutable {
-                                             if (srv.shutting_down || !sink.is_writable()) return false;
-                                             if (!sent) {
-                                                 sent = true;
-                                                 return sink.write(": hello\n\n", 9);
-                                             }
-                                             std::this_thread::sleep_for(10ms);
-                                             return true;
-                                         });
-    });
+    srv.serve_then_stay_silent("/silent", ": hello\n\n");
     srv.start();
 
     auto t = make_transport(srv.url());
@@ -1020,18 +1015,7 @@ BOOST_AUTO_TEST_CASE(canceling_a_tls_stream_does_not_raise_sigpipe) {
     sekuire::stop_source source;
     stream_runner run;
     test_server srv(std::make_unique<httplib::SSLServer>(cert.cert_path.c_str(), cert.key_path.c_str()));
-    srv->Get("/idle", [&srv](const httplib::Request&, httplib::Response& res) {
-        res.set_chunked_content_provider("text/event-stream",
-                                         [&srv, sent = false](std::size_t, httplib::DataSink& sink) mutable {
-                                             if (srv.shutting_down || !sink.is_writable()) return false;
-                                             if (!sent) {
-                                                 sent = true;
-                                                 return sink.write("data: first\n\n", 13);
-                                             }
-                                             std::this_thread::sleep_for(10ms);
-                                             return true;
-                                         });
-    });
+    srv.serve_then_stay_silent("/idle", "data: first\n\n");
     srv.start();
     BOOST_REQUIRE(sigaction(SIGPIPE, &counting, &old) == 0);
     deliveries = 0;

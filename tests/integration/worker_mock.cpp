@@ -307,6 +307,18 @@ struct threaded_env {
     }
 
     std::string installation_id() const { return worker->get_status().installation_id; }
+
+    /// Queues `n` echo tasks and checks (waiting at most 60 s) that every one was
+    /// completed, and ran and was reported exactly once. Returns their ids.
+    std::vector<std::string> run_each_once(int n) {
+        const auto ids = enqueue_echo(backend, n);
+        const std::string late = wait_all(backend, ids, mock_task_status::completed, 60s);
+        BOOST_REQUIRE_MESSAGE(late.empty(), late << log.tail());
+        const std::string wrong = check_completed_once(backend, ids, runs);
+        BOOST_TEST(wrong.empty(), wrong);
+        BOOST_TEST(runs.total() == static_cast<std::size_t>(n));
+        return ids;
+    }
 };
 
 std::optional<std::string> error_code_of(const std::optional<st::mock_task_info>& t) {
@@ -546,13 +558,8 @@ BOOST_AUTO_TEST_CASE(a_thousand_tasks_each_complete_exactly_once) {
     auto& w = env.make(env.options());
     env.start();
 
-    const auto ids = enqueue_echo(env.backend, 1000);
-    const std::string late = wait_all(env.backend, ids, mock_task_status::completed, 60s);
-    BOOST_REQUIRE_MESSAGE(late.empty(), late << env.log.tail());
-    const std::string wrong = check_completed_once(env.backend, ids, env.runs);
-    BOOST_TEST(wrong.empty(), wrong);
+    const auto ids = env.run_each_once(1000);
     BOOST_TEST(env.runs.distinct() == 1000u);
-    BOOST_TEST(env.runs.total() == 1000u);
 
     const std::string inst = env.installation_id();
     std::size_t foreign = 0, redelivered = 0, reported_twice = 0;
@@ -594,12 +601,7 @@ BOOST_AUTO_TEST_CASE(a_thousand_tasks_through_repeated_stream_cuts) {
     auto& w = env.make(env.options());
     env.start();
 
-    const auto ids = enqueue_echo(env.backend, 1000);
-    const std::string late = wait_all(env.backend, ids, mock_task_status::completed, 60s);
-    BOOST_REQUIRE_MESSAGE(late.empty(), late << env.log.tail());
-    const std::string wrong = check_completed_once(env.backend, ids, env.runs);
-    BOOST_TEST(wrong.empty(), wrong);
-    BOOST_TEST(env.runs.total() == 1000u);
+    env.run_each_once(1000);
 
     const auto s = w.get_status();
     BOOST_TEST(s.stream_connects >= 7u); // six cut connections, then one that stays
@@ -624,12 +626,7 @@ BOOST_AUTO_TEST_CASE(a_thousand_tasks_while_completions_get_503) {
     auto& w = env.make(env.options());
     env.start();
 
-    const auto ids = enqueue_echo(env.backend, 1000);
-    const std::string late = wait_all(env.backend, ids, mock_task_status::completed, 60s);
-    BOOST_REQUIRE_MESSAGE(late.empty(), late << env.log.tail());
-    const std::string wrong = check_completed_once(env.backend, ids, env.runs);
-    BOOST_TEST(wrong.empty(), wrong);
-    BOOST_TEST(env.runs.total() == 1000u);
+    env.run_each_once(1000);
     // Every refused attempt was followed by another: none was given up.
     BOOST_TEST(completion_requests(env.backend) >= 2500u);
 
@@ -658,12 +655,7 @@ BOOST_AUTO_TEST_CASE(a_thousand_tasks_with_cuts_and_503s_together) {
     auto& w = env.make(env.options());
     env.start();
 
-    const auto ids = enqueue_echo(env.backend, 1000);
-    const std::string late = wait_all(env.backend, ids, mock_task_status::completed, 60s);
-    BOOST_REQUIRE_MESSAGE(late.empty(), late << env.log.tail());
-    const std::string wrong = check_completed_once(env.backend, ids, env.runs);
-    BOOST_TEST(wrong.empty(), wrong);
-    BOOST_TEST(env.runs.total() == 1000u);
+    env.run_each_once(1000);
     BOOST_TEST(completion_requests(env.backend) >= 1800u);
     BOOST_REQUIRE(eventually([&] { return w.get_status().pending_results == 0; }));
     const auto s = w.get_status();

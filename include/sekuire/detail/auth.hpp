@@ -139,6 +139,13 @@ public:
     /// The backend's clock minus the local one (0 when within 2 s or never seen).
     std::chrono::milliseconds offset() const noexcept { return std::chrono::milliseconds(offset_ms_.load()); }
 
+    /// "the local clock is N s behind the backend's" (or "ahead of"), for a log line.
+    std::string describe_offset() const {
+        const std::int64_t off = offset_ms_.load();
+        return "the local clock is " + std::to_string((off < 0 ? -off : off) / 1000) + " s " +
+               (off > 0 ? "behind" : "ahead of") + " the backend's";
+    }
+
 private:
     std::atomic<std::int64_t> offset_ms_{0};
 };
