@@ -13,6 +13,7 @@
 #include <sekuire/config.hpp>
 #include <sekuire/credential_store.hpp>
 #include <sekuire/detail/auth.hpp>
+#include <sekuire/detail/pacing.hpp>
 #include <sekuire/env.hpp>
 #include <sekuire/error.hpp>
 #include <sekuire/file_store.hpp>
@@ -335,7 +336,6 @@ public:
         interval_ = std::max<std::chrono::milliseconds>(options_.heartbeat_interval, std::chrono::seconds(1));
         auth_backoff_.set_options(options_.backoff);
         refresh_backoff_.set_options(options_.backoff);
-        hb_backoff_.set_options(options_.backoff);
         status_.recovered_from_env = options_.recovered_from_env;
         status_.heartbeat_interval = std::chrono::duration_cast<std::chrono::seconds>(interval_);
     }
@@ -729,7 +729,7 @@ private:
         switch (r.status) {
         case detail::bootstrap_status::ok: {
             const installation_credentials c =
-                detail::credentials_from(r.response, r.server_time ? *r.server_time : backend_now());
+                detail::credentials_from(r.response, backend_now());
             error_code ec;
             store_.save(c, ec);
             if (ec) record_error(ec, "the credential store cannot be written: " + ec.message());
@@ -739,7 +739,7 @@ private:
                 const auto s = std::min<std::int64_t>(*r.response.heartbeat_interval_seconds, 86400);
                 interval_ = std::chrono::seconds(std::max<std::int64_t>(s, 1));
             }
-            set_lease(now, r.response.lease_expires_at, r.server_time);
+            set_lease(now, r.response.lease_expires_at);
             log(log_level::info, std::string(what) + ": installation " + c.installation_id + " (runtime token " +
                                      mask_token(c.runtime_token) + ")");
             go_running(now);
@@ -773,9 +773,7 @@ private:
     void go_running(steady_time_point now) {
         phase_ = phase::running;
         registered_ = false;
-        hb_backoff_.reset();
         next_beat_at_ = now;
-        due_at_ = now;
     }
 
     // The credentials are dead: authenticate again from the bootstrap step, paced by the
@@ -972,9 +970,6 @@ private:
             next_at_ = now;
             return;
         }
-        // A regular beat (not a retry) fixes the time it was due: retries never wait past
-        // the beat after it.
-        if (failed_ == 0) due_at_ = now;
         const protocol::heartbeat_status status = reported_status();
         http_request req = heartbeat_request(status, now, options_.request_timeout);
         detail::http_outcome out = detail::perform(transport_, req, true, true, backend_now());
@@ -1031,7 +1026,6 @@ private:
             ++failed_;
             record_error(out.error, "heartbeat refused: " + out.error.message() + describe_body(out));
             next_beat_at_ = now + interval_;
-            due_at_ = now;
             return;
         }
         }
@@ -1056,7 +1050,7 @@ private:
             // Merged into the store under its refresh lock: a rotation another holder saved
             // while this heartbeat was on its way must survive.
             const detail::adopt_result a = detail::adopt_runtime_token(
-                store_, *creds_, *r.refreshed_token, out.server_time ? *out.server_time : backend_now());
+                store_, *creds_, *r.refreshed_token, backend_now());
             if (a.error) log(log_level::error, "the refreshed token could not be persisted: " + a.error.message());
             if (a.credentials) creds_ = a.credentials;
             if (a.adopted)
@@ -1065,7 +1059,6 @@ private:
         checked_after_clear_.clear();
         const bool was_failing = failed_ > 0 || !registered_ || lease_expired_;
         failed_ = 0;
-        hb_backoff_.reset();
         auth_backoff_.reset();
         registered_ = true;
         degraded_ = false;
@@ -1073,34 +1066,14 @@ private:
         ++heartbeats_;
         last_heartbeat_ = clock_.wall_now();
         clear_error_if_recovered(was_failing);
-        set_lease(now, r.lease_expires_at, out.server_time);
-        due_at_ = now;
+        set_lease(now, r.lease_expires_at);
+        // The backend's directions are in its time, read after observe(): see backend_clock.
         std::optional<std::chrono::milliseconds> directed;
-        if (r.next_heartbeat_at) {
-            const auto limit = lease_deadline_ ? std::chrono::duration_cast<std::chrono::milliseconds>(*lease_deadline_ - now)
-                                               : std::chrono::milliseconds(std::chrono::hours(24));
-            const wall_time_point ref = out.server_time ? *out.server_time : backend_now();
-            const std::int64_t ahead_ms = detail::wall_ms(*r.next_heartbeat_at) - detail::wall_ms(ref);
-            if (ahead_ms < 0 && ahead_ms >= -interval_.count()) {
-                // Just passed (a slow answer): as soon as the protocol allows.
-                directed = protocol::timing::min_heartbeat_delay;
-            } else {
-                // Further in the past, or more than a day ahead: not believed.
-                directed = detail::delay_until(*r.next_heartbeat_at, ref, ref, std::chrono::milliseconds(std::chrono::hours(24)));
-            }
-            if (directed) {
-                directed = std::max<std::chrono::milliseconds>(*directed, protocol::timing::min_heartbeat_delay);
-                directed = std::min(*directed, std::max<std::chrono::milliseconds>(limit, protocol::timing::min_heartbeat_delay));
-            }
-        }
-        if (directed) {
-            next_beat_at_ = now + *directed;
-        } else {
-            // Up to 10% early, so that a fleet started together does not beat together.
-            const double u = detail::clamp_unit(random_());
-            next_beat_at_ = now + interval_ - std::chrono::milliseconds(static_cast<std::int64_t>(
-                                                  u * 0.1 * static_cast<double>(interval_.count())));
-        }
+        if (r.next_heartbeat_at)
+            directed = detail::pacing::directed_delay(
+                std::chrono::milliseconds(detail::wall_ms(*r.next_heartbeat_at) - detail::wall_ms(backend_now())), interval_,
+                lease_left(now));
+        next_beat_at_ = now + (directed ? *directed : detail::pacing::regular_delay(interval_, random_()));
         if (r.active_policy_hash && *r.active_policy_hash != policy_hash_) {
             policy_hash_ = *r.active_policy_hash;
             detail::invoke_callback(options_.on_policy_hash, options_.logger, "on_policy_hash", policy_hash_);
@@ -1112,29 +1085,28 @@ private:
                           const std::optional<std::chrono::milliseconds>& retry_after, std::string what = {}) {
         now = std::max(now, clock_.steady_now()); // the backoff runs from the failure, not the attempt
         ++failed_;
-        backoff_options o = options_.backoff;
-        o.cap = std::min<std::chrono::milliseconds>(o.cap, interval_);
-        hb_backoff_.set_options(o);
-        std::chrono::milliseconds delay = hb_backoff_.next(random_);
-        // Never past the next regular beat...
-        steady_time_point next_due = due_at_ + interval_;
-        while (next_due <= now) next_due += interval_;
-        steady_time_point at = std::min(now + delay, next_due);
-        // ...unless the backend asked for longer.
-        if (retry_after) at = std::max(at, now + *retry_after);
-        next_beat_at_ = std::max(at, now + std::chrono::milliseconds(1));
+        // Backs off over several intervals (fewer heartbeats while the backend struggles),
+        // a Retry-After is a minimum, and the lease bounds both (docs/protocol.md).
+        const std::chrono::milliseconds delay = detail::pacing::heartbeat_retry_delay(
+            failed_, interval_, random_(), options_.backoff.min_fraction, retry_after, lease_left(now),
+            options_.request_timeout);
+        next_beat_at_ = now + delay;
         if (!registered_) degraded_ = true;
         if (what.empty()) what = "heartbeat failed: " + ec.message();
-        record_error(ec, what + " (retry in " +
-                             std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(next_beat_at_ - now).count()) +
-                             " ms)");
+        record_error(ec, what + " (retry in " + std::to_string(delay.count()) + " ms)");
     }
 
-    void set_lease(steady_time_point now, std::optional<wall_time_point> expires, std::optional<wall_time_point> server_now) {
+    // What is left of the lease at `now`; nullopt when none is known or it was lost.
+    std::optional<std::chrono::milliseconds> lease_left(steady_time_point now) const {
+        if (!lease_deadline_ || lease_expired_ || *lease_deadline_ <= now) return std::nullopt;
+        return std::chrono::duration_cast<std::chrono::milliseconds>(*lease_deadline_ - now);
+    }
+
+    void set_lease(steady_time_point now, std::optional<wall_time_point> expires) {
         lease_expires_at_ = expires;
         std::optional<std::chrono::milliseconds> d;
         if (expires)
-            d = detail::delay_until(*expires, server_now, backend_now(), std::chrono::milliseconds(std::chrono::hours(24)));
+            d = detail::delay_until(*expires, std::nullopt, backend_now(), std::chrono::milliseconds(std::chrono::hours(24)));
         if (!d) d = interval_ * protocol::timing::lease_intervals_when_unknown;
         lease_deadline_ = now + *d;
     }
@@ -1348,13 +1320,12 @@ private:
     steady_time_point started_at_{};
     steady_time_point next_at_{};
     steady_time_point next_beat_at_{};
-    steady_time_point due_at_{};
     steady_time_point refresh_retry_at_{};
     std::optional<steady_time_point> lease_deadline_;
     std::optional<wall_time_point> lease_expires_at_;
     std::optional<wall_time_point> last_heartbeat_;
     std::chrono::milliseconds interval_{};
-    backoff auth_backoff_, refresh_backoff_, hb_backoff_;
+    backoff auth_backoff_, refresh_backoff_;
     std::uint32_t failed_ = 0;
     std::uint64_t heartbeats_ = 0;
     std::int64_t sequence_ = 0;

@@ -15,6 +15,7 @@
 #include <sekuire/config.hpp>
 #include <sekuire/credential_store.hpp>
 #include <sekuire/detail/auth.hpp>
+#include <sekuire/detail/pacing.hpp>
 #include <sekuire/env.hpp>
 #include <sekuire/error.hpp>
 #include <sekuire/executor.hpp>
@@ -941,10 +942,7 @@ private:
         if (!hash.empty()) body.policy_hash = hash;
         error_code ec;
         auto c = session(ec);
-        const double u = detail::clamp_unit(random_());
-        next_heartbeat_at_ = now + options_.heartbeat_interval -
-                             std::chrono::milliseconds(static_cast<std::int64_t>(
-                                 u * 0.1 * static_cast<double>(options_.heartbeat_interval.count())));
+        next_heartbeat_at_ = now + detail::pacing::regular_delay(options_.heartbeat_interval, random_());
         if (!c) return;
         http_request req = detail::make_request(http_method::post, protocol::path::worker_heartbeat(c->installation_id),
                                                 protocol::encode(body), options_.request_timeout);
@@ -1293,7 +1291,7 @@ private:
         error_code ec;
         auto c = session(ec);
         if (!c) {
-            schedule_reconnect(now, ec, std::nullopt, false);
+            schedule_reconnect(now, ec, {});
             return next_connect_at_;
         }
         http_request req = detail::make_request(http_method::get,
@@ -1337,8 +1335,14 @@ private:
         bool line_error = false;
         const steady_time_point opened_at = now;
         stream_callbacks cb;
+        std::optional<std::chrono::milliseconds> retry_after;
         cb.on_response = [&](const http_response& head) {
             status = head.status;
+            if (const std::string* ra = find_header(head.headers, protocol::header::retry_after)) {
+                const std::string* date = find_header(head.headers, protocol::header::date);
+                const std::optional<wall_time_point> d = date ? parse_http_date(*date) : std::nullopt;
+                retry_after = parse_retry_after(*ra, d ? detail::within_date(*d, backend_now()) : backend_now());
+            }
             if (status == 200) log(log_level::info, "task stream connected");
             return true;
         };
@@ -1381,23 +1385,24 @@ private:
         wake_control();
         if (stopping) return steady_time_point::max();
         const steady_time_point end = clock_.steady_now();
-        if (dispatched || end - opened_at >= std::chrono::seconds(30)) stream_backoff_.reset();
+        const auto open_for = std::chrono::duration_cast<std::chrono::milliseconds>(end - opened_at);
         if (idle) {
-            schedule_reconnect(end, errc::stream_idle, std::nullopt, true);
+            schedule_reconnect(end, errc::stream_idle, open_for);
         } else if (line_error) {
-            schedule_reconnect(end, errc::stream_line_too_long, std::nullopt, true);
+            schedule_reconnect(end, errc::stream_line_too_long, open_for);
         } else if (sec) {
-            schedule_reconnect(end, sec, std::nullopt, true);
+            schedule_reconnect(end, sec, open_for);
         } else if (status == 200) {
             // The backend ended the stream: reconnect after the retry delay.
-            schedule_reconnect(end, errc::connection_lost, std::nullopt, true);
+            schedule_reconnect(end, errc::connection_lost, open_for);
         } else {
-            handle_stream_refusal(end, status, error_body, c->runtime_token);
+            handle_stream_refusal(end, status, error_body, c->runtime_token, retry_after);
         }
         return next_connect_at_;
     }
 
-    void handle_stream_refusal(steady_time_point now, int status, const std::string& body, const std::string& token) {
+    void handle_stream_refusal(steady_time_point now, int status, const std::string& body, const std::string& token,
+                               std::optional<std::chrono::milliseconds> retry_after) {
         const std::string code = protocol::error_code_of(body);
         const auto cls = protocol::classify_status(status, code, true, true);
         const error_code ec = protocol::status_error(status, code, true, true);
@@ -1412,7 +1417,7 @@ private:
                 return;
             }
             refreshed_for_stream_ = false;
-            schedule_reconnect(now, ec, std::nullopt, false);
+            schedule_reconnect(now, ec, {}, retry_after);
             return;
         }
         case protocol::status_class::revoked:
@@ -1422,29 +1427,25 @@ private:
             error_code ignored;
             store_.clear(ignored);
             session_ready_ = false;
-            schedule_reconnect(now, ec, std::nullopt, false);
+            schedule_reconnect(now, ec, {}, retry_after);
             return;
         }
-        default: schedule_reconnect(now, ec, std::nullopt, false); return;
+        default: schedule_reconnect(now, ec, {}, retry_after); return;
         }
     }
 
-    void schedule_reconnect(steady_time_point now, const error_code& ec,
-                            std::optional<std::chrono::milliseconds> retry_after, bool use_retry_field) {
+    // The next connection, by the stream pacing rules (docs/protocol.md): a floor, a
+    // backoff reset only by a healthy connection, `retry:` and `Retry-After` honoured.
+    void schedule_reconnect(steady_time_point now, const error_code& ec, std::chrono::milliseconds open_for,
+                            std::optional<std::chrono::milliseconds> retry_after = std::nullopt) {
         refreshed_for_stream_ = false;
-        backoff_options o = options_.backoff;
-        // The stream's `retry:` sets the base of the backoff, within its cap (60 s by default):
-        // one line from a buggy proxy must not keep the worker off the stream for a day.
-        const std::optional<std::chrono::milliseconds> retry =
-            (use_retry_field && parser_.retry()) ? std::optional<std::chrono::milliseconds>(std::min(*parser_.retry(), o.cap))
-                                                 : std::nullopt;
-        if (retry) o.base = std::max<std::chrono::milliseconds>(*retry, std::chrono::milliseconds(1));
-        stream_backoff_.set_options(o);
-        auto delay = stream_backoff_.next(random_);
-        if (retry && stream_backoff_.attempts() == 1) delay = std::max(delay, *retry);
-        if (retry_after) delay = std::max(delay, *retry_after);
+        detail::pacing::stream_end end;
+        end.open_for = open_for;
+        end.retry_field = parser_.retry();
+        end.retry_after = retry_after;
+        const auto delay = detail::pacing::stream_reconnect(stream_backoff_, options_.backoff, end, random_());
         // From the end of the connection (or of the attempt), not its start.
-        next_connect_at_ = std::max(now, clock_.steady_now()) + std::max(delay, std::chrono::milliseconds(1));
+        next_connect_at_ = std::max(now, clock_.steady_now()) + delay;
         set_error(ec, "task stream: " + ec.message() + "; reconnecting in " + std::to_string(delay.count()) + " ms");
     }
 

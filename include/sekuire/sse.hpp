@@ -81,7 +81,8 @@ struct parser_limits {
       it names the last complete event, which is what a `Last-Event-ID` header must send.
     - `reset()` starts a new connection: it drops the incomplete line and event, and
       expects a new BOM, but keeps `last_event_id()` and `retry()`.
-    - A `retry` value that is empty, or larger than `max_retry` (24 hours), is ignored.
+    - An empty `retry` value is ignored; one larger than `max_retry` (24 hours) counts as
+      `max_retry`.
       `retry` takes effect when its line is read, not at dispatch.
     - Bytes are not decoded: invalid UTF-8 and NUL bytes are passed through as they are.
 
@@ -101,7 +102,7 @@ struct parser_limits {
 */
 class parser {
 public:
-    /// The largest `retry` value accepted; larger values are ignored.
+    /// The largest `retry` value kept; larger values are clamped to it.
     static constexpr std::chrono::milliseconds max_retry{std::chrono::hours(24)};
 
     /// A parser with the default limits (1 MiB lines and events). Does not allocate.
@@ -282,8 +283,9 @@ private:
                 too_large = ms > bound; // ms stays below 10 * bound + 9: no overflow
             }
         }
-        if (too_large) return;
-        retry_ = std::chrono::milliseconds(static_cast<std::chrono::milliseconds::rep>(ms));
+        // A value past the bound is the bound: ignoring a "come back much later" would make
+        // the client come back sooner.
+        retry_ = too_large ? max_retry : std::chrono::milliseconds(static_cast<std::chrono::milliseconds::rep>(ms));
     }
 
     void dispatch(const sink& s) {

@@ -169,11 +169,22 @@ BOOST_AUTO_TEST_CASE(backend_clock_learns_the_offset_from_date_headers) {
     sekuire::detail::backend_clock b;
     BOOST_TEST((b.now(t0) == t0)); // nothing seen yet
     BOOST_TEST(!b.observe(std::nullopt, t0));
-    BOOST_TEST(!b.observe(t0 + 1500ms, t0)); // within the resolution of Date: no offset
+    // A Date names a whole second: a local clock inside it is right...
+    BOOST_TEST(!b.observe(t0, t0));
     BOOST_TEST(b.offset().count() == 0);
+    BOOST_TEST(!b.observe(t0 - 999ms, t0));
+    BOOST_TEST(b.offset().count() == 0);
+    // ...and so is one a quarter second past it (the way back).
+    BOOST_TEST(!b.observe(t0 - 1249ms, t0));
+    BOOST_TEST(b.offset().count() == 0);
+    // Beyond that, the skew is corrected to the nearest edge of the second.
+    BOOST_TEST(!b.observe(t0 - 1250ms, t0));
+    BOOST_TEST(b.offset().count() == -250);
+    BOOST_TEST(!b.observe(t0 + 1500ms, t0)); // the local clock is behind: by at least 1.5 s
+    BOOST_TEST(b.offset().count() == 1500);
     BOOST_TEST(b.observe(t0 - 2h, t0)); // the local clock is 2 h ahead: notable, once
-    BOOST_TEST(b.offset().count() == -std::chrono::milliseconds(2h).count());
-    BOOST_TEST((b.now(t0 + 10s) == t0 - 2h + 10s));
+    BOOST_TEST(b.offset().count() == -std::chrono::milliseconds(2h - 1s).count());
+    BOOST_TEST((b.now(t0 + 10s) == t0 - 2h + 1s + 10s));
     BOOST_TEST(!b.observe(t0 - 2h + 1s, t0)); // still notable: no second warning
     BOOST_TEST(!b.observe(t0, t0)); // set right
     BOOST_TEST(b.offset().count() == 0);

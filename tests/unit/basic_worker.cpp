@@ -433,6 +433,87 @@ BOOST_FIXTURE_TEST_CASE(reconnects_back_off_while_the_stream_fails, fixture) {
     BOOST_TEST(w.get_status().stream_connects == 8u);
 }
 
+// Issue 10, item 4: a refused stream honours Retry-After, in seconds or as an HTTP date.
+BOOST_FIXTURE_TEST_CASE(a_refused_stream_honours_retry_after, fixture) {
+    st::fake_transport::stream_script dated;
+    dated.status = 503;
+    dated.headers = {{"Retry-After", sekuire::format_http_date(clock.wall_now() + 30s)},
+                     {"Date", sekuire::format_http_date(clock.wall_now())}};
+    transport.on_stream(stream_path, dated);
+    for (const int status : {429, 503}) {
+        st::fake_transport::stream_script refused;
+        refused.status = status;
+        refused.headers = {{"Retry-After", "15"}};
+        refused.chunks = {proto::encode(proto::error_body{"unavailable", "try later"})};
+        transport.on_stream(stream_path, refused);
+    }
+    auto& w = make();
+    const std::int64_t expected[] = {30000, 15000, 15000};
+    for (const std::int64_t e : expected) {
+        const auto start = clock.steady_now();
+        const auto next = w.stream_step();
+        BOOST_TEST(std::chrono::duration_cast<std::chrono::milliseconds>(next - start).count() == e);
+        clock.advance_to(next);
+    }
+    BOOST_TEST(w.get_status().stream_connects == 3u);
+}
+
+// Issue 10, item 5: `retry: 1` and one event per connection made 659 reconnects a second.
+// Reconnects are a second apart at least, and back off while connections stay short, even
+// when each delivered an event.
+BOOST_FIXTURE_TEST_CASE(short_connections_cannot_drive_a_reconnect_storm, fixture) {
+    auto& w = make();
+    w.on_task("summarize", echo);
+    for (int i = 0; i < 10; ++i)
+        stream({"retry: 1\n\n", task_event(make_task("storm" + std::to_string(i), "summarize"), std::to_string(i))});
+    std::vector<std::int64_t> gaps;
+    for (int i = 0; i < 10; ++i) {
+        const auto start = clock.steady_now();
+        const auto next = w.stream_step();
+        gaps.push_back(std::chrono::duration_cast<std::chrono::milliseconds>(next - start).count());
+        clock.advance_to(next);
+    }
+    for (const auto g : gaps) BOOST_TEST(g >= 1000);
+    // The tenth wait is longer than the first: the backoff was never reset by an event.
+    BOOST_TEST(gaps.back() > gaps.front());
+    BOOST_TEST(completions().size() == 10u);
+    BOOST_TEST(w.get_status().stream_connects == 10u);
+}
+
+// A connection that stayed open a keep-alive period was healthy: its end resets the backoff.
+BOOST_FIXTURE_TEST_CASE(a_healthy_connection_resets_the_stream_backoff, fixture) {
+    st::fake_transport::stream_script fail;
+    fail.end_error = sekuire::errc::connection_failed;
+    for (int i = 0; i < 4; ++i) transport.on_stream(stream_path, fail);
+    st::fake_transport::stream_script held;
+    held.chunks = {": ok\n\n"};
+    held.hold_open = true;
+    transport.on_stream(stream_path, held);
+    transport.on_stream(stream_path, fail);
+    auto o = options();
+    o.random = [] { return 0.999999; };
+    auto& w = make(o);
+    for (int i = 0; i < 4; ++i) clock.advance_to(w.stream_step()); // waits of 1, 2, 4, 8 s
+    // The fifth connection is held open 20 s, then cut by the test.
+    std::thread cutter;
+    {
+        std::atomic<bool> done{false};
+        cutter = std::thread([&] {
+            if (transport.wait_for_open_streams(1, 10s)) {
+                clock.advance(20s);
+                transport.close_streams();
+            }
+            done = true;
+        });
+        const auto start = clock.steady_now();
+        const auto next = w.stream_step();
+        cutter.join();
+        BOOST_TEST(done.load());
+        // After 20 s open, the backoff starts again from its first range.
+        BOOST_TEST(std::chrono::duration_cast<std::chrono::milliseconds>(next - start).count() == 20000 + 1000);
+    }
+}
+
 BOOST_FIXTURE_TEST_CASE(stream_401_refreshes_and_reconnects_at_once, fixture) {
     st::fake_transport::stream_script unauthorized;
     unauthorized.status = 401;
@@ -525,7 +606,9 @@ BOOST_FIXTURE_TEST_CASE(rate_limits_at_their_exact_boundaries, fixture) {
     p.rate_limits.max_per_minute = 2;
     p.rate_limits.max_per_hour = 3;
     transport.on(http_method::get, policy_path).clear().respond(200, proto::encode(p));
-    auto& w = make();
+    auto o = options();
+    o.backoff.min_fraction = 0; // reconnections at the stream's floor of 1 s, however many
+    auto& w = make(o);
     w.on_task("summarize", echo);
     w.step();
     int n = 0;
@@ -543,12 +626,12 @@ BOOST_FIXTURE_TEST_CASE(rate_limits_at_their_exact_boundaries, fixture) {
     BOOST_TEST(deliver(t0 + 1s));
     BOOST_TEST(deliver(t0 + 2s));
     BOOST_TEST(!deliver(t0 + 3s));                 // 2 per minute
-    // Reconnections are at least 100 ms apart here, so the boundaries are probed 100 ms
-    // early; tests/unit/policy_gateway.cpp probes them to the nanosecond.
-    BOOST_TEST(!deliver(t0 + 61s - 100ms));        // the first still counts
+    // Reconnections are at least a second apart (the stream's floor), so the boundaries are
+    // probed a second early; tests/unit/policy_gateway.cpp probes them to the nanosecond.
+    BOOST_TEST(!deliver(t0 + 60s));                // the first still counts
     BOOST_TEST(deliver(t0 + 61s));                 // ... and no longer: a sliding minute
     BOOST_TEST(!deliver(t0 + 10min));              // 3 per hour
-    BOOST_TEST(!deliver(t0 + 1h + 1s - 100ms));    // the first still counts in the hour
+    BOOST_TEST(!deliver(t0 + 1h));                 // the first still counts in the hour
     BOOST_TEST(deliver(t0 + 1h + 1s));             // now it does not
     const auto all = completions();
     BOOST_TEST((find_result(all, "rl3")->error->code == proto::task_error::rate_limited));

@@ -78,6 +78,22 @@ inline wall_time_point wall_from_ms(std::int64_t ms) noexcept {
     return wall_time_point(std::chrono::duration_cast<dur>(std::chrono::milliseconds(std::clamp(ms, lo, hi))));
 }
 
+/// A `Date` header names the second in which the response was made (HTTP dates have whole
+/// seconds): the backend's clock read somewhere in [date, date + 1 s).
+inline constexpr std::int64_t date_resolution_ms = 1000;
+
+/** The backend's time given a response's `Date` and `local`, the client's own reading of
+    the backend's time: taken as is when it falls inside the second the `Date` names, else
+    pulled to the nearest edge of it. Judging against the `Date` itself would put every
+    backend time up to a second late (a 1 s heartbeat interval became 1.6-2.0 s).
+*/
+inline wall_time_point within_date(wall_time_point date, wall_time_point local) noexcept {
+    const std::int64_t d = wall_ms(date), l = wall_ms(local);
+    if (l < d) return date;
+    if (l >= d + date_resolution_ms) return wall_from_ms(d + date_resolution_ms - 1);
+    return local;
+}
+
 /// Sends `req` and classifies the answer. `bearer` and `installation_path` select the
 /// rows of the status table that apply to this call. `now` is the client's idea of the
 /// backend's time; an HTTP-date `Retry-After` is measured against the response's own `Date`
@@ -102,15 +118,16 @@ http_outcome perform(Transport& transport, const http_request& req, bool bearer,
             out.server_time = std::clamp(*t, protocol::timing::earliest_timestamp, protocol::timing::latest_timestamp);
     }
     if (const std::string* ra = find_header(out.response.headers, protocol::header::retry_after))
-        out.retry_after = parse_retry_after(*ra, out.server_time ? *out.server_time : now);
+        out.retry_after = parse_retry_after(*ra, out.server_time ? within_date(*out.server_time, now) : now);
     return out;
 }
 
 /** The backend's clock as last seen in `Date` headers. Token expiries and the times the
     backend directs are in its time; judging them against a local clock that is hours off
     would make a fresh token look expired (and refreshed again and again) or an expired
-    one look fresh. Offsets within 2 s (the resolution of `Date` plus transit) count as
-    none. Thread-safe.
+    one look fresh. A `Date` names a whole second: a local clock that reads inside it (or
+    up to `transit_allowance_ms` after it, the way back) counts as right, and only a skew
+    beyond that is corrected, to the nearest edge of the second. Thread-safe.
 */
 class backend_clock {
 public:
@@ -118,13 +135,19 @@ public:
     static constexpr std::int64_t max_offset_ms = 200LL * 366 * 24 * 3600 * 1000;
     /// Offsets from this size on are worth a warning.
     static constexpr std::int64_t notable_offset_ms = 60 * 1000;
+    /// How long after the second a `Date` names a response may still arrive on time.
+    static constexpr std::int64_t transit_allowance_ms = 250;
 
     /// Learns the offset from a response's `Date`, received at local time `local_now`.
     /// True when the offset just became notable (the caller logs it once).
     bool observe(const std::optional<wall_time_point>& server_time, wall_time_point local_now) noexcept {
         if (!server_time) return false;
-        std::int64_t off = wall_ms(*server_time) - wall_ms(local_now);
-        if (off > -2000 && off < 2000) off = 0;
+        const std::int64_t date = wall_ms(*server_time), local = wall_ms(local_now);
+        std::int64_t off = 0;
+        if (local < date)
+            off = date - local;
+        else if (local >= date + date_resolution_ms + transit_allowance_ms)
+            off = date + date_resolution_ms - local;
         if (off > max_offset_ms || off < -max_offset_ms) return false;
         const std::int64_t before = offset_ms_.exchange(off);
         auto notable = [](std::int64_t o) { return o >= notable_offset_ms || o <= -notable_offset_ms; };
@@ -136,7 +159,8 @@ public:
         return wall_from_ms(wall_ms(local_now) + offset_ms_.load());
     }
 
-    /// The backend's clock minus the local one (0 when within 2 s or never seen).
+    /// The backend's clock minus the local one (0 when the local clock reads inside the
+    /// `Date`'s second, or never seen).
     std::chrono::milliseconds offset() const noexcept { return std::chrono::milliseconds(offset_ms_.load()); }
 
     /// "the local clock is N s behind the backend's" (or "ahead of"), for a log line.
@@ -308,7 +332,7 @@ refresh_result refresh_single_flight(Transport& transport, Store& store, std::st
         installation_credentials next = *creds;
         next.runtime_token = std::move(r.runtime_token);
         next.runtime_token_expires_at = r.expires_at;
-        next.runtime_token_issued_at = res.server_time ? *res.server_time : now;
+        next.runtime_token_issued_at = res.server_time ? within_date(*res.server_time, now) : now;
         next.token_version = r.token_version;
         if (r.refresh_token && *r.refresh_token != next.refresh_token) {
             next.refresh_token = std::move(*r.refresh_token);
