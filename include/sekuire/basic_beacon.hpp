@@ -691,6 +691,7 @@ private:
             stage_ = stage::recover;
             return;
         }
+        if (!store_writable(now)) return;
         protocol::bootstrap_request body;
         body.install_token = options_.install_token;
         body.agent_id = options_.agent_id;
@@ -712,6 +713,7 @@ private:
                            last_error_.empty() ? error_code(errc::no_credentials).message() : last_error_);
             return;
         }
+        if (!store_writable(now)) return;
         protocol::recover_request body;
         body.workspace_id = options_.workspace_id;
         body.agent_id = options_.agent_id;
@@ -723,6 +725,21 @@ private:
         finish_bootstrap(now, r, "recovery bootstrap");
         if (phase_ == phase::auth && r.status != detail::bootstrap_status::transient)
             enter_degraded(last_error_code_, last_error_);
+    }
+
+    // A bootstrap creates credentials that must be kept (an install token is single-use):
+    // never start one the store could not save. A store that cannot be written now is
+    // retried with backoff (a volume not mounted yet, a directory not created yet).
+    bool store_writable(steady_time_point now) {
+        error_code ec;
+        detail::check_writable(store_, ec);
+        if (!ec) return true;
+        const std::string where = detail::describe_store(store_);
+        auth_retry(now, ec, std::nullopt,
+                   ("the credential store" + (where.empty() ? std::string() : " (" + where + ")") +
+                    " cannot be written, so the bootstrap was not attempted")
+                       .c_str());
+        return false;
     }
 
     void finish_bootstrap(steady_time_point now, const detail::bootstrap_result& r, const char* what) {
@@ -748,7 +765,8 @@ private:
         case detail::bootstrap_status::transient: auth_retry(now, r.error, r.retry_after); return;
         case detail::bootstrap_status::revoked: revoke({"installation revoked", std::nullopt}); return;
         case detail::bootstrap_status::permanent:
-            record_error(r.error, std::string(what) + " failed: " + r.error.message());
+            record_error(r.error, std::string(what) + " failed: " + r.error.message() +
+                                      (r.error_message.empty() ? std::string() : " (" + r.error_message + ")"));
             return;
         }
     }
@@ -1051,7 +1069,11 @@ private:
             // while this heartbeat was on its way must survive.
             const detail::adopt_result a = detail::adopt_runtime_token(
                 store_, *creds_, *r.refreshed_token, backend_now());
-            if (a.error) log(log_level::error, "the refreshed token could not be persisted: " + a.error.message());
+            if (a.error) {
+                // Kept in memory and saved again at each step until the store takes it.
+                log(log_level::error, "the refreshed token could not be persisted yet: " + a.error.message());
+                if (a.credentials) unsaved_.remember(*a.credentials);
+            }
             if (a.credentials) creds_ = a.credentials;
             if (a.adopted)
                 log(log_level::info, "runtime token replaced by the heartbeat (" + mask_token(creds_->runtime_token) + ")");

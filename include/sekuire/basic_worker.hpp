@@ -714,8 +714,17 @@ private:
                 c = bootstrap(ec);
                 if (!c) return std::nullopt;
             } else {
-                ec = errc::no_credentials;
-                set_error(ec, ec.message());
+                // Nothing (left) to authenticate with. When the install token was refused,
+                // that is the cause to report, not the absence of credentials.
+                if (spent_code_) {
+                    ec = spent_code_;
+                    set_error(ec, spent_reason_ + "; no other credentials to try");
+                } else {
+                    ec = errc::no_credentials;
+                    set_error(ec, ec.message());
+                }
+                std::lock_guard<std::mutex> lock(mutex_);
+                credentials_exhausted_ = true;
                 return std::nullopt;
             }
         }
@@ -745,6 +754,7 @@ private:
             status_.installation_id = c->installation_id;
             status_.runtime_token = mask_token(c->runtime_token);
             last_session_ = c;
+            credentials_exhausted_ = false;
         }
         return c;
     }
@@ -756,6 +766,14 @@ private:
             set_error(ec, "an agent id is required to bootstrap with an install token");
             return std::nullopt;
         }
+        // Never spend the single-use install token on credentials the store cannot keep.
+        detail::check_writable(store_, ec);
+        if (ec) {
+            const std::string where = detail::describe_store(store_);
+            set_error(ec, "the credential store" + (where.empty() ? std::string() : " (" + where + ")") +
+                              " cannot be written, so the bootstrap was not attempted: " + ec.message());
+            return std::nullopt;
+        }
         protocol::bootstrap_request body;
         body.install_token = options_.install_token;
         if (options_.platform) body.platform = *options_.platform;
@@ -765,8 +783,14 @@ private:
         observe(r.server_time);
         if (r.status != detail::bootstrap_status::ok) {
             ec = r.error;
-            if (r.status == detail::bootstrap_status::permanent) install_token_spent_ = true;
-            set_error(ec, "bootstrap failed: " + ec.message());
+            const std::string& m = r.error_message;
+            const std::string why = "bootstrap with the install token failed: " + ec.message() + (m.empty() ? "" : " (" + m + ")");
+            if (r.status == detail::bootstrap_status::permanent) {
+                install_token_spent_ = true;
+                spent_code_ = ec;
+                spent_reason_ = why;
+            }
+            set_error(ec, why);
             return std::nullopt;
         }
         installation_credentials c =
@@ -1721,7 +1745,8 @@ private:
         if (shutting_down_) return worker_state::draining;
         if (!started_ && !first_step_done_) return worker_state::idle;
         if (stream_open_) return worker_state::connected;
-        if (status_.last_error_code == errc::no_credentials || status_.last_error_code == errc::invalid_option)
+        if (credentials_exhausted_ || status_.last_error_code == errc::no_credentials ||
+            status_.last_error_code == errc::invalid_option)
             return worker_state::degraded;
         return worker_state::connecting;
     }
@@ -1784,6 +1809,8 @@ private:
     bool stream_wake_ = false;
     bool stream_open_ = false;
     bool idle_cut_ = false;
+    bool credentials_exhausted_ = false; // no way left to authenticate
+
     std::string last_event_id_;
     std::optional<installation_credentials> last_session_;
     steady_time_point drain_deadline_{};
@@ -1795,6 +1822,8 @@ private:
     std::mutex auth_mutex_;
     std::atomic<bool> session_ready_{false};
     bool install_token_spent_ = false;
+    error_code spent_code_;     // why the install token was refused for good
+    std::string spent_reason_;
     steady_time_point session_retry_at_{};
     backoff session_backoff_;
     steady_time_point next_heartbeat_at_{};

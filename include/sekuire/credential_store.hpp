@@ -19,6 +19,14 @@
 /// | `s.lock_refresh()`    | `void`                                    | blocks until this holder may refresh the runtime token; shared by all copies, so concurrent refreshes collapse into one |
 /// | `s.unlock_refresh()`  | `void`                                    | ends what `lock_refresh()` began |
 ///
+/// Optional members, used when present:
+///
+/// | expression                   | type   | semantics |
+/// |------------------------------|--------|-----------|
+/// | `s.try_lock_refresh(ec)`     | `bool` | takes the refresh lock if it is free and returns true; never waits. Returns false with `ec` set to `errc::store_locked` when another holder has it, or to another store error when the lock cannot be used at all. sekuire takes the lock only this way when a store offers it, so that no wait on a store is unbounded: a busy lock is a transient store error, retried with backoff. Without it, `lock_refresh()` is used (and may wait without limit). |
+/// | `s.check_writable(ec)`       | `void` | whether `save()` can work now, without changing the stored credentials; checked before a single-use install token is spent, so that it is never spent on credentials that could not be kept |
+/// | `s.describe()`               | `std::string` | a short description for messages (a file store: its path); never a token |
+///
 /// All members are thread-safe.
 
 #include <sekuire/clock.hpp>
@@ -94,6 +102,54 @@ struct store_has_refresh_lock<
     T, std::void_t<decltype(std::declval<T&>().lock_refresh()), decltype(std::declval<T&>().unlock_refresh())>>
     : std::true_type {};
 
+template <class T, class = void>
+struct store_has_try_lock_refresh : std::false_type {};
+template <class T>
+struct store_has_try_lock_refresh<T, std::void_t<decltype(std::declval<T&>().try_lock_refresh(std::declval<error_code&>()))>>
+    : std::is_convertible<decltype(std::declval<T&>().try_lock_refresh(std::declval<error_code&>())), bool> {};
+
+template <class T, class = void>
+struct store_has_check_writable : std::false_type {};
+template <class T>
+struct store_has_check_writable<T, std::void_t<decltype(std::declval<T&>().check_writable(std::declval<error_code&>()))>>
+    : std::true_type {};
+
+template <class T, class = void>
+struct store_has_describe : std::false_type {};
+template <class T>
+struct store_has_describe<T, std::void_t<decltype(std::declval<const T&>().describe())>>
+    : std::is_convertible<decltype(std::declval<const T&>().describe()), std::string> {};
+
+/// Takes the refresh lock of `s` without waiting when the store can (`try_lock_refresh`),
+/// else by `lock_refresh()`. True when taken.
+template <class Store>
+bool try_lock_refresh(Store& s, error_code& ec) {
+    ec = {};
+    if constexpr (store_has_try_lock_refresh<Store>::value) {
+        return s.try_lock_refresh(ec);
+    } else {
+        s.lock_refresh();
+        return true;
+    }
+}
+
+/// Whether `save()` can work now (stores without `check_writable` always can).
+template <class Store>
+void check_writable(Store& s, error_code& ec) {
+    ec = {};
+    if constexpr (store_has_check_writable<Store>::value) s.check_writable(ec);
+}
+
+/// The store's description for messages (empty when it has none).
+template <class Store>
+std::string describe_store(const Store& s) {
+    if constexpr (store_has_describe<Store>::value) {
+        return s.describe();
+    } else {
+        return {};
+    }
+}
+
 } // namespace detail
 
 /// True when `T` meets the CredentialStore requirements.
@@ -131,18 +187,29 @@ concept credential_store_policy = is_credential_store<T>::value;
 #define SEKUIRE_CREDENTIAL_STORE class
 #endif
 
-/** Holds the refresh lock of a store for a scope (`lock_refresh()` / `unlock_refresh()`).
+/** Tries to take the refresh lock of a store for a scope, without waiting when the store
+    offers `try_lock_refresh` (see the optional members). `owns()` says whether it was
+    taken; `error()` why not.
  */
 template <class Store>
 class refresh_lock {
 public:
-    explicit refresh_lock(Store& s) : store_(s) { store_.lock_refresh(); }
-    ~refresh_lock() { store_.unlock_refresh(); }
+    explicit refresh_lock(Store& s) : store_(s) { owns_ = detail::try_lock_refresh(store_, ec_); }
+    ~refresh_lock() {
+        if (owns_) store_.unlock_refresh();
+    }
     refresh_lock(const refresh_lock&) = delete;
     refresh_lock& operator=(const refresh_lock&) = delete;
 
+    /// Whether the lock is held.
+    bool owns() const noexcept { return owns_; }
+    /// Why it is not (`errc::store_locked` when another holder has it).
+    const error_code& error() const noexcept { return ec_; }
+
 private:
     Store& store_;
+    error_code ec_;
+    bool owns_ = false;
 };
 
 /** An in-memory CredentialStore. Copies share one state.
@@ -183,7 +250,14 @@ public:
 
     /// Serialises token refreshes among the holders of this store.
     void lock_refresh() { state_->refresh_mutex.lock(); }
-    /// Ends `lock_refresh()`.
+    /// Takes the refresh lock if it is free; else false with `errc::store_locked`. Never waits.
+    bool try_lock_refresh(error_code& ec) {
+        ec = {};
+        if (state_->refresh_mutex.try_lock()) return true;
+        ec = errc::store_locked;
+        return false;
+    }
+    /// Ends `lock_refresh()` or a successful `try_lock_refresh()`.
     void unlock_refresh() { state_->refresh_mutex.unlock(); }
 
 private:
@@ -228,6 +302,12 @@ public:
     void lock_refresh() { impl_->lock_refresh(); }
     /// See the CredentialStore requirements.
     void unlock_refresh() { impl_->unlock_refresh(); }
+    /// The held store's `try_lock_refresh`, or its `lock_refresh()` when it has none.
+    bool try_lock_refresh(error_code& ec) { return impl_->try_lock_refresh(ec); }
+    /// The held store's `check_writable` (nothing to check when it has none).
+    void check_writable(error_code& ec) { impl_->check_writable(ec); }
+    /// The held store's `describe()` (empty when it has none).
+    std::string describe() const { return impl_->describe(); }
 
 private:
     struct concept_t {
@@ -237,6 +317,9 @@ private:
         virtual void clear(error_code& ec) = 0;
         virtual void lock_refresh() = 0;
         virtual void unlock_refresh() = 0;
+        virtual bool try_lock_refresh(error_code& ec) = 0;
+        virtual void check_writable(error_code& ec) = 0;
+        virtual std::string describe() const = 0;
     };
     template <class Store>
     struct model final : concept_t {
@@ -246,6 +329,9 @@ private:
         void clear(error_code& ec) override { store.clear(ec); }
         void lock_refresh() override { store.lock_refresh(); }
         void unlock_refresh() override { store.unlock_refresh(); }
+        bool try_lock_refresh(error_code& ec) override { return detail::try_lock_refresh(store, ec); }
+        void check_writable(error_code& ec) override { detail::check_writable(store, ec); }
+        std::string describe() const override { return detail::describe_store(store); }
         Store store;
     };
     std::shared_ptr<concept_t> impl_;

@@ -77,6 +77,9 @@ enum class errc {
     invalid_option,         ///< an option has an invalid value
     already_started,        ///< start() on something already running
     invalid_argument,       ///< an argument cannot be used (a header with CR/LF, credentials without an id)
+    // -- credential stores (continued) -------------------------------------------------
+    store_locked,           ///< the store's refresh lock is held by another holder (retry with backoff)
+    store_insecure,         ///< the credential file is not private: a symbolic link, another owner, or writable by others
 };
 
 namespace detail {
@@ -135,6 +138,9 @@ public:
         case errc::store_corrupt: return "the credential store is corrupt";
         case errc::store_io: return "the credential store cannot be read or written";
         case errc::invalid_option: return "an option has an invalid value";
+        case errc::store_locked: return "the credential store's refresh lock is held by another holder";
+        case errc::store_insecure:
+            return "the credential file is not private to this user (a symbolic link, another owner, or writable by others)";
         case errc::already_started: return "already started";
         case errc::invalid_argument: return "an argument cannot be used";
         }
@@ -178,6 +184,7 @@ inline bool is_transient(const error_code& ec) noexcept {
     case errc::invalid_timestamp:
     case errc::stream_idle:
     case errc::stream_line_too_long:
+    case errc::store_locked:
         return true;
     default:
         return false;

@@ -24,8 +24,17 @@
 /// `save()` writes a new file beside the target (`<path>.tmp-...`, created exclusively with
 /// mode 0600 whatever the umask), syncs it, renames it over the target and syncs the
 /// directory: readers see the old file or the new one, never a half-written one. A crash
-/// between the creation and the rename can leave a `<path>.tmp-...` file behind; it is
-/// never read.
+/// between the creation and the rename can leave a `<path>.tmp-<pid>-<n>` file behind; it is
+/// never read, and the next `save()` removes it once the process that wrote it is gone (or
+/// it is an hour old).
+///
+/// @par Trust
+/// `load()` reads only a file it can trust with credentials: it opens the path without
+/// following a symbolic link (`O_NOFOLLOW`) and checks, on the open descriptor, that it is a
+/// regular file owned by the effective user and not writable by group or others. Anything
+/// else is `errc::store_insecure` (never taken as empty): whoever can write the directory
+/// must not be able to inject credentials. The lock file `<path>.lock` is held to the same
+/// rules.
 ///
 /// @par Corrupt files are kept
 /// When `save()` finds the existing file corrupt (as `load()` would report it), it first
@@ -47,7 +56,9 @@
 #include <boost/json/value.hpp>
 #include <boost/system/error_code.hpp>
 
+#include <dirent.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -127,6 +138,24 @@ inline identity identity_of(const struct stat& sb) noexcept {
     const auto& m = sb.st_mtim;
 #endif
     return {sb.st_dev, sb.st_ino, sb.st_size, static_cast<std::int64_t>(m.tv_sec), static_cast<long>(m.tv_nsec)};
+}
+
+// Whether an open file may be trusted with credentials: a regular file owned by the
+// effective user, not writable by group or others. Sets `st` when not.
+inline bool private_file(const struct stat& sb, status& st) noexcept {
+    if (!S_ISREG(sb.st_mode)) {
+        fail(st, errc::store_io, "not a regular file");
+        return false;
+    }
+    if (sb.st_uid != ::geteuid()) {
+        fail(st, errc::store_insecure, "owned by another user");
+        return false;
+    }
+    if ((sb.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
+        fail(st, errc::store_insecure, "writable by group or others");
+        return false;
+    }
+    return true;
 }
 
 class unique_fd {
@@ -364,10 +393,15 @@ enum class read_outcome { missing, ok, corrupt, io };
 // `corrupt`).
 inline read_outcome read_file(const std::string& path, installation_credentials& out, identity& id, status& st) {
     // O_NONBLOCK: opening a FIFO put at the path must not hang; it is refused below.
-    unique_fd fd(open_retry(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK));
+    // O_NOFOLLOW: a symbolic link planted at the path is refused, never followed.
+    unique_fd fd(open_retry(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK | O_NOFOLLOW));
     if (!fd) {
         const int e = errno;
         if (e == ENOENT) return read_outcome::missing;
+        if (e == ELOOP) {
+            fail(st, errc::store_insecure, "a symbolic link");
+            return read_outcome::io;
+        }
         fail(st, errc::store_io, "cannot open the file", e);
         return read_outcome::io;
     }
@@ -376,10 +410,8 @@ inline read_outcome read_file(const std::string& path, installation_credentials&
         fail(st, errc::store_io, "cannot stat the file", errno);
         return read_outcome::io;
     }
-    if (!S_ISREG(sb.st_mode)) {
-        fail(st, errc::store_io, "not a regular file");
-        return read_outcome::io;
-    }
+    // Checked on the open descriptor: what is read is what was checked.
+    if (!private_file(sb, st)) return read_outcome::io;
     id = identity_of(sb);
     if (sb.st_size < 0 || static_cast<std::uint64_t>(sb.st_size) > max_size) {
         fail(st, errc::store_corrupt, "larger than the 64 KiB limit");
@@ -497,6 +529,59 @@ inline bool write_atomically(const std::string& path, const std::string& bytes, 
     return sync_dir(dir_of(path), st);
 }
 
+// The process id in a temporary file name `<base>.tmp-<pid>-<n>`, or -1 when `name` is not one.
+inline long temp_owner(const std::string& name, const std::string& base) noexcept {
+    const std::string prefix = base + ".tmp-";
+    if (name.size() <= prefix.size() || name.compare(0, prefix.size(), prefix) != 0) return -1;
+    long pid = 0;
+    std::size_t i = prefix.size();
+    for (; i < name.size() && name[i] >= '0' && name[i] <= '9'; ++i) {
+        pid = pid * 10 + (name[i] - '0');
+        if (pid > 1L << 30) return -1;
+    }
+    if (i == prefix.size() || i >= name.size() || name[i] != '-') return -1;
+    return pid;
+}
+
+// Removes the temporary files a crashed writer left beside `path`: ours, in the directory,
+// whose process is gone (or that are an hour old, for a process id reused since). A live
+// writer's file is left alone: its rename must not fail.
+inline void remove_stale_temps(const std::string& path) {
+    const std::string dir = dir_of(path), base = base_of(path);
+    DIR* d = ::opendir(dir.c_str());
+    if (d == nullptr) return;
+    const long self = static_cast<long>(::getpid());
+    const std::int64_t now = wall_seconds();
+    int budget = 1000; // bounded, whatever the directory holds
+    while (const struct dirent* e = ::readdir(d)) {
+        if (--budget < 0) break;
+        const std::string name = e->d_name;
+        const long pid = temp_owner(name, base);
+        if (pid < 0 || pid == self) continue;
+        const std::string full = dir + "/" + name;
+        struct stat sb {};
+        if (::lstat(full.c_str(), &sb) != 0 || !S_ISREG(sb.st_mode) || sb.st_uid != ::geteuid()) continue;
+        const bool gone = ::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH;
+        if (gone || identity_of(sb).mtime_sec < now - 3600) ::unlink(full.c_str());
+    }
+    ::closedir(d);
+}
+
+// Whether a file can be created beside `path` now (what save() needs), without touching
+// the credentials: creates and removes an empty temporary file.
+inline bool probe_writable(const std::string& path, status& st) {
+    const std::string probe = path + ".tmp-" + std::to_string(static_cast<long>(::getpid())) + "-probe-" +
+                              std::to_string(next_temp_number());
+    unique_fd fd(open_retry(probe.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600));
+    if (!fd) {
+        fail(st, errc::store_io, "cannot create a file in its directory", errno);
+        return false;
+    }
+    fd.close();
+    ::unlink(probe.c_str());
+    return true;
+}
+
 // A binary semaphore (not a mutex: unlock_refresh() may come from another thread than
 // lock_refresh()) plus the flock()ed lock file while held.
 struct lock_entry {
@@ -565,16 +650,68 @@ inline std::shared_ptr<lock_entry> lock_entry_for(const std::string& key) {
     return sp;
 }
 
-// -1 when the lock file cannot be created, opened or locked: the caller then relies on the
-// in-process lock alone.
-inline int lock_file(const std::string& lock_path) noexcept {
+// Opens the lock file, creating it with mode 0600; -1 when it cannot be (the caller then
+// relies on the in-process lock alone), -2 with `st` set when it exists but is not
+// private (another user could hold it, or swap it, for ever).
+inline int open_lock_file(const std::string& lock_path, status& st) noexcept {
     int fd = open_retry(lock_path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd >= 0) {
         (void)::fchmod(fd, 0600);
-    } else if (errno == EEXIST) {
-        fd = open_retry(lock_path.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW);
-        if (fd < 0 && errno == EACCES) fd = open_retry(lock_path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        return fd;
     }
+    if (errno == ELOOP) {
+        fail(st, errc::store_insecure, "the lock file is a symbolic link");
+        return -2;
+    }
+    if (errno != EEXIST) return -1;
+    fd = open_retry(lock_path.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    if (fd < 0 && errno == EACCES) fd = open_retry(lock_path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    if (fd < 0) {
+        if (errno == ELOOP) {
+            fail(st, errc::store_insecure, "the lock file is a symbolic link");
+            return -2;
+        }
+        if (errno == EACCES) {
+            fail(st, errc::store_insecure, "the lock file belongs to another user");
+            return -2;
+        }
+        return -1;
+    }
+    struct stat sb {};
+    status check;
+    if (::fstat(fd, &sb) != 0 || !private_file(sb, check)) {
+        ::close(fd);
+        fail(st, errc::store_insecure, "the lock file is not private to this user");
+        return -2;
+    }
+    return fd;
+}
+
+// Takes the lock file without waiting: the descriptor, -1 when no lock file can be used
+// (in-process exclusion only), -2 with `st` set when it cannot be taken (held by another
+// process: errc::store_locked; not private: errc::store_insecure).
+inline int try_lock_file(const std::string& lock_path, status& st) noexcept {
+    const int fd = open_lock_file(lock_path, st);
+    if (fd < 0) return fd;
+    for (;;) {
+        if (::flock(fd, LOCK_EX | LOCK_NB) == 0) return fd;
+        if (errno == EINTR) continue;
+        const int e = errno;
+        ::close(fd);
+        if (e == EWOULDBLOCK) {
+            count_wait(&lock_waits::on_file);
+            fail(st, errc::store_locked, "the refresh lock is held by another process");
+            return -2;
+        }
+        return -1;
+    }
+}
+
+// Blocks until the lock file is taken (for the blocking lock_refresh() only); -1 when no
+// lock file can be used.
+inline int lock_file(const std::string& lock_path) noexcept {
+    status st;
+    const int fd = open_lock_file(lock_path, st);
     if (fd < 0) return -1;
     if (::flock(fd, LOCK_EX | LOCK_NB) == 0) return fd;
     if (errno == EWOULDBLOCK) count_wait(&lock_waits::on_file);
@@ -628,9 +765,10 @@ public:
     /** The stored credentials, or `nullopt` when the file does not exist.
 
         Sets `ec` to `errc::store_corrupt` when the file is not a valid credentials file
-        (never reported as empty) and to `errc::store_io` when it cannot be read (an
-        unreadable or non-regular file, a path through a regular file). Never throws for
-        these.
+        (never reported as empty), to `errc::store_insecure` when it is not private (a
+        symbolic link, a non-regular file, another owner, writable by group or others: see
+        the file comment) and to `errc::store_io` when it cannot be read (an unreadable file,
+        a path through a regular file). Never throws for these.
     */
     std::optional<installation_credentials> load(error_code& ec) const {
         detail::cred_file::status st;
@@ -685,10 +823,11 @@ public:
         throw_on(st, "clear");
     }
 
-    /** Blocks until no other holder of this file (in this process or another) holds the
-        refresh lock, then takes it. Not recursive: a holder that calls it again waits for
-        itself. Never fails: without a usable lock file it falls back to the in-process lock
-        (see the class comment).
+    /** Blocks, without a time limit, until no other holder of this file (in this process
+        or another) holds the refresh lock, then takes it. Not recursive: a holder that calls
+        it again waits for itself. Never fails: without a usable (or a trustworthy) lock file
+        it falls back to the in-process lock (see the class comment). sekuire itself only
+        uses `try_lock_refresh()`, which never waits.
     */
     void lock_refresh() {
         std::shared_ptr<detail::cred_file::lock_entry> entry = refresh_entry();
@@ -706,6 +845,58 @@ public:
         std::lock_guard<std::mutex> lock(entry->mutex);
         entry->fd = fd;
     }
+
+    /** Takes the refresh lock if no other holder of this file (in this process or another)
+        has it, without waiting. Returns false with `ec` set to `errc::store_locked` when
+        another holder has it, and to `errc::store_insecure` when the lock file is a symbolic
+        link or is not private to this user (a lock file another user controls could be
+        held by them for ever). Without a usable lock file (a read-only directory, a file
+        system without `flock`) only the in-process exclusion applies.
+    */
+    bool try_lock_refresh(error_code& ec) {
+        ec = {};
+        std::shared_ptr<detail::cred_file::lock_entry> entry = refresh_entry();
+        {
+            std::lock_guard<std::mutex> lock(entry->mutex);
+            if (entry->held) {
+                detail::cred_file::count_wait(&detail::cred_file::lock_waits::in_process);
+                ec = errc::store_locked;
+                return false;
+            }
+            entry->held = true;
+        }
+        detail::cred_file::status st;
+        const int fd = detail::cred_file::valid_path(state_->path)
+                           ? detail::cred_file::try_lock_file(state_->path + ".lock", st)
+                           : -1;
+        {
+            std::lock_guard<std::mutex> lock(entry->mutex);
+            if (fd != -2) {
+                entry->fd = fd;
+                return true;
+            }
+            entry->held = false;
+        }
+        entry->cv.notify_one();
+        ec = st.ec;
+        return false;
+    }
+
+    /** Whether `save()` can create its file now: creates and removes an empty temporary
+        file beside the path. Sets `ec` to `errc::store_io` when it cannot (a directory that
+        does not exist or is not writable). Never touches the credentials.
+    */
+    void check_writable(error_code& ec) {
+        detail::cred_file::status st;
+        if (!detail::cred_file::valid_path(state_->path))
+            detail::cred_file::fail(st, errc::store_io, "the path cannot name a file", EINVAL);
+        else
+            detail::cred_file::probe_writable(state_->path, st);
+        ec = st.ec;
+    }
+
+    /// "file <path>", for messages.
+    std::string describe() const { return "file " + state_->path; }
 
     /// Releases the refresh lock taken by `lock_refresh()` on this store or a copy of it,
     /// from any thread. Precondition: the lock is held.
@@ -768,14 +959,15 @@ private:
         }
         std::lock_guard<std::mutex> lock(state_->mutex);
         struct stat sb {};
-        if (::stat(state_->path.c_str(), &sb) != 0) {
+        if (::lstat(state_->path.c_str(), &sb) != 0) {
             const int e = errno;
             state_->cache_valid = false;
             if (e == ENOENT) return std::nullopt;
             cf::fail(st, errc::store_io, "cannot stat the file", e);
             return std::nullopt;
         }
-        if (state_->cache_valid && S_ISREG(sb.st_mode) && cf::identity_of(sb) == state_->cached_id)
+        if (state_->cache_valid && S_ISREG(sb.st_mode) && cf::identity_of(sb) == state_->cached_id &&
+            sb.st_uid == ::geteuid() && (sb.st_mode & (S_IWGRP | S_IWOTH)) == 0)
             return state_->cached;
         state_->cache_valid = false;
         installation_credentials c;
@@ -811,8 +1003,9 @@ private:
         }
 
         std::lock_guard<std::mutex> lock(state_->mutex);
+        cf::remove_stale_temps(state_->path);
         struct stat sb {};
-        const bool exists = ::stat(state_->path.c_str(), &sb) == 0;
+        const bool exists = ::lstat(state_->path.c_str(), &sb) == 0;
         if (exists && S_ISREG(sb.st_mode) &&
             !(state_->cache_valid && cf::identity_of(sb) == state_->cached_id)) {
             installation_credentials old;

@@ -7,8 +7,16 @@
 
 #include <boost/test/unit_test.hpp>
 
+#include <sekuire/file_store.hpp>
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
+#include <cstdlib>
+#include <filesystem>
 #include <future>
 #include <thread>
 
@@ -22,6 +30,23 @@ void run_until_failures(fixture& f, test_beacon& b, std::uint32_t n) {
     for (int i = 0; i < 1000 && b.get_status().failed_heartbeats < n; ++i) f.clock.advance_to(b.step());
     BOOST_TEST(b.get_status().failed_heartbeats == n);
 }
+
+// A fresh directory, removed with its contents at the end.
+struct scratch_dir {
+    std::string dir;
+    scratch_dir() {
+        std::string pattern = (std::filesystem::temp_directory_path() / "sekuire-beacon-XXXXXX").string();
+        BOOST_REQUIRE(::mkdtemp(&pattern[0]) != nullptr);
+        dir = pattern;
+    }
+    ~scratch_dir() {
+        std::error_code ec;
+        std::filesystem::remove_all(dir, ec);
+    }
+    std::string path(const std::string& name) const { return dir + "/" + name; }
+};
+
+using file_beacon = sekuire::basic_beacon<st::fake_transport, st::fake_clock, sekuire::file_store, st::fixed_probe>;
 } // namespace
 
 // ---- the auth chain ---------------------------------------------------------------------
@@ -938,12 +963,18 @@ BOOST_FIXTURE_TEST_CASE(concurrent_refreshes_collapse_into_one_call, fixture) {
     };
     auto a = std::async(std::launch::async, refresh);
     BOOST_TEST_REQUIRE((entered.get_future().wait_for(10s) == std::future_status::ready));
-    // The second holder starts while the first is inside its call: it waits for the
-    // lock, then finds the new token.
-    auto b = std::async(std::launch::async, refresh);
+    // The second holder starts while the first is inside its call: it does not wait for
+    // the lock (issue 10, item 1) and makes no call; the busy lock is a transient store
+    // error its caller retries with backoff...
+    const auto busy = refresh();
+    BOOST_TEST((busy.status == sekuire::detail::refresh_status::store_failed));
+    BOOST_TEST((busy.error == sekuire::errc::store_locked));
+    BOOST_TEST(sekuire::is_transient(busy.error));
+    BOOST_TEST(!busy.called);
     release.set_value();
     const auto ra = a.get();
-    const auto rb = b.get();
+    // ...and the retry finds the new token, again without a call.
+    const auto rb = refresh();
     BOOST_TEST(calls.load() == 1);
     BOOST_TEST((ra.status == sekuire::detail::refresh_status::refreshed));
     BOOST_TEST((rb.status == sekuire::detail::refresh_status::refreshed));
@@ -1752,6 +1783,72 @@ BOOST_FIXTURE_TEST_CASE(a_revoked_answer_to_the_final_heartbeat_is_obeyed, fixtu
     sekuire::error_code ec;
     BOOST_TEST(!store.load(ec).has_value());
     BOOST_TEST(revocations.size() == 1u);
+}
+
+// ---- the credential store never hangs nor wastes the install token (issue 10) -----------
+
+// Item 1: another process holding the refresh lock (`flock -o F.lock sleep 120`) made the
+// beacon thread block in flock() for ever. A busy lock is a transient store error: the step
+// returns, heartbeats go on, the refresh is retried and happens once the lock is free.
+BOOST_FIXTURE_TEST_CASE(a_refresh_lock_held_by_another_process_never_blocks_the_beacon, fixture) {
+    scratch_dir d;
+    sekuire::file_store fs(d.path("creds.json"));
+    transport.on(http_method::post, bootstrap_path).handle([this](const sekuire::http_request&) {
+        auto r = bootstrap_response();
+        r.runtime_token_expires_at = server_now() + 1h; // due for refresh after 40 minutes
+        return st::fake_transport::reply{201, proto::encode(r), date_header(), {}};
+    });
+    script_refresh_ok(runtime_2);
+    script_heartbeat_ok();
+    file_beacon b(options(), transport, clock, fs, st::fixed_probe{});
+    b.step();
+    BOOST_TEST_REQUIRE(b.is_connected());
+    const int fd = ::open((d.path("creds.json") + ".lock").c_str(), O_RDONLY | O_CREAT | O_CLOEXEC, 0600);
+    BOOST_REQUIRE(fd >= 0);
+    BOOST_REQUIRE(::flock(fd, LOCK_EX | LOCK_NB) == 0);
+    st::run_for(clock, 45min, [&] { return b.step(); });
+    BOOST_TEST(refreshes() == 0u);
+    BOOST_TEST(b.is_connected());
+    BOOST_TEST(heartbeats() >= 45u);
+    bool logged = false;
+    for (const auto& l : logs) logged = logged || l.find("refresh lock is held") != std::string::npos;
+    BOOST_TEST(logged); // a transient store error, logged (the heartbeats since cleared last_error)
+    ::flock(fd, LOCK_UN);
+    ::close(fd);
+    st::run_for(clock, 3min, [&] { return b.step(); });
+    BOOST_TEST(refreshes() == 1u);
+    BOOST_TEST(b.get_status().runtime_token == sekuire::mask_token(runtime_2));
+    b.stop();
+}
+
+// Item 8: a credentials file in a directory that does not exist spent the single-use install
+// token on credentials that could not be saved. The store is checked first; the token is
+// kept for when it can be written, and the error names the path.
+BOOST_FIXTURE_TEST_CASE(an_unwritable_store_never_spends_the_install_token, fixture) {
+    scratch_dir d;
+    const std::string dir = d.path("not-yet");
+    sekuire::file_store fs(dir + "/creds.json");
+    script_bootstrap_ok();
+    script_heartbeat_ok();
+    file_beacon b(options(), transport, clock, fs, st::fixed_probe{});
+    b.step();
+    BOOST_TEST(bootstraps() == 0u);
+    auto s = b.get_status();
+    BOOST_TEST(s.degraded_mode);
+    BOOST_TEST(s.last_error.find(dir + "/creds.json") != std::string::npos);
+    BOOST_TEST(s.last_error.find("bootstrap was not attempted") != std::string::npos);
+    st::run_for(clock, 30s, [&] { return b.step(); });
+    BOOST_TEST(bootstraps() == 0u);
+    std::filesystem::create_directory(dir);
+    st::run_for(clock, 2min, [&] { return b.step(); });
+    BOOST_TEST(bootstraps() == 1u);
+    BOOST_TEST(b.is_connected());
+    sekuire::error_code ec;
+    const auto saved = fs.load(ec);
+    BOOST_TEST(!ec);
+    BOOST_TEST_REQUIRE(saved.has_value());
+    BOOST_TEST(saved->refresh_token == refresh_1);
+    b.stop();
 }
 
 BOOST_AUTO_TEST_SUITE_END()

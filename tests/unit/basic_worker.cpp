@@ -9,8 +9,11 @@
 
 #include <boost/test/unit_test.hpp>
 
+#include <sekuire/file_store.hpp>
+
 #include <condition_variable>
 #include <cstdlib>
+#include <filesystem>
 #include <functional>
 #include <future>
 #include <memory>
@@ -1481,5 +1484,68 @@ BOOST_AUTO_TEST_CASE(stop_callbacks_of_handlers_may_call_back_into_the_worker) {
     transport.clear_scripts();
 }
 
+
+// ---- the worker's authentication (issue 10) ----------------------------------------------
+
+namespace {
+struct scratch_dir {
+    std::string dir;
+    scratch_dir() {
+        std::string pattern = (std::filesystem::temp_directory_path() / "sekuire-worker-XXXXXX").string();
+        BOOST_REQUIRE(::mkdtemp(&pattern[0]) != nullptr);
+        dir = pattern;
+    }
+    ~scratch_dir() {
+        std::error_code ec;
+        std::filesystem::remove_all(dir, ec);
+    }
+};
+const std::string worker_install_token = "skt_worker_install_0123456789abcdefghij";
+} // namespace
+
+// Item 13: with an already used install token, last_error said "no usable credentials",
+// although one was given; the cause is the refused token.
+BOOST_FIXTURE_TEST_CASE(a_refused_install_token_is_reported_as_the_cause, fixture) {
+    transport.on(http_method::post, std::string(proto::path::bootstrap))
+        .respond(409, proto::encode(proto::error_body{"install_token_used", "this install token was used already"}));
+    auto o = options();
+    o.installation_id.clear();
+    o.runtime_token.clear();
+    o.refresh_token.clear();
+    o.install_token = worker_install_token;
+    auto& w = make(o);
+    for (int i = 0; i < 3; ++i) clock.advance_to(w.step());
+    BOOST_TEST(transport.count(http_method::post, std::string(proto::path::bootstrap)) == 1u); // spent once, never again
+    const auto s = w.get_status();
+    BOOST_TEST((s.last_error_code == sekuire::errc::install_token_used));
+    BOOST_TEST(s.last_error.find("install token") != std::string::npos);
+    BOOST_TEST(s.last_error.find("this install token was used already") != std::string::npos);
+    BOOST_TEST(s.last_error.find("no usable credentials") == std::string::npos);
+    BOOST_TEST((s.state == sekuire::worker_state::degraded));
+    for (const auto& l : logs) BOOST_TEST(l.find(worker_install_token) == std::string::npos);
+}
+
+// Item 8, for the worker's own bootstrap.
+BOOST_AUTO_TEST_CASE(a_worker_never_spends_the_install_token_on_an_unwritable_store) {
+    scratch_dir d;
+    const std::string path = d.dir + "/missing/creds.json";
+    st::fake_clock clock;
+    st::fake_transport transport;
+    sekuire::worker_options o;
+    o.agent_id = "agent-0123";
+    o.install_token = worker_install_token;
+    o.fetch_policy = false;
+    o.random = [] { return 0.0; };
+    sekuire::basic_worker<st::fake_transport, st::fake_clock, sekuire::file_store, sekuire::inline_executor> w(
+        o, transport, clock, sekuire::file_store(path));
+    w.on_task("summarize", [](const sekuire::task_context&, const boost::json::value& v) { return v; });
+    for (int i = 0; i < 3; ++i) clock.advance_to(w.step());
+    BOOST_TEST(transport.count(http_method::post, std::string(proto::path::bootstrap)) == 0u);
+    const auto s = w.get_status();
+    BOOST_TEST((s.last_error_code == sekuire::errc::store_io));
+    BOOST_TEST(s.last_error.find(path) != std::string::npos);
+    BOOST_TEST(s.last_error.find("bootstrap was not attempted") != std::string::npos);
+    w.stop();
+}
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -82,9 +83,14 @@ private:
 };
 
 void write_bytes(const std::string& path, const std::string& bytes) {
-    std::ofstream out(path, std::ios::binary | std::ios::trunc);
-    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    if (!out) throw std::runtime_error("cannot write test file");
+    {
+        std::ofstream out(path, std::ios::binary | std::ios::trunc);
+        out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+        if (!out) throw std::runtime_error("cannot write test file");
+    }
+    // Private whatever the umask, as a file a store wrote would be.
+    std::error_code ec;
+    fs::permissions(path, fs::perms::owner_read | fs::perms::owner_write, fs::perm_options::replace, ec);
 }
 
 std::string read_bytes(const std::string& path) {
@@ -722,6 +728,195 @@ BOOST_AUTO_TEST_CASE(unlock_may_come_from_another_copy_and_thread) {
     }
     sekuire::file_store other(d.path("creds.json"));
     check_excludes(a, other);
+}
+
+// ---- trust (issue 10, item 6) ------------------------------------------------------------
+
+BOOST_AUTO_TEST_CASE(a_symbolic_link_at_the_path_is_refused_not_followed) {
+    temp_dir d;
+    const std::string target = d.path("planted.json");
+    write_bytes(target, valid_doc);
+    const std::string p = d.path("creds.json");
+    fs::create_symlink(target, p);
+    sekuire::file_store s(p);
+    error_code ec;
+    std::optional<installation_credentials> got;
+    BOOST_CHECK_NO_THROW(got = s.load(ec));
+    BOOST_TEST(ec == error_code(errc::store_insecure));
+    BOOST_TEST(!got.has_value());
+    BOOST_CHECK_EXCEPTION(s.load(), sekuire::error, [](const sekuire::error& e) {
+        return has_code(e, errc::store_insecure) && std::string(e.what()).find("symbolic link") != std::string::npos;
+    });
+    // A save replaces the link by a file of our own; the link's target is untouched.
+    s.save(sample());
+    BOOST_TEST(fs::is_regular_file(fs::symlink_status(p)));
+    BOOST_TEST(read_bytes(target) == valid_doc);
+    BOOST_TEST((s.load() == sample()));
+}
+
+BOOST_AUTO_TEST_CASE(a_file_writable_by_group_or_others_is_refused) {
+    for (const auto extra : {fs::perms::group_write, fs::perms::others_write}) {
+        temp_dir d;
+        const std::string p = d.path("creds.json");
+        write_bytes(p, valid_doc);
+        fs::permissions(p, extra, fs::perm_options::add);
+        sekuire::file_store s(p);
+        error_code ec;
+        BOOST_TEST(!s.load(ec).has_value());
+        BOOST_TEST(ec == error_code(errc::store_insecure));
+        BOOST_CHECK_EXCEPTION(s.load(), sekuire::error, [](const sekuire::error& e) {
+            return has_code(e, errc::store_insecure) && std::string(e.what()).find("writable by group or others") != std::string::npos;
+        });
+    }
+}
+
+BOOST_AUTO_TEST_CASE(a_file_that_turns_insecure_after_a_cached_load_is_refused) {
+    temp_dir d;
+    const std::string p = d.path("creds.json");
+    sekuire::file_store s(p);
+    s.save(sample());
+    BOOST_TEST((s.load() == sample()));
+    fs::permissions(p, fs::perms::others_write, fs::perm_options::add);
+    error_code ec;
+    BOOST_TEST(!s.load(ec).has_value());
+    BOOST_TEST(ec == error_code(errc::store_insecure));
+}
+
+BOOST_AUTO_TEST_CASE(a_file_owned_by_another_user_is_refused) {
+    if (!is_root()) {
+        BOOST_TEST_MESSAGE("skipped: giving a file to another user needs root");
+        return;
+    }
+    temp_dir d;
+    const std::string p = d.path("creds.json");
+    write_bytes(p, valid_doc);
+    BOOST_REQUIRE(::chown(p.c_str(), 65534, 65534) == 0); // nobody
+    sekuire::file_store s(p);
+    error_code ec;
+    BOOST_TEST(!s.load(ec).has_value());
+    BOOST_TEST(ec == error_code(errc::store_insecure));
+    BOOST_CHECK_EXCEPTION(s.load(), sekuire::error, [](const sekuire::error& e) {
+        return has_code(e, errc::store_insecure) && std::string(e.what()).find("owned by another user") != std::string::npos;
+    });
+    // A lock file of another user's is not used either.
+    const std::string lock = p + ".lock";
+    write_bytes(lock, "");
+    BOOST_REQUIRE(::chown(lock.c_str(), 65534, 65534) == 0);
+    BOOST_TEST(!s.try_lock_refresh(ec));
+    BOOST_TEST(ec == error_code(errc::store_insecure));
+}
+
+BOOST_AUTO_TEST_CASE(a_symbolic_link_as_the_lock_file_is_refused) {
+    temp_dir d;
+    const std::string p = d.path("creds.json");
+    write_bytes(d.path("elsewhere"), "");
+    fs::create_symlink(d.path("elsewhere"), p + ".lock");
+    sekuire::file_store s(p);
+    error_code ec;
+    BOOST_TEST(!s.try_lock_refresh(ec));
+    BOOST_TEST(ec == error_code(errc::store_insecure));
+    // Refused, the lock is not held in process either.
+    sekuire::file_store other(p);
+    BOOST_TEST(!other.try_lock_refresh(ec));
+    BOOST_TEST(ec == error_code(errc::store_insecure));
+}
+
+// ---- the lock never waits (issue 10, item 1) ---------------------------------------------
+
+BOOST_AUTO_TEST_CASE(try_lock_refresh_never_waits_for_another_process) {
+    temp_dir d;
+    const std::string p = d.path("creds.json");
+    sekuire::file_store s(p);
+    error_code ec;
+    BOOST_TEST(s.try_lock_refresh(ec));
+    BOOST_TEST(!ec);
+    s.unlock_refresh();
+    // Another open file description (as another process, or `flock F.lock sleep 120`).
+    const int fd = ::open((p + ".lock").c_str(), O_RDONLY | O_CLOEXEC);
+    BOOST_REQUIRE(fd >= 0);
+    BOOST_REQUIRE(::flock(fd, LOCK_EX | LOCK_NB) == 0);
+    BOOST_TEST(!s.try_lock_refresh(ec));
+    BOOST_TEST(ec == error_code(errc::store_locked));
+    BOOST_TEST(sekuire::is_transient(ec));
+    // The in-process part was released: another object is refused by the file, not by us.
+    sekuire::file_store other(p);
+    BOOST_TEST(!other.try_lock_refresh(ec));
+    BOOST_TEST(ec == error_code(errc::store_locked));
+    ::flock(fd, LOCK_UN);
+    ::close(fd);
+    BOOST_TEST(s.try_lock_refresh(ec));
+    // Held in this process: the other object is refused at once.
+    BOOST_TEST(!other.try_lock_refresh(ec));
+    BOOST_TEST(ec == error_code(errc::store_locked));
+    s.unlock_refresh();
+    BOOST_TEST(other.try_lock_refresh(ec));
+    other.unlock_refresh();
+}
+
+BOOST_AUTO_TEST_CASE(type_erased_store_forwards_the_optional_members) {
+    temp_dir d;
+    sekuire::file_store f(d.path("creds.json"));
+    sekuire::credential_store c(f);
+    error_code ec;
+    BOOST_TEST(c.describe() == "file " + d.path("creds.json"));
+    BOOST_TEST(c.try_lock_refresh(ec));
+    BOOST_TEST(!f.try_lock_refresh(ec));
+    BOOST_TEST(ec == error_code(errc::store_locked));
+    c.unlock_refresh();
+    c.check_writable(ec);
+    BOOST_TEST(!ec);
+    sekuire::credential_store missing(sekuire::file_store(d.path("no-such-dir/creds.json")));
+    missing.check_writable(ec);
+    BOOST_TEST(ec == error_code(errc::store_io));
+}
+
+// ---- crash leftovers, writability (issue 10, items 6 and 8) ------------------------------
+
+BOOST_AUTO_TEST_CASE(temporary_files_of_a_crashed_writer_are_removed_on_the_next_save) {
+    temp_dir d;
+    const std::string p = d.path("creds.json");
+    // A process id that is surely gone: a child that has exited and was reaped.
+    const pid_t child = ::fork();
+    BOOST_REQUIRE(child >= 0);
+    if (child == 0) ::_exit(0);
+    int status = 0;
+    BOOST_REQUIRE(::waitpid(child, &status, 0) == child);
+    const std::string dead = "creds.json.tmp-" + std::to_string(child) + "-3";
+    const std::string ours = "creds.json.tmp-" + std::to_string(::getpid()) + "-999999";
+    const std::string live_old = "creds.json.tmp-1-5"; // pid 1 lives, but the file is hours old
+    const std::string live_new = "creds.json.tmp-1-6";
+    const std::string unrelated = "other.json.tmp-" + std::to_string(child) + "-3";
+    for (const auto& n : {dead, ours, live_old, live_new, unrelated}) write_bytes(d.path(n), "partial");
+    const auto two_hours_ago = fs::file_time_type::clock::now() - std::chrono::hours(2);
+    fs::last_write_time(d.path(live_old), two_hours_ago);
+    sekuire::file_store s(p);
+    s.save(sample());
+    BOOST_TEST((d.names() == std::set<std::string>{"creds.json", ours, live_new, unrelated}));
+}
+
+BOOST_AUTO_TEST_CASE(check_writable_probes_without_touching_the_credentials) {
+    temp_dir d;
+    const std::string p = d.path("creds.json");
+    sekuire::file_store s(p);
+    error_code ec;
+    s.check_writable(ec);
+    BOOST_TEST(!ec);
+    BOOST_TEST(d.names().empty());
+    s.save(sample());
+    s.check_writable(ec);
+    BOOST_TEST(!ec);
+    BOOST_TEST((d.names() == std::set<std::string>{"creds.json"}));
+    BOOST_TEST((s.load() == sample()));
+    sekuire::file_store nowhere(d.path("missing/creds.json"));
+    nowhere.check_writable(ec);
+    BOOST_TEST(ec == error_code(errc::store_io));
+    if (!is_root()) {
+        temp_dir ro;
+        fs::permissions(ro.dir(), fs::perms::owner_read | fs::perms::owner_exec, fs::perm_options::replace);
+        sekuire::file_store x(ro.path("creds.json"));
+        x.check_writable(ec);
+        BOOST_TEST(ec == error_code(errc::store_io));
+    }
 }
 
 BOOST_AUTO_TEST_CASE(invalid_paths_are_store_io) {

@@ -211,7 +211,7 @@ enum class refresh_status {
     revoked,          ///< 403 installation_revoked
     gone,             ///< 404: the backend does not know the installation
     no_refresh_token, ///< nothing to refresh with
-    store_failed,     ///< the store could not be read (no call was made)
+    store_failed,     ///< the store could not be read, or its refresh lock is busy (no call was made)
 };
 
 /** Credentials that a refresh produced but the store refused to save. They hold the only
@@ -291,6 +291,13 @@ refresh_result refresh_single_flight(Transport& transport, Store& store, std::st
                                      unsaved_credentials* unsaved = nullptr) {
     refresh_result out;
     refresh_lock<Store> guard(store);
+    if (!guard.owns()) {
+        // Another holder is refreshing (or the lock cannot be used): never wait for it here;
+        // the caller retries with backoff and then finds its token, or takes the lock.
+        out.status = refresh_status::store_failed;
+        out.error = guard.error() ? guard.error() : error_code(errc::store_locked);
+        return out;
+    }
     error_code ec;
     std::optional<installation_credentials> creds = store.load(ec);
     if (ec) {
@@ -385,9 +392,12 @@ adopt_result adopt_runtime_token(Store& store, const installation_credentials& b
     };
     adopt_result out;
     refresh_lock<Store> guard(store);
-    error_code ec;
-    std::optional<installation_credentials> stored = store.load(ec);
+    error_code ec = guard.error();
+    std::optional<installation_credentials> stored;
+    if (guard.owns()) stored = store.load(ec);
     if (ec) {
+        // The lock is busy or the store unreadable: the token is used from memory (and the
+        // caller saves it again later: see unsaved_credentials).
         out.credentials = with_token(base);
         out.adopted = true;
         out.error = ec;
@@ -415,6 +425,10 @@ adopt_result adopt_runtime_token(Store& store, const installation_credentials& b
 template <class Store>
 std::optional<installation_credentials> forget_runtime_token(Store& store, const std::string& rejected, error_code& ec) {
     refresh_lock<Store> guard(store);
+    if (!guard.owns()) {
+        ec = guard.error() ? guard.error() : error_code(errc::store_locked);
+        return std::nullopt;
+    }
     std::optional<installation_credentials> c = store.load(ec);
     if (ec || !c || c->runtime_token != rejected) return c;
     c->runtime_token.clear();
@@ -434,6 +448,8 @@ struct bootstrap_result {
     std::optional<std::chrono::milliseconds> retry_after;
     std::optional<wall_time_point> server_time;
     protocol::bootstrap_response response;
+    /// The message of the error body, when the backend refused with one (never a token).
+    std::string error_message;
 };
 
 inline bootstrap_result finish_bootstrap(http_outcome&& res) {
@@ -441,6 +457,7 @@ inline bootstrap_result finish_bootstrap(http_outcome&& res) {
     out.retry_after = res.retry_after;
     out.server_time = res.server_time;
     out.error = res.error;
+    if (!res.ok()) out.error_message = protocol::error_message_of(res.response.body);
     switch (res.cls) {
     case protocol::status_class::ok: {
         protocol::decode_error derr;
