@@ -60,8 +60,32 @@ struct tls_options {
     std::string ca_dir;
 };
 
-/** Settings of a network transport (used by `httplib_transport`, and by any Transport
-    constructible from `(std::string base_url, transport_options)`).
+/** Proxy settings of a transport (see `docs/concepts/transport.md`, "Proxies").
+
+    https goes through the proxy in a `CONNECT` tunnel with TLS end to end to the backend,
+    so the proxy sees only the `CONNECT host:port` line, never a header of a request; plain
+    http goes to the proxy as absolute-form requests. Loopback targets never go through a
+    proxy.
+*/
+struct proxy_options {
+    /// `http://[user[:password]@]host[:port]` (the scheme may be left out; the port
+    /// defaults to 1080, as with curl). Empty: the environment decides, when
+    /// `from_environment`. User and password, percent-decoded, are sent as
+    /// `Proxy-Authorization: Basic` to the proxy only (on `CONNECT` for https).
+    std::string url;
+    /// Hosts reached without the proxy, in `NO_PROXY` syntax: a comma-separated list of host
+    /// names (each also matches its subdomains; a leading `.` or `*.` is ignored), IP
+    /// addresses with an optional `/bits` prefix length, optional `:port`, or `*` for all.
+    /// Empty: the environment's list, when `from_environment`.
+    std::string no_proxy;
+    /// Read `https_proxy`/`HTTPS_PROXY` (https), `http_proxy` (http; never upper case, as
+    /// with curl), `all_proxy`/`ALL_PROXY` and `no_proxy`/`NO_PROXY`, lower case first, when
+    /// the fields above are empty. Read once, when the transport is built.
+    bool from_environment = true;
+};
+
+/** Settings of a network transport (used by `httplib_transport`, `beast_transport`, and
+    by any Transport constructible from `(std::string base_url, transport_options)`).
 */
 struct transport_options {
     tls_options tls;
@@ -70,10 +94,21 @@ struct transport_options {
     std::chrono::milliseconds connect_timeout{std::chrono::seconds(5)};
     /// `send()` refuses larger response bodies with `errc::response_too_large`.
     std::size_t max_response_size = std::size_t(1) << 20;
-    /// Kept-alive connections pooled for `send()`.
+    /// The largest response head (status line and header fields) accepted, by the
+    /// transports that can bound it (`beast_transport`; httplib 0.11 cannot):
+    /// `errc::response_too_large` beyond it.
+    std::size_t max_response_header_size = std::size_t(64) << 10;
+    /// Kept-alive connections pooled for `send()`: at least this many are kept. Set it to
+    /// the number of threads (or operations) that send at once, e.g. a worker's handler
+    /// concurrency, so that none of them opens a connection per request.
     std::size_t max_idle_connections = 4;
+    /// Also keep as many idle connections as the most `send()` calls seen under way at
+    /// once, so that the pool follows the concurrency of its users without tuning.
+    bool idle_pool_follows_concurrency = true;
     /// Empty: `sekuire-cpp/<version>`.
     std::string user_agent;
+    /// How to reach the backend through a proxy.
+    proxy_options proxy;
 };
 
 /// One HTTP header field.
