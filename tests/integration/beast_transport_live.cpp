@@ -62,6 +62,8 @@ inline transport_under_test make_transport_under_test(const std::string& url, se
 
 // Asio sends with MSG_NOSIGNAL: the disposition is left as it is.
 constexpr bool transport_ignores_default_sigpipe = false;
+// The completion carries only the error code.
+constexpr bool transport_names_proxy_refusals = false;
 
 #include "transport_live_tests.inc"
 

@@ -19,6 +19,8 @@ inline transport_under_test make_transport_under_test(const std::string& url, se
 
 // httplib writes without MSG_NOSIGNAL: the transport ignores a default SIGPIPE.
 constexpr bool transport_ignores_default_sigpipe = true;
+// The messages of the throwing calls name the status of a refused CONNECT.
+constexpr bool transport_names_proxy_refusals = true;
 
 #include "transport_live_tests.inc"
 

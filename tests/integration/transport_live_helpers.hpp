@@ -20,6 +20,7 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <poll.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -32,6 +33,7 @@
 #include <future>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -243,7 +245,7 @@ private:
 // written to a fresh temporary directory.
 class self_signed_cert {
 public:
-    self_signed_cert() {
+    explicit self_signed_cert(const std::string& alt_names = "IP:127.0.0.1,DNS:localhost") {
         std::string tmpl = (std::filesystem::temp_directory_path() / "sekuire-tls-XXXXXX").string();
         BOOST_REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
         dir_ = tmpl;
@@ -270,7 +272,7 @@ public:
                                               reinterpret_cast<const unsigned char*>("sekuire test"), -1, -1, 0) == 1;
         ok = ok && X509_set_issuer_name(cert, name) == 1;
         ok = ok && add_extension(cert, NID_basic_constraints, "critical,CA:TRUE");
-        ok = ok && add_extension(cert, NID_subject_alt_name, "IP:127.0.0.1,DNS:localhost");
+        ok = ok && add_extension(cert, NID_subject_alt_name, alt_names.c_str());
         ok = ok && X509_sign(cert, key, EVP_sha256()) > 0;
 
         if (ok) {
@@ -312,6 +314,183 @@ private:
     }
 
     std::filesystem::path dir_;
+};
+
+
+// A small HTTP proxy on 127.0.0.1 and an ephemeral port that records what it saw. CONNECT
+// to any host opens a tunnel to 127.0.0.1:`backend_port` (so a test can use a name such as
+// backend.test that resolves nowhere); an absolute-form request is answered by the proxy
+// itself with "via proxy". With `required_auth`, a CONNECT without exactly that
+// Proxy-Authorization value gets 407; with `refuse_status`, every CONNECT gets that status.
+class connect_proxy {
+public:
+    explicit connect_proxy(int backend_port, std::string required_auth = {}, int refuse_status = 0)
+        : backend_port_(backend_port), required_auth_(std::move(required_auth)), refuse_status_(refuse_status) {
+        listener_ = ::socket(AF_INET, SOCK_STREAM, 0);
+        BOOST_REQUIRE(listener_ >= 0);
+        sockaddr_in addr{};
+        addr.sin_family = AF_INET;
+        addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        BOOST_REQUIRE(::bind(listener_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
+        BOOST_REQUIRE(::listen(listener_, 16) == 0);
+        socklen_t len = sizeof(addr);
+        BOOST_REQUIRE(::getsockname(listener_, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
+        port_ = ntohs(addr.sin_port);
+        acceptor_ = std::thread([this] { accept_loop(); });
+    }
+
+    connect_proxy(const connect_proxy&) = delete;
+    connect_proxy& operator=(const connect_proxy&) = delete;
+
+    ~connect_proxy() {
+        done_ = true;
+        acceptor_.join();
+        std::lock_guard<std::mutex> lock(m_);
+        for (auto& t : workers_) t.join();
+        ::close(listener_);
+    }
+
+    /// `http://[user_info@]127.0.0.1:port`
+    std::string url(const std::string& user_info = {}) const {
+        return "http://" + (user_info.empty() ? std::string() : user_info + "@") + "127.0.0.1:" + std::to_string(port_);
+    }
+
+    /// The request heads received, one per connection.
+    std::vector<std::string> heads() const {
+        std::lock_guard<std::mutex> lock(m_);
+        return heads_;
+    }
+
+    /// Every byte the clients sent, tunnels included.
+    std::string client_bytes() const {
+        std::lock_guard<std::mutex> lock(m_);
+        return client_bytes_;
+    }
+
+private:
+    void record(const char* data, std::size_t n) {
+        std::lock_guard<std::mutex> lock(m_);
+        client_bytes_.append(data, n);
+    }
+
+    void accept_loop() {
+        while (!done_) {
+            pollfd p{listener_, POLLIN, 0};
+            if (::poll(&p, 1, 20) <= 0) continue;
+            const int fd = ::accept(listener_, nullptr, nullptr);
+            if (fd < 0) continue;
+            std::lock_guard<std::mutex> lock(m_);
+            workers_.emplace_back([this, fd] {
+                serve(fd);
+                ::close(fd);
+            });
+        }
+    }
+
+    static bool send_all(int fd, const std::string& s) {
+        std::size_t sent = 0;
+        while (sent < s.size()) {
+            const ssize_t n = ::send(fd, s.data() + sent, s.size() - sent, MSG_NOSIGNAL);
+            if (n <= 0) return false;
+            sent += static_cast<std::size_t>(n);
+        }
+        return true;
+    }
+
+    void serve(int fd) {
+        std::string head;
+        char buf[4096];
+        for (int i = 0; i < 500 && !done_ && head.find("\r\n\r\n") == std::string::npos && head.size() < 65536; ++i) {
+            pollfd p{fd, POLLIN, 0};
+            if (::poll(&p, 1, 10) <= 0) continue;
+            const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+            if (n <= 0) return;
+            record(buf, static_cast<std::size_t>(n));
+            head.append(buf, static_cast<std::size_t>(n));
+        }
+        const std::size_t end = head.find("\r\n\r\n");
+        if (end == std::string::npos) return;
+        {
+            std::lock_guard<std::mutex> lock(m_);
+            heads_.push_back(head.substr(0, end + 4));
+        }
+        if (head.compare(0, 8, "CONNECT ") != 0) {
+            send_all(fd, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 9\r\nConnection: close\r\n\r\nvia proxy");
+            return;
+        }
+        if (refuse_status_ != 0) {
+            send_all(fd, "HTTP/1.1 " + std::to_string(refuse_status_) + " Refused\r\nContent-Length: 0\r\n\r\n");
+            return;
+        }
+        if (!required_auth_.empty() &&
+            head.find("\r\nProxy-Authorization: " + required_auth_ + "\r\n") == std::string::npos) {
+            send_all(fd, "HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm=\"t\"\r\n"
+                         "Content-Length: 0\r\n\r\n");
+            return;
+        }
+        const int up = ::socket(AF_INET, SOCK_STREAM, 0);
+        if (up < 0) return;
+        sockaddr_in addr{};
+        addr.sin_family = AF_INET;
+        addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        addr.sin_port = htons(static_cast<unsigned short>(backend_port_));
+        if (::connect(up, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
+            !send_all(fd, "HTTP/1.1 200 Connection established\r\n\r\n")) {
+            ::close(up);
+            return;
+        }
+        if (head.size() > end + 4) send_all(up, head.substr(end + 4));
+        // Relay both ways until either side closes or the proxy stops (bounded by done_).
+        while (!done_) {
+            pollfd p[2] = {{fd, POLLIN, 0}, {up, POLLIN, 0}};
+            if (::poll(p, 2, 20) <= 0) continue;
+            bool closed = false;
+            for (int k = 0; k < 2 && !closed; ++k) {
+                if (!(p[k].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+                const ssize_t n = ::recv(p[k].fd, buf, sizeof buf, 0);
+                if (n <= 0) {
+                    closed = true;
+                    break;
+                }
+                if (k == 0) record(buf, static_cast<std::size_t>(n));
+                if (!send_all(k == 0 ? up : fd, std::string(buf, static_cast<std::size_t>(n)))) closed = true;
+            }
+            if (closed) break;
+        }
+        ::close(up);
+    }
+
+    int backend_port_;
+    std::string required_auth_;
+    int refuse_status_;
+    int listener_ = -1;
+    int port_ = 0;
+    std::atomic<bool> done_{false};
+    mutable std::mutex m_;
+    std::vector<std::string> heads_;
+    std::string client_bytes_;
+    std::vector<std::thread> workers_;
+    std::thread acceptor_;
+};
+
+// Sets an environment variable for a scope, and restores it.
+class scoped_env {
+public:
+    scoped_env(const char* name, const char* value) : name_(name) {
+        if (const char* old = std::getenv(name)) old_ = old;
+        if (value) ::setenv(name, value, 1);
+        else ::unsetenv(name);
+    }
+    scoped_env(const scoped_env&) = delete;
+    scoped_env& operator=(const scoped_env&) = delete;
+    ~scoped_env() {
+        if (old_) ::setenv(name_, old_->c_str(), 1);
+        else ::unsetenv(name_);
+    }
+
+private:
+    const char* name_;
+    std::optional<std::string> old_;
 };
 
 } // namespace sekuire_live
