@@ -324,7 +324,6 @@ private:
     void complete_once(error_code ec) {
         if (done_) return;
         done_ = true;
-        boost::system::error_code ignored;
         timer_.cancel();
         auto& st = *st_;
         if (listed_) {
