@@ -12,16 +12,22 @@
 /// `httplib::httplib`), never from the including code: they change class layouts.
 ///
 /// @par SIGPIPE
-/// httplib 0.11 writes to sockets without `MSG_NOSIGNAL`, so writing to a connection the
-/// peer has closed raises SIGPIPE, whose default action ends the process. A library must
-/// not change process-wide signal dispositions, so on POSIX systems without
-/// `SO_NOSIGPIPE` (Linux) the transport blocks SIGPIPE in the calling thread for the
-/// duration of each exchange (`pthread_sigmask`) and consumes a SIGPIPE that the exchange
-/// raised (`sigtimedwait` with a zero timeout) before it restores the thread's signal mask.
-/// A SIGPIPE that was already pending before the exchange is left alone. Where
-/// `SO_NOSIGPIPE` exists (macOS, the BSDs) it is set on every socket instead.
+/// httplib 0.11 writes to sockets with `send(..., 0)` (its `CPPHTTPLIB_SEND_FLAGS` is 0 and
+/// Debian's build is compiled), and OpenSSL's socket BIO writes without `MSG_NOSIGNAL` too,
+/// so writing to a connection the peer has closed raises SIGPIPE, whose default action
+/// ends the process. Linux has no per-socket way to suppress it (`SO_NOSIGPIPE` exists
+/// only on macOS and the BSDs, where it is set on every socket). So on other POSIX systems
+/// building an `httplib_transport` makes one process-wide decision: when SIGPIPE has its
+/// default disposition (`SIG_DFL`) at that moment, it is set to `SIG_IGN`, and writes to a
+/// closed connection fail with `EPIPE` instead. A disposition the program chose (ignored
+/// already, or a handler of its own) is left alone; a handler then runs for such writes.
+/// This costs one `sigaction` call per transport built and none per request (the former
+/// per-exchange signal mask cost four). httplib's own `Server` sets `SIG_IGN`
+/// unconditionally.
 
 #include <sekuire/config.hpp>
+#include <sekuire/detail/http_common.hpp>
+#include <sekuire/detail/proxy.hpp>
 #include <sekuire/error.hpp>
 #include <sekuire/stop_token.hpp>
 #include <sekuire/transport.hpp>
@@ -50,10 +56,15 @@
 #include <vector>
 
 #if !defined(_WIN32)
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/socket.h>
-#include <time.h>
+#include <unistd.h>
 #endif
 
 namespace sekuire {
@@ -99,301 +110,6 @@ struct httplib_transport_options : transport_options {
 };
 
 namespace detail {
-
-/** The parts of a base URL, as `parse_base_url` returns them. */
-struct parsed_url {
-    std::string scheme;      ///< `http` or `https`, lower case
-    std::string host;        ///< lower case; an IPv6 address without its brackets
-    int port = 0;            ///< the explicit port, or 80 / 443
-    std::string path_prefix; ///< empty or `/...` without a trailing slash
-    bool loopback = false;   ///< `is_loopback_host(host)`
-};
-
-inline char ascii_lower(char c) noexcept { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
-
-inline bool is_digit(char c) noexcept { return c >= '0' && c <= '9'; }
-
-inline int hex_value(char c) noexcept {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
-// Strict dotted quad: four decimal parts 0..255 without leading zeros. Looser forms
-// ("127.1", "0x7f.1", "0177.0.0.1") are refused rather than guessed at, because resolvers
-// disagree on them.
-inline bool parse_ipv4(std::string_view s, std::array<unsigned char, 4>& out) noexcept {
-    std::size_t part = 0, i = 0;
-    while (part < 4) {
-        const std::size_t begin = i;
-        unsigned value = 0;
-        while (i < s.size() && is_digit(s[i]) && i - begin < 3) value = value * 10 + static_cast<unsigned>(s[i++] - '0');
-        const std::size_t len = i - begin;
-        if (len == 0 || value > 255 || (len > 1 && s[begin] == '0')) return false;
-        out[part++] = static_cast<unsigned char>(value);
-        if (part < 4) {
-            if (i >= s.size() || s[i] != '.') return false;
-            ++i;
-        }
-    }
-    return i == s.size();
-}
-
-// RFC 4291 text forms, with an optional dotted-quad tail; zone identifiers are refused.
-inline bool parse_ipv6(std::string_view s, std::array<unsigned char, 16>& out) noexcept {
-    std::array<unsigned, 8> words{};
-    int count = 0, gap = -1;
-    std::size_t i = 0;
-    if (s.size() < 2) return false;
-    if (s[0] == ':') {
-        if (s[1] != ':') return false;
-        gap = 0;
-        i = 2;
-    }
-    while (i < s.size()) {
-        if (count == 8) return false;
-        std::size_t j = i;
-        unsigned value = 0;
-        while (j < s.size() && hex_value(s[j]) >= 0 && j - i < 5) value = value * 16 + static_cast<unsigned>(hex_value(s[j++]));
-        if (j == i) return false;
-        if (j < s.size() && s[j] == '.') {
-            std::array<unsigned char, 4> v4{};
-            if (count > 6 || !parse_ipv4(s.substr(i), v4)) return false;
-            words[static_cast<std::size_t>(count++)] = (unsigned(v4[0]) << 8) | v4[1];
-            words[static_cast<std::size_t>(count++)] = (unsigned(v4[2]) << 8) | v4[3];
-            i = s.size();
-            break;
-        }
-        if (j - i > 4) return false;
-        words[static_cast<std::size_t>(count++)] = value;
-        i = j;
-        if (i == s.size()) break;
-        if (s[i] != ':') return false;
-        ++i;
-        if (i < s.size() && s[i] == ':') {
-            if (gap >= 0) return false;
-            gap = count;
-            ++i;
-        } else if (i == s.size()) {
-            return false;
-        }
-    }
-    if (gap < 0) {
-        if (count != 8) return false;
-    } else {
-        if (count > 7) return false;
-        const int tail = count - gap;
-        for (int k = 0; k < tail; ++k)
-            words[static_cast<std::size_t>(7 - k)] = words[static_cast<std::size_t>(count - 1 - k)];
-        for (int k = gap; k < 8 - tail; ++k) words[static_cast<std::size_t>(k)] = 0;
-    }
-    for (std::size_t k = 0; k < 8; ++k) {
-        out[2 * k] = static_cast<unsigned char>(words[k] >> 8);
-        out[2 * k + 1] = static_cast<unsigned char>(words[k] & 0xff);
-    }
-    return true;
-}
-
-/** True for `localhost`, an address in 127.0.0.0/8, `::1` (in any text form, with or
-    without brackets) and `::ffff:127.x.y.z`. Names are not resolved. */
-inline bool is_loopback_host(std::string_view host) {
-    if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
-    if (iequals(host, "localhost")) return true;
-    std::array<unsigned char, 4> v4{};
-    if (parse_ipv4(host, v4)) return v4[0] == 127;
-    std::array<unsigned char, 16> v6{};
-    if (!parse_ipv6(host, v6)) return false;
-    bool zero_head = true;
-    for (std::size_t k = 0; k < 10; ++k) zero_head = zero_head && v6[k] == 0;
-    if (!zero_head) return false;
-    bool loop6 = v6[10] == 0 && v6[11] == 0 && v6[12] == 0 && v6[13] == 0 && v6[14] == 0 && v6[15] == 1;
-    bool mapped127 = v6[10] == 0xff && v6[11] == 0xff && v6[12] == 127;
-    return loop6 || mapped127;
-}
-
-// Host names: dot-separated labels of letters, digits, '-' and '_'. A name whose last
-// label is numeric would be read as an IPv4 address by some resolvers, so it must then be
-// a strict dotted quad.
-inline bool is_valid_host_name(std::string_view host) noexcept {
-    if (host.empty() || host.size() > 253) return false;
-    std::size_t begin = 0;
-    std::string_view last;
-    while (begin <= host.size()) {
-        std::size_t end = host.find('.', begin);
-        if (end == std::string_view::npos) end = host.size();
-        const std::string_view label = host.substr(begin, end - begin);
-        if (label.empty() || label.size() > 63 || label.front() == '-' || label.back() == '-') return false;
-        for (char c : label) {
-            const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || is_digit(c) || c == '-' || c == '_';
-            if (!ok) return false;
-        }
-        last = label;
-        begin = end + 1;
-    }
-    bool numeric = std::all_of(last.begin(), last.end(), [](char c) { return is_digit(c); });
-    if (!numeric && last.size() > 2 && last[0] == '0' && (last[1] == 'x' || last[1] == 'X'))
-        numeric = std::all_of(last.begin() + 2, last.end(), [](char c) { return hex_value(c) >= 0; });
-    if (numeric) {
-        std::array<unsigned char, 4> v4{};
-        return parse_ipv4(host, v4);
-    }
-    return true;
-}
-
-/** Parses and normalises a base URL (see `httplib_transport_options::base_url`).
-
-    Returns false and sets `ec` to `errc::invalid_url` when the URL is not acceptable;
-    `out` is then unspecified. Does not apply the insecure-http rule.
-*/
-inline bool parse_base_url(std::string_view url, parsed_url& out, error_code& ec) {
-    ec = {};
-    auto fail = [&ec] {
-        ec = errc::invalid_url;
-        return false;
-    };
-    if (url.empty() || url.size() > 2048) return fail();
-    for (char c : url) {
-        const auto u = static_cast<unsigned char>(c);
-        if (u <= 0x20 || u >= 0x7f || c == '\\') return fail();
-    }
-    const std::size_t sep = url.find("://");
-    if (sep == std::string_view::npos) return fail();
-    std::string scheme(url.substr(0, sep));
-    for (char& c : scheme) c = ascii_lower(c);
-    if (scheme != "http" && scheme != "https") return fail();
-
-    const std::string_view rest = url.substr(sep + 3);
-    const std::size_t authority_end = rest.find_first_of("/?#");
-    const std::string_view authority = rest.substr(0, authority_end);
-    const std::string_view path = authority_end == std::string_view::npos ? std::string_view() : rest.substr(authority_end);
-    if (!path.empty() && path.front() != '/') return fail(); // a query or fragment
-    if (path.find_first_of("?#") != std::string_view::npos) return fail();
-    if (authority.empty() || authority.find_first_of("@%") != std::string_view::npos) return fail();
-
-    std::string_view host, port_text;
-    bool has_port = false;
-    if (authority.front() == '[') {
-        const std::size_t close = authority.find(']');
-        if (close == std::string_view::npos) return fail();
-        host = authority.substr(1, close - 1);
-        std::array<unsigned char, 16> v6{};
-        if (!parse_ipv6(host, v6)) return fail();
-        const std::string_view after = authority.substr(close + 1);
-        if (!after.empty()) {
-            if (after.front() != ':') return fail();
-            has_port = true;
-            port_text = after.substr(1);
-        }
-    } else {
-        const std::size_t colon = authority.find(':');
-        host = authority.substr(0, colon);
-        if (colon != std::string_view::npos) {
-            has_port = true;
-            port_text = authority.substr(colon + 1);
-        }
-        if (!is_valid_host_name(host)) return fail();
-    }
-
-    int port = scheme == "https" ? 443 : 80;
-    if (has_port) {
-        if (port_text.empty() || port_text.size() > 5) return fail();
-        int value = 0;
-        for (char c : port_text) {
-            if (!is_digit(c)) return fail();
-            value = value * 10 + (c - '0');
-        }
-        if (value < 1 || value > 65535) return fail();
-        port = value;
-    }
-
-    std::string_view prefix = path;
-    while (!prefix.empty() && prefix.back() == '/') prefix.remove_suffix(1);
-
-    out.scheme = std::move(scheme);
-    out.host.assign(host.begin(), host.end());
-    for (char& c : out.host) c = ascii_lower(c);
-    out.port = port;
-    out.path_prefix.assign(prefix.begin(), prefix.end());
-    out.loopback = is_loopback_host(out.host);
-    return true;
-}
-
-/// `host[:port]` as sent in the Host header: IPv6 in brackets, the scheme's default port
-/// left out.
-inline std::string host_header_value(const parsed_url& u) {
-    std::string v = u.host.find(':') != std::string::npos ? "[" + u.host + "]" : u.host;
-    if (u.port != (u.scheme == "https" ? 443 : 80)) v += ":" + std::to_string(u.port);
-    return v;
-}
-
-inline bool is_token_char(char c) noexcept {
-    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || is_digit(c)) return true;
-    switch (c) {
-    case '!': case '#': case '$': case '%': case '&': case '\'': case '*': case '+':
-    case '-': case '.': case '^': case '_': case '`': case '|': case '~':
-        return true;
-    default:
-        return false;
-    }
-}
-
-inline bool is_valid_header_name(std::string_view name) noexcept {
-    return !name.empty() && std::all_of(name.begin(), name.end(), is_token_char);
-}
-
-inline bool is_valid_header_value(std::string_view value) noexcept {
-    return value.find_first_of(std::string_view("\r\n\0", 3)) == std::string_view::npos;
-}
-
-// The target goes on the request line unencoded (httplib's own encoding is turned off, it
-// would re-encode an already encoded query), so it must be printable ASCII.
-inline bool is_valid_target(std::string_view target) noexcept {
-    if (target.empty() || target.front() != '/' || target.size() > 8192) return false;
-    for (char c : target) {
-        const auto u = static_cast<unsigned char>(c);
-        if (u <= 0x20 || u >= 0x7f || c == '#') return false;
-    }
-    return true;
-}
-
-/** Checks a request and builds the header fields sent with it: the caller's fields, then
-    `User-Agent`, `Host` and (for a non-empty body) `Content-Type: application/json` unless
-    the caller gave them.
-
-    Errors: `errc::invalid_url` for a target that is not an origin-form path (printable
-    ASCII, starting with `/`, no fragment); `errc::invalid_argument` for a header name that
-    is not a token, a value holding CR, LF or NUL, a `Content-Length` or
-    `Transfer-Encoding` field (the transport frames the body), or a timeout that is not
-    positive.
-*/
-inline bool prepare_request(const http_request& req, const std::string& user_agent, const std::string& host,
-                            header_list& out, error_code& ec) {
-    ec = {};
-    if (!is_valid_target(req.target)) {
-        ec = errc::invalid_url;
-        return false;
-    }
-    if (req.timeout <= std::chrono::milliseconds::zero()) {
-        ec = errc::invalid_argument;
-        return false;
-    }
-    out.clear();
-    out.reserve(req.headers.size() + 3);
-    for (const auto& h : req.headers) {
-        if (!is_valid_header_name(h.name) || !is_valid_header_value(h.value) || iequals(h.name, "Content-Length") ||
-            iequals(h.name, "Transfer-Encoding")) {
-            ec = errc::invalid_argument;
-            return false;
-        }
-        out.push_back(h);
-    }
-    if (!find_header(req.headers, "User-Agent")) out.push_back({"User-Agent", user_agent});
-    if (!find_header(req.headers, "Host")) out.push_back({"Host", host});
-    if (!req.body.empty() && !find_header(req.headers, "Content-Type"))
-        out.push_back({"Content-Type", "application/json"});
-    return true;
-}
 
 // Error enumerators that only newer httplib versions have, detected so that this header
 // compiles against 0.11 and still maps them precisely.
@@ -451,59 +167,26 @@ inline bool idle_expired(std::chrono::steady_clock::duration idle, std::chrono::
     return idle >= timeout - timeout / 10;
 }
 
-// Longer timeouts are capped: some httplib builds convert them to int milliseconds.
-inline std::chrono::milliseconds cap_timeout(std::chrono::milliseconds t) noexcept {
-    return (std::min)(t, std::chrono::milliseconds(std::chrono::hours(24)));
-}
 
-/** Blocks SIGPIPE in the calling thread for its lifetime and consumes a SIGPIPE raised
-    meanwhile (see the file's documentation). A no-op where `SO_NOSIGPIPE` or Windows
-    makes it unnecessary. */
+/** The process-wide SIGPIPE decision (see the file's documentation): sets SIGPIPE to
+    `SIG_IGN` when its disposition is still `SIG_DFL`, and returns whether it did. Leaves
+    an ignored SIGPIPE or a handler of the program's alone. Safe to call from any thread
+    and more than once (a concurrent change of the disposition by the program wins or
+    loses as with any two `sigaction` calls). A no-op returning false where `SO_NOSIGPIPE`
+    or Windows makes it unnecessary. */
+inline bool ignore_default_sigpipe() noexcept {
 #if !defined(_WIN32) && !defined(SO_NOSIGPIPE)
-class sigpipe_guard {
-public:
-    sigpipe_guard() noexcept {
-        sigemptyset(&set_);
-        sigaddset(&set_, SIGPIPE);
-        sigset_t pending;
-        sigemptyset(&pending);
-        was_pending_ = sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE) == 1;
-        active_ = pthread_sigmask(SIG_BLOCK, &set_, &old_) == 0;
-    }
-
-    ~sigpipe_guard() {
-        if (!active_) return;
-        const int saved_errno = errno;
-        if (!was_pending_) {
-            sigset_t pending;
-            sigemptyset(&pending);
-            if (sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE) == 1) {
-                const timespec zero{0, 0};
-                while (sigtimedwait(&set_, nullptr, &zero) < 0 && errno == EINTR) {
-                }
-            }
-        }
-        pthread_sigmask(SIG_SETMASK, &old_, nullptr);
-        errno = saved_errno;
-    }
-
-    sigpipe_guard(const sigpipe_guard&) = delete;
-    sigpipe_guard& operator=(const sigpipe_guard&) = delete;
-
-private:
-    sigset_t set_;
-    sigset_t old_;
-    bool was_pending_ = false;
-    bool active_ = false;
-};
+    struct sigaction current {};
+    if (::sigaction(SIGPIPE, nullptr, &current) != 0) return false;
+    if ((current.sa_flags & SA_SIGINFO) != 0 || current.sa_handler != SIG_DFL) return false;
+    struct sigaction ignore {};
+    ignore.sa_handler = SIG_IGN;
+    sigemptyset(&ignore.sa_mask);
+    return ::sigaction(SIGPIPE, &ignore, nullptr) == 0;
 #else
-class sigpipe_guard {
-public:
-    sigpipe_guard() noexcept {}
-    sigpipe_guard(const sigpipe_guard&) = delete;
-    sigpipe_guard& operator=(const sigpipe_guard&) = delete;
-};
+    return false;
 #endif
+}
 
 // httplib renamed set_url_encode to set_path_encode; whichever exists is turned off.
 template <class C>
@@ -531,20 +214,173 @@ inline http_response to_response_head(const httplib::Response& r) {
     return head;
 }
 
-// Content-Length above the limit (or unparseable as a bounded number): refuse early.
-inline bool declared_length_exceeds(const std::string& value, std::size_t limit) noexcept {
-    std::size_t n = 0;
-    bool any = false;
-    for (char c : value) {
-        if (c == ' ' || c == '\t') continue;
-        if (!is_digit(c)) return false; // malformed: let httplib judge it
-        any = true;
-        const auto d = static_cast<std::size_t>(c - '0');
-        if (n > (limit - d) / 10) return true;
-        n = n * 10 + d;
+/// Moves the header fields out of `r` (node by node: the strings are not copied, so the
+/// only allocation is the list's).
+inline header_list take_headers(httplib::Response& r) {
+    header_list out;
+    out.reserve(r.headers.size());
+    while (!r.headers.empty()) {
+        auto node = r.headers.extract(r.headers.begin());
+        out.push_back({std::move(node.key()), std::move(node.mapped())});
     }
-    return any && n > limit;
+    return out;
 }
+
+#if !defined(_WIN32)
+/// A file descriptor closed when destroyed unless released.
+class unique_fd {
+public:
+    explicit unique_fd(int fd = -1) noexcept : fd_(fd) {}
+    unique_fd(const unique_fd&) = delete;
+    unique_fd& operator=(const unique_fd&) = delete;
+    ~unique_fd() {
+        if (fd_ >= 0) ::close(fd_);
+    }
+    int get() const noexcept { return fd_; }
+    int release() noexcept { return std::exchange(fd_, -1); }
+    void reset(int fd = -1) noexcept {
+        if (fd_ >= 0) ::close(fd_);
+        fd_ = fd;
+    }
+
+private:
+    int fd_;
+};
+
+// Waits for `events` on `fd` until `deadline`; false at the deadline or on an error.
+inline bool poll_until(int fd, short events, std::chrono::steady_clock::time_point deadline) {
+    for (;;) {
+        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+        if (left.count() <= 0) return false;
+        pollfd p{fd, events, 0};
+        const int n = ::poll(&p, 1, static_cast<int>((std::min)(left.count(), std::chrono::milliseconds::rep(60000))));
+        if (n > 0) return true;
+        if (n < 0 && errno != EINTR) return false;
+    }
+}
+
+/** Opens a TCP connection to `host:port` (each resolved address in turn) by `deadline`,
+    with TCP_NODELAY on; -1 when none answered. The name lookup is the system resolver's
+    and not bounded by the deadline. */
+inline int connect_tcp(const std::string& host, int port, std::chrono::steady_clock::time_point deadline) {
+    addrinfo hints{};
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICSERV;
+    addrinfo* found = nullptr;
+    if (::getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &found) != 0) return -1;
+    std::unique_ptr<addrinfo, void (*)(addrinfo*)> list(found, ::freeaddrinfo);
+    for (addrinfo* ai = found; ai; ai = ai->ai_next) {
+        unique_fd fd(::socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol));
+        if (fd.get() < 0) continue;
+        const int flags = ::fcntl(fd.get(), F_GETFL, 0);
+        if (flags < 0 || ::fcntl(fd.get(), F_SETFL, flags | O_NONBLOCK) < 0) continue;
+        if (::connect(fd.get(), ai->ai_addr, ai->ai_addrlen) != 0) {
+            if (errno != EINPROGRESS || !poll_until(fd.get(), POLLOUT, deadline)) continue;
+            int err = 0;
+            socklen_t len = sizeof(err);
+            if (::getsockopt(fd.get(), SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err != 0) continue;
+        }
+        if (::fcntl(fd.get(), F_SETFL, flags) < 0) continue; // httplib expects a blocking socket
+        int on = 1;
+        ::setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
+#if defined(SO_NOSIGPIPE)
+        ::setsockopt(fd.get(), SOL_SOCKET, SO_NOSIGPIPE, &on, sizeof(on));
+#endif
+        return fd.release();
+    }
+    return -1;
+}
+
+#if !defined(MSG_NOSIGNAL)
+#define SEKUIRE_DETAIL_MSG_NOSIGNAL 0
+#else
+#define SEKUIRE_DETAIL_MSG_NOSIGNAL MSG_NOSIGNAL
+#endif
+
+/** Asks the proxy on `fd` for a tunnel with `request` and reads its answer head, all by
+    `deadline`. Returns the proxy's status (-1: no HTTP answer, or a head over
+    `max_head`, or bytes after the head), or 0 when the connection failed first. */
+inline int open_tunnel(int fd, const std::string& request, std::size_t max_head,
+                       std::chrono::steady_clock::time_point deadline) {
+    std::size_t sent = 0;
+    while (sent < request.size()) {
+        if (!poll_until(fd, POLLOUT, deadline)) return 0;
+        const ssize_t n = ::send(fd, request.data() + sent, request.size() - sent, SEKUIRE_DETAIL_MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) continue;
+        if (n <= 0) return 0;
+        sent += static_cast<std::size_t>(n);
+    }
+    // The proxy sends nothing after its head before the TLS client speaks, so reading in
+    // blocks never takes a byte of the tunnel; one that came anyway is refused.
+    std::string head;
+    char buf[1024];
+    for (;;) {
+        if (!poll_until(fd, POLLIN, deadline)) return 0;
+        const ssize_t n = ::recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) continue;
+        if (n <= 0) return head.empty() ? 0 : -1;
+        head.append(buf, static_cast<std::size_t>(n));
+        const std::size_t end = head.find("\r\n\r\n");
+        if (end != std::string::npos) return end + 4 == head.size() ? connect_reply_status(head) : -1;
+        if (head.size() > max_head) return -1;
+    }
+}
+
+/** An httplib client whose connections go through an HTTP proxy: for https a `CONNECT`
+    tunnel (TLS then runs end to end through it, as httplib does on any socket it is
+    given), for http a plain connection to the proxy (the transport then sends
+    absolute-form targets). httplib's own `set_proxy` is not used: it sends
+    `Proxy-Authorization` with every request, inside the tunnel to the backend too, takes
+    a 407 answer to `CONNECT` for the backend's response and starts TLS after any other
+    refusal. */
+template <class Base>
+class proxied_client final : public Base {
+public:
+    template <class... Args>
+    proxied_client(const proxy_route& route, std::string connect_request, std::chrono::milliseconds connect_timeout,
+                   std::size_t max_head, Args&&... args)
+        : Base(std::forward<Args>(args)...), route_(route), connect_request_(std::move(connect_request)),
+          connect_timeout_(connect_timeout), max_head_(max_head) {}
+
+    /// The status of the last refused `CONNECT` (-1: not HTTP), or 0.
+    int refused_status() const noexcept { return refused_status_; }
+
+private:
+    using socket_type = typename Base::Socket;
+
+    bool create_and_connect_socket(socket_type& socket, httplib::Error& error) override {
+        refused_status_ = 0;
+        if (!this->is_valid()) {
+            error = httplib::Error::Connection;
+            return false;
+        }
+        const auto deadline = std::chrono::steady_clock::now() + connect_timeout_;
+        unique_fd fd(connect_tcp(route_.proxy.host, route_.proxy.port, deadline));
+        if (fd.get() < 0) {
+            error = httplib::Error::Connection;
+            return false;
+        }
+        if (!connect_request_.empty()) {
+            const int status = open_tunnel(fd.get(), connect_request_, max_head_, deadline);
+            if (!connect_succeeded(status)) {
+                refused_status_ = status == 0 ? 0 : status;
+                error = httplib::Error::Connection;
+                return false;
+            }
+        }
+        socket.sock = fd.release();
+        return true;
+    }
+
+    const proxy_route& route_;
+    std::string connect_request_;
+    std::chrono::milliseconds connect_timeout_;
+    std::size_t max_head_;
+    int refused_status_ = 0;
+};
+#endif
+
 
 /** Shuts connections down from a thread of its own: a `send()` at its deadline, a
     `stream()` as soon as it is stopped.
@@ -606,7 +442,7 @@ public:
     void stop_now(watch& w) {
         std::lock_guard<std::mutex> lock(mutex_);
         if (w.owner != this) return;
-        if (w.queued) due_.erase(w.place);
+        if (w.queued) dequeue_locked(w.place);
         enqueue_locked(w, (clock::time_point::min)());
     }
 
@@ -614,7 +450,7 @@ public:
     /// client was stopped: its connection must not be used again.
     bool disarm(watch& w) {
         std::unique_lock<std::mutex> lock(mutex_);
-        if (w.queued) due_.erase(w.place);
+        if (w.queued) dequeue_locked(w.place);
         w.queued = false;
         w.owner = nullptr;
         stopped_.wait(lock, [&] { return stopping_ != &w; });
@@ -641,8 +477,26 @@ private:
         return started;
     }
 
+    using due_map = std::multimap<clock::time_point, watch*>;
+
+    // Nodes of `due_` are kept for reuse, so that a watch allocates nothing once the
+    // transport has seen as many calls at once as it will.
+    void dequeue_locked(due_map::iterator place) {
+        auto node = due_.extract(place);
+        if (spare_.size() < spare_.capacity()) spare_.push_back(std::move(node));
+    }
+
     void enqueue_locked(watch& w, clock::time_point when) {
-        w.place = due_.emplace(when, &w);
+        if (!spare_.empty()) {
+            auto node = std::move(spare_.back());
+            spare_.pop_back();
+            node.key() = when;
+            node.mapped() = &w;
+            w.place = due_.insert(std::move(node));
+        } else {
+            w.place = due_.emplace(when, &w);
+            if (spare_.capacity() < due_.size()) spare_.reserve(due_.size() * 2);
+        }
         w.queued = true;
         // Only a deadline earlier than the thread's next wake-up needs it awake: requests
         // in a row each have a later deadline than the one before, so a busy transport
@@ -670,13 +524,12 @@ private:
                 continue;
             }
             watch* w = first->second;
-            due_.erase(first);
+            dequeue_locked(first);
             w->fired = true;
             enqueue_locked(*w, clock::now() + repeat);
             stopping_ = w;
             lock.unlock();
             try {
-                sigpipe_guard guard; // stopping an idle TLS client writes close_notify
                 w->client->stop();
             } catch (...) {
                 // a failed lock inside httplib: the next repeat tries again
@@ -690,7 +543,8 @@ private:
     std::mutex mutex_;
     std::condition_variable wake_;    // due_ changed at its front, or quit_
     std::condition_variable stopped_; // stopping_ was cleared
-    std::multimap<clock::time_point, watch*> due_;
+    due_map due_;
+    std::vector<due_map::node_type> spare_;
     // When the thread wakes up next: max() while it waits for work, min() while it is
     // awake (it looks at due_ before it sleeps again).
     clock::time_point wake_at_ = (clock::time_point::min)();
@@ -706,24 +560,24 @@ struct httplib_transport_state {
     std::string base_url;
     std::string host_header;
     std::string user_agent;
+    proxy_route proxy;
+    std::string connect_request; // for https through a proxy
+    std::string absolute_prefix; // for http through a proxy: http://host:port
     error_code init_error;
-    const char* init_message = "";
+    std::string init_message;
 
     std::mutex pool_mutex;
     std::vector<std::unique_ptr<httplib::ClientImpl>> idle;
+    std::size_t in_flight = 0; // send() calls holding a client
+    std::size_t peak_in_flight = 0;
     connection_watchdog watchdog;
 
     httplib_transport_state() = default;
     httplib_transport_state(const httplib_transport_state&) = delete;
     httplib_transport_state& operator=(const httplib_transport_state&) = delete;
 
-    ~httplib_transport_state() {
-        // Closing a TLS connection writes close_notify.
-        sigpipe_guard guard;
-        idle.clear();
-    }
-
-    void init(httplib_transport_options o, error_code& ec) {
+    template <class Getenv>
+    void init(httplib_transport_options o, Getenv&& getenv, error_code& ec) {
         opts = std::move(o);
         base_url = opts.base_url;
         ec = {};
@@ -735,9 +589,9 @@ struct httplib_transport_state {
         } else if (opts.connect_timeout <= std::chrono::milliseconds::zero()) {
             ec = errc::invalid_option;
             init_message = "httplib_transport: connect_timeout must be positive";
-        } else if (opts.max_response_size == 0) {
+        } else if (opts.max_response_size == 0 || opts.max_response_header_size == 0) {
             ec = errc::invalid_option;
-            init_message = "httplib_transport: max_response_size must be positive";
+            init_message = "httplib_transport: max_response_size and max_response_header_size must be positive";
         } else if (!is_valid_header_value(opts.user_agent)) {
             ec = errc::invalid_option;
             init_message = "httplib_transport: user_agent holds a line break";
@@ -745,26 +599,54 @@ struct httplib_transport_state {
             ec = errc::tls_failed;
             init_message = "httplib_transport: https needs cpp-httplib built with OpenSSL; "
                            "this one was built without it";
+        } else if (!resolve_proxy(opts.proxy, url, getenv, proxy, ec, init_message)) {
+            init_message = "httplib_transport: " + init_message;
         }
         init_error = ec;
         if (ec) return;
         base_url = url.scheme + "://" + host_header_value(url) + url.path_prefix;
         host_header = host_header_value(url);
         user_agent = opts.user_agent.empty() ? std::string(sdk_name) + "/" + sdk_version : opts.user_agent;
+        if (proxy.use && url.scheme == "https") connect_request = detail::connect_request(url, proxy.proxy, user_agent);
+        if (proxy.use && url.scheme == "http") absolute_prefix = "http://" + host_header;
+        ignore_default_sigpipe();
+    }
+
+    void init(httplib_transport_options o, error_code& ec) {
+        init(std::move(o),
+             [](const char* name) -> std::optional<std::string> {
+                 if (const char* v = std::getenv(name)) return std::string(v);
+                 return std::nullopt;
+             },
+             ec);
     }
 
     std::unique_ptr<httplib::ClientImpl> make_client(error_code& ec) const {
         std::unique_ptr<httplib::ClientImpl> cli;
+        const auto connect_timeout = cap_timeout(opts.connect_timeout);
 #if defined(CPPHTTPLIB_OPENSSL_SUPPORT)
         if (url.scheme == "https") {
-            cli = std::make_unique<httplib::SSLClient>(url.host, url.port);
+            std::unique_ptr<httplib::SSLClient> tls;
+            if (proxy.use)
+                tls = std::make_unique<proxied_client<httplib::SSLClient>>(
+                    proxy, connect_request, connect_timeout, opts.max_response_header_size, url.host, url.port);
+            else
+                tls = std::make_unique<httplib::SSLClient>(url.host, url.port);
             if (!opts.tls.ca_file.empty() || !opts.tls.ca_dir.empty())
-                cli->set_ca_cert_path(opts.tls.ca_file, opts.tls.ca_dir);
-            cli->enable_server_certificate_verification(opts.tls.verify_peer);
-            if (!opts.tls.verify_peer) set_hostname_verification(*cli, false, 0);
+                tls->set_ca_cert_path(opts.tls.ca_file, opts.tls.ca_dir);
+            tls->enable_server_certificate_verification(opts.tls.verify_peer);
+            if (!opts.tls.verify_peer) set_hostname_verification(*tls, false, 0);
+            cli = std::move(tls);
         }
 #endif
-        if (!cli) cli = std::make_unique<httplib::ClientImpl>(url.host, url.port);
+        if (!cli) {
+            if (proxy.use)
+                cli = std::make_unique<proxied_client<httplib::ClientImpl>>(proxy, std::string(), connect_timeout,
+                                                                            opts.max_response_header_size, url.host,
+                                                                            url.port);
+            else
+                cli = std::make_unique<httplib::ClientImpl>(url.host, url.port);
+        }
         if (!cli->is_valid()) {
             ec = url.scheme == "https" ? errc::tls_failed : errc::connection_failed;
             return nullptr;
@@ -772,7 +654,7 @@ struct httplib_transport_state {
         cli->set_tcp_nodelay(true);
         cli->set_keep_alive(true);
         cli->set_follow_location(false);
-        cli->set_connection_timeout(cap_timeout(opts.connect_timeout));
+        cli->set_connection_timeout(connect_timeout);
         disable_path_encoding(*cli, 0);
 #if defined(SO_NOSIGPIPE)
         cli->set_socket_options([](auto sock) {
@@ -783,22 +665,36 @@ struct httplib_transport_state {
         return cli;
     }
 
+    /// A pooled client, or a new one; counts the caller among the users of the pool until
+    /// `give_back` or `drop`.
     std::unique_ptr<httplib::ClientImpl> take_client(error_code& ec) {
         {
             std::lock_guard<std::mutex> lock(pool_mutex);
+            ++in_flight;
+            peak_in_flight = (std::max)(peak_in_flight, in_flight);
             if (!idle.empty()) {
                 auto cli = std::move(idle.back());
                 idle.pop_back();
                 return cli;
             }
         }
-        return make_client(ec);
+        auto cli = make_client(ec);
+        if (!cli) drop(nullptr);
+        return cli;
+    }
+
+    /// How many idle clients the pool keeps (see `transport_options`).
+    std::size_t idle_limit_locked() const noexcept {
+        return opts.idle_pool_follows_concurrency ? (std::max)(opts.max_idle_connections, peak_in_flight)
+                                                  : opts.max_idle_connections;
     }
 
     void give_back(std::unique_ptr<httplib::ClientImpl> cli) {
         {
             std::lock_guard<std::mutex> lock(pool_mutex);
-            if (idle.size() < opts.max_idle_connections) {
+            --in_flight;
+            if (idle.size() < idle_limit_locked()) {
+                if (idle.capacity() == idle.size()) idle.reserve(idle_limit_locked());
                 idle.push_back(std::move(cli));
                 return;
             }
@@ -806,11 +702,39 @@ struct httplib_transport_state {
         // cli is closed here, outside the lock.
     }
 
-    void fill_request(httplib::Request& hreq, const http_request& req, const header_list& headers) const {
+    /// Ends a `take_client` whose client is not kept (its connection failed).
+    void drop(std::unique_ptr<httplib::ClientImpl> cli) {
+        {
+            std::lock_guard<std::mutex> lock(pool_mutex);
+            --in_flight;
+        }
+        cli.reset();
+    }
+
+    void fill_request(httplib::Request& hreq, const http_request& req) const {
         hreq.method = to_string(req.method);
-        hreq.path = url.path_prefix + req.target;
-        for (const auto& h : headers) hreq.headers.emplace(h.name, h.value);
+        hreq.path.reserve(absolute_prefix.size() + url.path_prefix.size() + req.target.size());
+        hreq.path += absolute_prefix;
+        hreq.path += url.path_prefix;
+        hreq.path += req.target;
+        for_each_request_field(req, user_agent, host_header, [&hreq](std::string_view n, std::string_view v) {
+            hreq.headers.emplace(std::piecewise_construct, std::forward_as_tuple(n), std::forward_as_tuple(v));
+        });
+        // A plain http request to a proxy carries the proxy's credentials itself.
+        if (!absolute_prefix.empty() && !proxy.proxy.authorization.empty())
+            hreq.headers.emplace("Proxy-Authorization", proxy.proxy.authorization);
         hreq.body = req.body;
+    }
+
+    /// Why a connection through the proxy failed, for the messages of the throwing calls.
+    static std::string failure_message(const httplib::ClientImpl* cli, const char* what) {
+        int refused = 0;
+#if defined(CPPHTTPLIB_OPENSSL_SUPPORT)
+        if (const auto* p = dynamic_cast<const proxied_client<httplib::SSLClient>*>(cli)) refused = p->refused_status();
+#endif
+        if (const auto* p = dynamic_cast<const proxied_client<httplib::ClientImpl>*>(cli)) refused = p->refused_status();
+        if (refused == 0) return what;
+        return std::string(what) + ": " + connect_refused_message(refused);
     }
 };
 
@@ -889,97 +813,16 @@ public:
         @par Thread Safety
         Safe to call concurrently.
     */
-    http_response send(const http_request& req, error_code& ec) {
-        SEKUIRE_ASSERT(state_ != nullptr);
-        auto& st = *state_;
-        ec = {};
-        if (st.init_error) {
-            ec = st.init_error;
-            return {};
-        }
-        header_list headers;
-        if (!detail::prepare_request(req, st.user_agent, st.host_header, headers, ec)) return {};
-
-        using clock = std::chrono::steady_clock;
-        const auto timeout = detail::cap_timeout(req.timeout);
-        const auto start = clock::now();
-        detail::sigpipe_guard sigpipe;
-        auto cli = st.take_client(ec);
-        if (!cli) return {};
-        cli->set_connection_timeout((std::min)(detail::cap_timeout(st.opts.connect_timeout), timeout));
-        cli->set_read_timeout(timeout);
-        cli->set_write_timeout(timeout);
-
-        http_response out;
-        bool too_large = false, deadline_passed = false;
-        auto last_activity = start;
-        const std::size_t limit = st.opts.max_response_size;
-
-        httplib::Request hreq;
-        st.fill_request(hreq, req, headers);
-        // The watchdog shuts the connection down at the deadline; the handlers below also
-        // check it whenever something arrives.
-        hreq.response_handler = [&](const httplib::Response& r) -> bool {
-            last_activity = clock::now();
-            if (last_activity - start >= timeout) {
-                deadline_passed = true;
-                return false;
-            }
-            const auto it = r.headers.find("Content-Length");
-            if (it != r.headers.end() && detail::declared_length_exceeds(it->second, limit)) {
-                too_large = true;
-                return false;
-            }
-            return true;
-        };
-        hreq.content_receiver = [&](const char* data, std::size_t size, auto, auto) -> bool {
-            last_activity = clock::now();
-            if (last_activity - start >= timeout) {
-                deadline_passed = true;
-                return false;
-            }
-            if (size > limit - out.body.size()) {
-                too_large = true;
-                return false;
-            }
-            out.body.append(data, size);
-            return true;
-        };
-
-        httplib::Response hres;
-        httplib::Error herr = httplib::Error::Success;
-        detail::connection_watchdog::watch watch(cli.get());
-        const auto deadline = start + timeout;
-        // Without the watchdog thread (none could be started) the handlers and the
-        // per-read timeout still bound the call, as long as the head does not trickle.
-        const bool watched = st.watchdog.arm(watch, &deadline);
-        const bool ok = cli->send(hreq, hres, herr);
-        const bool cut = watched && st.watchdog.disarm(watch);
-        if (ok && !too_large && !deadline_passed) {
-            // Complete, though the deadline may have cut the connection just after.
-            out.status = hres.status;
-            out.headers = detail::to_response_head(hres).headers;
-            if (!cut) st.give_back(std::move(cli));
-            return out;
-        }
-        if (too_large) {
-            ec = errc::response_too_large;
-        } else if (deadline_passed || cut) {
-            ec = errc::timeout;
-        } else {
-            const auto now = clock::now();
-            const bool expired = now - start >= timeout || detail::idle_expired(now - last_activity, timeout);
-            ec = detail::map_httplib_error(herr, expired);
-        }
-        return {}; // the failed connection is dropped, not pooled
-    }
+    http_response send(const http_request& req, error_code& ec) { return send_impl(req, ec, nullptr); }
 
     /** Sends one request; throws instead of reporting through an `error_code`.
-        @throws sekuire::error with the codes listed at the other overload. */
+        @throws sekuire::error with the codes listed at the other overload; the message
+        says when a proxy refused the tunnel (407 or another status). */
     http_response send(const http_request& req) {
         error_code ec;
-        http_response res = send(req, ec);
-        detail::throw_if(ec, "httplib_transport::send");
+        std::string message;
+        http_response res = send_impl(req, ec, &message);
+        if (ec) throw error(ec, message);
         return res;
     }
 
@@ -1006,25 +849,176 @@ public:
         Safe to call concurrently; `stop` may be stopped from any thread.
     */
     void stream(const http_request& req, stream_callbacks& cb, const stop_token& stop, error_code& ec) {
+        stream_impl(req, cb, stop, ec, nullptr);
+    }
+
+    /** Runs a streaming request; throws instead of reporting through an `error_code`.
+        @throws sekuire::error with the codes listed at the other overload (the message
+        says when a proxy refused the tunnel), or whatever a callback throws. */
+    void stream(const http_request& req, stream_callbacks& cb, const stop_token& stop) {
+        error_code ec;
+        std::string message;
+        stream_impl(req, cb, stop, ec, &message);
+        if (ec) throw error(ec, message);
+    }
+
+    /** The normalised base URL (lower-case scheme and host, the port when it is not the
+        scheme's default, no trailing slash), or the given text when it was refused. */
+    const std::string& base_url() const noexcept { return state_->base_url; }
+
+    /** The options the transport was built with. */
+    const httplib_transport_options& options() const noexcept { return state_->opts; }
+
+    /** Whether requests go through a proxy, and which (`proxy_options`); empty when not. For
+        diagnostics: `host:port` only, never credentials. */
+    std::string proxy() const {
+        if (!state_->proxy.use) return {};
+        return state_->proxy.proxy.host + ":" + std::to_string(state_->proxy.proxy.port);
+    }
+
+private:
+    static httplib_transport_options with_base_url(std::string base_url, transport_options opts) {
+        httplib_transport_options o;
+        static_cast<transport_options&>(o) = std::move(opts);
+        o.base_url = std::move(base_url);
+        return o;
+    }
+
+    static void set_message(std::string* out, const error_code& ec, const detail::httplib_transport_state& st,
+                            const httplib::ClientImpl* cli, const char* what) {
+        if (!out) return;
+        if (ec == st.init_error) *out = st.init_message;
+        else if (cli && ec == errc::connection_failed) *out = st.failure_message(cli, what);
+        else *out = what;
+    }
+
+    http_response send_impl(const http_request& req, error_code& ec, std::string* message) {
         SEKUIRE_ASSERT(state_ != nullptr);
         auto& st = *state_;
         ec = {};
         if (st.init_error) {
             ec = st.init_error;
+            set_message(message, ec, st, nullptr, "");
+            return {};
+        }
+        if (!detail::validate_request(req, ec)) {
+            set_message(message, ec, st, nullptr, "httplib_transport::send");
+            return {};
+        }
+
+        using clock = std::chrono::steady_clock;
+        const auto timeout = detail::cap_timeout(req.timeout);
+        const auto start = clock::now();
+        auto cli = st.take_client(ec);
+        if (!cli) {
+            set_message(message, ec, st, nullptr, "httplib_transport::send");
+            return {};
+        }
+        cli->set_connection_timeout((std::min)(detail::cap_timeout(st.opts.connect_timeout), timeout));
+        cli->set_read_timeout(timeout);
+        cli->set_write_timeout(timeout);
+
+        // What the handlers below share, reached through one pointer so that the
+        // std::function objects holding them do not allocate.
+        struct exchange {
+            http_response out;
+            bool too_large = false, deadline_passed = false;
+            clock::time_point start, last_activity;
+            clock::duration timeout;
+            std::size_t limit;
+        } x;
+        x.start = x.last_activity = start;
+        x.timeout = timeout;
+        x.limit = st.opts.max_response_size;
+
+        httplib::Request hreq;
+        st.fill_request(hreq, req);
+        // The watchdog shuts the connection down at the deadline; the handlers below also
+        // check it whenever something arrives.
+        hreq.response_handler = [p = &x](const httplib::Response& r) -> bool {
+            p->last_activity = clock::now();
+            if (p->last_activity - p->start >= p->timeout) {
+                p->deadline_passed = true;
+                return false;
+            }
+            const auto it = r.headers.find("Content-Length");
+            if (it != r.headers.end()) {
+                if (detail::declared_length_exceeds(it->second, p->limit)) {
+                    p->too_large = true;
+                    return false;
+                }
+            }
+            return true;
+        };
+        hreq.content_receiver = [p = &x](const char* data, std::size_t size, auto, auto) -> bool {
+            p->last_activity = clock::now();
+            if (p->last_activity - p->start >= p->timeout) {
+                p->deadline_passed = true;
+                return false;
+            }
+            if (size > p->limit - p->out.body.size()) {
+                p->too_large = true;
+                return false;
+            }
+            p->out.body.append(data, size);
+            return true;
+        };
+
+        httplib::Response hres;
+        httplib::Error herr = httplib::Error::Success;
+        detail::connection_watchdog::watch watch(cli.get());
+        const auto deadline = start + timeout;
+        // Without the watchdog thread (none could be started) the handlers and the
+        // per-read timeout still bound the call, as long as the head does not trickle.
+        const bool watched = st.watchdog.arm(watch, &deadline);
+        const bool ok = cli->send(hreq, hres, herr);
+        const bool cut = watched && st.watchdog.disarm(watch);
+        if (ok && !x.too_large && !x.deadline_passed) {
+            // Complete, though the deadline may have cut the connection just after.
+            x.out.status = hres.status;
+            x.out.headers = detail::take_headers(hres);
+            if (!cut) st.give_back(std::move(cli));
+            else st.drop(std::move(cli));
+            return std::move(x.out);
+        }
+        if (x.too_large) {
+            ec = errc::response_too_large;
+        } else if (x.deadline_passed || cut) {
+            ec = errc::timeout;
+        } else {
+            const auto now = clock::now();
+            const bool expired = now - start >= timeout || detail::idle_expired(now - x.last_activity, timeout);
+            ec = detail::map_httplib_error(herr, expired);
+        }
+        set_message(message, ec, st, cli.get(), "httplib_transport::send");
+        st.drop(std::move(cli)); // the failed connection is dropped, not pooled
+        return {};
+    }
+
+    void stream_impl(const http_request& req, stream_callbacks& cb, const stop_token& stop, error_code& ec,
+                     std::string* message) {
+        SEKUIRE_ASSERT(state_ != nullptr);
+        auto& st = *state_;
+        ec = {};
+        const char* what = "httplib_transport::stream";
+        if (st.init_error) {
+            ec = st.init_error;
+            set_message(message, ec, st, nullptr, what);
             return;
         }
-        header_list headers;
-        if (!detail::prepare_request(req, st.user_agent, st.host_header, headers, ec)) return;
-        if (stop.stop_requested()) {
-            ec = errc::canceled;
+        if (!detail::validate_request(req, ec) || stop.stop_requested()) {
+            if (!ec) ec = errc::canceled;
+            set_message(message, ec, st, nullptr, what);
             return;
         }
 
         using clock = std::chrono::steady_clock;
         const auto timeout = detail::cap_timeout(req.timeout);
-        detail::sigpipe_guard sigpipe;
         auto cli = st.make_client(ec);
-        if (!cli) return;
+        if (!cli) {
+            set_message(message, ec, st, nullptr, what);
+            return;
+        }
         cli->set_read_timeout(timeout);
         cli->set_write_timeout(timeout);
 
@@ -1034,7 +1028,7 @@ public:
         auto last_activity = clock::now();
 
         httplib::Request hreq;
-        st.fill_request(hreq, req, headers);
+        st.fill_request(hreq, req);
         // Hands something to the consumer: false ends the exchange (stopped, the consumer
         // said so, or it threw; the exception is rethrown to the caller afterwards).
         auto deliver = [&](auto&& hand_over) -> bool {
@@ -1066,6 +1060,7 @@ public:
         detail::connection_watchdog::watch watch(cli.get());
         if (!st.watchdog.arm(watch, nullptr)) {
             ec = errc::connection_failed; // out of threads: a stream that cannot be stopped is not opened
+            set_message(message, ec, st, nullptr, what);
             return;
         }
         bool ok = false;
@@ -1088,34 +1083,9 @@ public:
             if (!head_delivered && cb.on_response) cb.on_response(detail::to_response_head(hres));
             return;
         }
-        if (stopped.load()) {
-            ec = errc::canceled;
-            return;
-        }
-        ec = detail::map_httplib_error(herr, detail::idle_expired(clock::now() - last_activity, timeout));
-    }
-
-    /** Runs a streaming request; throws instead of reporting through an `error_code`.
-        @throws sekuire::error with the codes listed at the other overload. */
-    void stream(const http_request& req, stream_callbacks& cb, const stop_token& stop) {
-        error_code ec;
-        stream(req, cb, stop, ec);
-        detail::throw_if(ec, "httplib_transport::stream");
-    }
-
-    /** The normalised base URL (lower-case scheme and host, the port when it is not the
-        scheme's default, no trailing slash), or the given text when it was refused. */
-    const std::string& base_url() const noexcept { return state_->base_url; }
-
-    /** The options the transport was built with. */
-    const httplib_transport_options& options() const noexcept { return state_->opts; }
-
-private:
-    static httplib_transport_options with_base_url(std::string base_url, transport_options opts) {
-        httplib_transport_options o;
-        static_cast<transport_options&>(o) = std::move(opts);
-        o.base_url = std::move(base_url);
-        return o;
+        if (stopped.load()) ec = errc::canceled;
+        else ec = detail::map_httplib_error(herr, detail::idle_expired(clock::now() - last_activity, timeout));
+        set_message(message, ec, st, cli.get(), what);
     }
 
     std::shared_ptr<detail::httplib_transport_state> state_;

@@ -20,6 +20,22 @@
 ///
 /// The default is `httplib_transport` (`<sekuire/httplib_transport.hpp>`); tests use
 /// `testing::fake_transport`.
+///
+/// @par AsyncTransport requirements
+/// A type `T` is an AsyncTransport when, with the names above, `cbv` a `stream_callbacks`
+/// (by value) and `h1`, `h2` completion handlers (or Asio completion tokens) of signatures
+/// `void(error_code, http_response)` and `void(error_code)`:
+///
+/// | expression                      | type          | semantics |
+/// |---------------------------------|---------------|-----------|
+/// | `T(t)`                          |               | copyable; copies share state (pool, operations under way) |
+/// | `t.get_executor()`              | an Asio executor | where the operations run |
+/// | `t.async_send(req, h1)`         | the token's   | as `send`, asynchronously: `h1(ec, response)` exactly once, never inside the call; `req.timeout` bounds the whole exchange; an Asio cancellation slot associated with `h1` (terminal cancellation at least) ends it with `errc::canceled` |
+/// | `t.async_stream(req, cbv, h2)`  | the token's   | as `stream`, asynchronously: the callbacks run on the executor, `h2(ec)` once at the end; cancellation as above, also from inside a callback |
+///
+/// Operations go through `boost::asio::async_initiate`, so callbacks, `use_future` and
+/// (C++20) `use_awaitable` all work. No member blocks the executor. `beast_transport`
+/// (`<sekuire/beast_transport.hpp>`) is the implementation; it is a Transport as well.
 
 #include <sekuire/config.hpp>
 #include <sekuire/error.hpp>
@@ -60,8 +76,32 @@ struct tls_options {
     std::string ca_dir;
 };
 
-/** Settings of a network transport (used by `httplib_transport`, and by any Transport
-    constructible from `(std::string base_url, transport_options)`).
+/** Proxy settings of a transport (see `docs/concepts/transport.md`, "Proxies").
+
+    https goes through the proxy in a `CONNECT` tunnel with TLS end to end to the backend,
+    so the proxy sees only the `CONNECT host:port` line, never a header of a request; plain
+    http goes to the proxy as absolute-form requests. Loopback targets never go through a
+    proxy.
+*/
+struct proxy_options {
+    /// `http://[user[:password]@]host[:port]` (the scheme may be left out; the port
+    /// defaults to 1080, as with curl). Empty: the environment decides, when
+    /// `from_environment`. User and password, percent-decoded, are sent as
+    /// `Proxy-Authorization: Basic` to the proxy only (on `CONNECT` for https).
+    std::string url;
+    /// Hosts reached without the proxy, in `NO_PROXY` syntax: a comma-separated list of host
+    /// names (each also matches its subdomains; a leading `.` or `*.` is ignored), IP
+    /// addresses with an optional `/bits` prefix length, optional `:port`, or `*` for all.
+    /// Empty: the environment's list, when `from_environment`.
+    std::string no_proxy;
+    /// Read `https_proxy`/`HTTPS_PROXY` (https), `http_proxy` (http; never upper case, as
+    /// with curl), `all_proxy`/`ALL_PROXY` and `no_proxy`/`NO_PROXY`, lower case first, when
+    /// the fields above are empty. Read once, when the transport is built.
+    bool from_environment = true;
+};
+
+/** Settings of a network transport (used by `httplib_transport`, `beast_transport`, and
+    by any Transport constructible from `(std::string base_url, transport_options)`).
 */
 struct transport_options {
     tls_options tls;
@@ -70,10 +110,21 @@ struct transport_options {
     std::chrono::milliseconds connect_timeout{std::chrono::seconds(5)};
     /// `send()` refuses larger response bodies with `errc::response_too_large`.
     std::size_t max_response_size = std::size_t(1) << 20;
-    /// Kept-alive connections pooled for `send()`.
+    /// The largest response head (status line and header fields) accepted, by the
+    /// transports that can bound it (`beast_transport`; httplib 0.11 cannot):
+    /// `errc::response_too_large` beyond it.
+    std::size_t max_response_header_size = std::size_t(64) << 10;
+    /// Kept-alive connections pooled for `send()`: at least this many are kept. Set it to
+    /// the number of threads (or operations) that send at once, e.g. a worker's handler
+    /// concurrency, so that none of them opens a connection per request.
     std::size_t max_idle_connections = 4;
+    /// Also keep as many idle connections as the most `send()` calls seen under way at
+    /// once, so that the pool follows the concurrency of its users without tuning.
+    bool idle_pool_follows_concurrency = true;
     /// Empty: `sekuire-cpp/<version>`.
     std::string user_agent;
+    /// How to reach the backend through a proxy.
+    proxy_options proxy;
 };
 
 /// One HTTP header field.
@@ -171,14 +222,73 @@ struct check_transport {
     static constexpr bool value = true;
 };
 
+namespace detail {
+
+// Archetype completion handlers for the AsyncTransport check.
+struct async_send_handler_archetype {
+    void operator()(error_code, http_response) const {}
+};
+struct async_stream_handler_archetype {
+    void operator()(error_code) const {}
+};
+
+template <class T, class = void>
+struct transport_has_executor : std::false_type {};
+template <class T>
+struct transport_has_executor<T, std::void_t<decltype(std::declval<T&>().get_executor())>> : std::true_type {};
+
+template <class T, class = void>
+struct transport_has_async_send : std::false_type {};
+template <class T>
+struct transport_has_async_send<T, std::void_t<decltype(std::declval<T&>().async_send(
+                                       std::declval<const http_request&>(), async_send_handler_archetype{}))>>
+    : std::true_type {};
+
+template <class T, class = void>
+struct transport_has_async_stream : std::false_type {};
+template <class T>
+struct transport_has_async_stream<T, std::void_t<decltype(std::declval<T&>().async_stream(
+                                         std::declval<const http_request&>(), std::declval<stream_callbacks>(),
+                                         async_stream_handler_archetype{}))>> : std::true_type {};
+
+} // namespace detail
+
+/// True when `T` meets the AsyncTransport requirements (see the file's documentation).
+template <class T>
+struct is_async_transport
+    : std::bool_constant<std::is_copy_constructible<T>::value && detail::transport_has_executor<T>::value &&
+                         detail::transport_has_async_send<T>::value && detail::transport_has_async_stream<T>::value> {};
+
+/// Instantiating this names every AsyncTransport requirement that `T` misses, one
+/// `static_assert` each.
+template <class T>
+struct check_async_transport {
+    static_assert(std::is_copy_constructible<T>::value,
+                  "AsyncTransport requirements not met: T must be copy constructible");
+    static_assert(detail::transport_has_executor<T>::value, "AsyncTransport requirements not met: missing `get_executor()`");
+    static_assert(detail::transport_has_async_send<T>::value,
+                  "AsyncTransport requirements not met: missing `async_send(const http_request&, CompletionToken)` "
+                  "completing with `void(error_code, http_response)`");
+    static_assert(detail::transport_has_async_stream<T>::value,
+                  "AsyncTransport requirements not met: missing `async_stream(const http_request&, stream_callbacks, "
+                  "CompletionToken)` completing with `void(error_code)`");
+    static constexpr bool value = true;
+};
+
 #if SEKUIRE_HAS_CONCEPTS
 /// The Transport requirements as a C++20 concept. The macro below names it in a template head of
 /// your own (`template <SEKUIRE_... T>`), and is plain `class` before C++20.
 template <class T>
 concept transport_policy = is_transport<T>::value;
 #define SEKUIRE_TRANSPORT ::sekuire::transport_policy
+/// The AsyncTransport requirements as a C++20 concept; `SEKUIRE_ASYNC_TRANSPORT` names it in
+/// a template head, and is plain `class` before C++20.
+template <class T>
+concept async_transport_policy = is_async_transport<T>::value;
+#define SEKUIRE_ASYNC_TRANSPORT ::sekuire::async_transport_policy
 #else
 #define SEKUIRE_TRANSPORT class
+#define SEKUIRE_ASYNC_TRANSPORT class
 #endif
 
 } // namespace sekuire
