@@ -18,6 +18,7 @@
 #include <sekuire/error.hpp>
 #include <sekuire/file_store.hpp>
 #include <sekuire/fwd.hpp>
+#include <sekuire/limits.hpp>
 #include <sekuire/log.hpp>
 #include <sekuire/mask.hpp>
 #include <sekuire/platform.hpp>
@@ -168,12 +169,18 @@ struct beacon_options {
     /// Capabilities reported with the bootstrap and every heartbeat.
     std::vector<std::string> capabilities;
 
-    /// Recovery credentials from an earlier bootstrap (ephemeral compute restarts).
+    /// Recovery credentials from an earlier bootstrap (ephemeral compute restarts). When
+    /// none is given, they are taken from `environment` (the seed's restart story:
+    /// `SEKUIRE_INSTALLATION_ID` with `SEKUIRE_REFRESH_TOKEN` and/or `SEKUIRE_RUNTIME_TOKEN`).
     std::string installation_id;
     std::string refresh_token;
     std::string runtime_token;
-    /// Whether the recovery credentials came from the environment (shown in the status).
+    /// Whether the recovery credentials came from the environment (shown in the status
+    /// when they were used). Set by `from_env()` and by the lookup of `environment`.
     bool recovered_from_env = false;
+    /// Where missing recovery credentials are looked up (protocol.md section 8); empty: the
+    /// process environment. A lookup that finds nothing turns this off.
+    env_lookup environment;
     /// Path of a credentials file: with the default `credential_store`, a `file_store`
     /// there is used (set from `SEKUIRE_CREDENTIALS_FILE`).
     std::string credentials_file;
@@ -198,6 +205,11 @@ struct beacon_options {
     std::chrono::milliseconds stop_timeout{2000};
     /// How long `start()` waits for the first pass of the auth chain.
     std::chrono::milliseconds start_timeout{15000};
+    /// The first bootstrap (or recovery) and the registration heartbeat wait a random time
+    /// in [0, startup_jitter), so that a fleet restarted together does not arrive together
+    /// (also `SEKUIRE_STARTUP_JITTER`, seconds). `start()` waits for them as for the rest
+    /// of the first pass; 0 turns it off.
+    std::chrono::milliseconds startup_jitter{std::chrono::seconds(2)};
     /// Backoff of retries (protocol.md section 0 defaults).
     backoff_options backoff;
     /// Source of jitter; empty: seeded from `std::random_device`.
@@ -217,11 +229,60 @@ struct beacon_options {
         o.api_key = e.api_key;
         o.recovered_from_env = e.credentials().has_value();
         if (e.heartbeat_interval) o.heartbeat_interval = *e.heartbeat_interval;
+        o.environment = lookup;
         return o;
     }
 };
 
+/** Checks every duration and size option of `o` against `sekuire::limits` (the ranges the
+    environment and the tools accept too). Returns an empty string when all are valid; else
+    sets `ec` to `errc::invalid_option` and returns a message naming the first option at
+    fault, its allowed range and its value. The beacon's constructors throw that as
+    `sekuire::error`.
+*/
+inline std::string validate(const beacon_options& o, error_code& ec) {
+    ec = {};
+    std::string what;
+    const char* b = "beacon";
+    detail::check_option(b, "heartbeat_interval", o.heartbeat_interval, limits::heartbeat_interval, ec, what);
+    detail::check_option(b, "request_timeout", o.request_timeout, limits::request_timeout, ec, what);
+    detail::check_option(b, "stop_timeout", o.stop_timeout, limits::stop_timeout, ec, what);
+    detail::check_option(b, "start_timeout", o.start_timeout, limits::start_timeout, ec, what);
+    detail::check_option(b, "startup_jitter", o.startup_jitter, limits::startup_jitter, ec, what);
+    detail::check_backoff(b, o.backoff, ec, what);
+    detail::check_transport_options(b, o.transport, ec, what);
+    return what;
+}
+
 namespace detail {
+
+/** Fills missing recovery credentials of `o` (an options struct with `installation_id`,
+    `refresh_token`, `runtime_token`, `recovered_from_env` and `environment`) from the
+    environment: only when the options name none at all, and only when the environment
+    holds an installation id with a refresh or runtime token.
+*/
+template <class Options>
+void recover_from_env(Options& o) {
+    if (!o.installation_id.empty() || !o.refresh_token.empty() || !o.runtime_token.empty()) return;
+    error_code ignored; // an invalid SEKUIRE_HEARTBEAT_INTERVAL is not this function's business
+    const env_settings e = read_env(o.environment ? o.environment : process_env(), ignored);
+    if (const auto c = e.credentials()) {
+        o.installation_id = c->installation_id;
+        o.refresh_token = c->refresh_token;
+        o.runtime_token = c->runtime_token;
+        o.recovered_from_env = true;
+    }
+}
+
+/// Validates `o` (throwing `sekuire::error` with `errc::invalid_option`) and completes its
+/// recovery credentials from the environment.
+inline beacon_options prepare(beacon_options o) {
+    error_code ec;
+    const std::string what = validate(o, ec);
+    throw_invalid_option(ec, what);
+    recover_from_env(o);
+    return o;
+}
 
 /// Builds a default policy from the options when the policy can be built from them.
 template <class Transport>
@@ -323,26 +384,33 @@ public:
         policies.)
     */
     template <class Options = beacon_options, class = std::enable_if_t<std::is_convertible<Options, beacon_options>::value>>
-    explicit basic_beacon(Options options)
-        : basic_beacon(options, detail::make_transport<Transport>(options.api_base_url, options.transport), Clock(),
-                       detail::make_store<CredentialStore>(options.credentials_file), PlatformProbe()) {}
+    explicit basic_beacon(Options options) : basic_beacon(prepared{}, detail::prepare(std::move(options))) {}
 
     /// A beacon over the given policies (copies of handles share state with the caller's).
     basic_beacon(beacon_options options, Transport transport, Clock clock = Clock(),
                  CredentialStore store = CredentialStore(), PlatformProbe probe = PlatformProbe())
-        : options_(std::move(options)), transport_(std::move(transport)), clock_(std::move(clock)),
+        : options_(detail::prepare(std::move(options))), transport_(std::move(transport)), clock_(std::move(clock)),
           store_(std::move(store)), probe_(std::move(probe)), platform_(probe_.probe()),
           random_(options_.random ? options_.random : default_random_source()) {
-        interval_ = std::max<std::chrono::milliseconds>(options_.heartbeat_interval, std::chrono::seconds(1));
+        interval_ = options_.heartbeat_interval;
         auth_backoff_.set_options(options_.backoff);
         refresh_backoff_.set_options(options_.backoff);
-        status_.recovered_from_env = options_.recovered_from_env;
         status_.heartbeat_interval = std::chrono::duration_cast<std::chrono::seconds>(interval_);
     }
 
     basic_beacon(const basic_beacon&) = delete;
     basic_beacon& operator=(const basic_beacon&) = delete;
 
+private:
+    struct prepared {};
+    // Options already checked: the policies are built from them only once they are valid.
+    // (A template, as the options-only constructor is.)
+    template <class Options>
+    basic_beacon(prepared, const Options& options)
+        : basic_beacon(options, detail::make_transport<Transport>(options.api_base_url, options.transport), Clock(),
+                       detail::make_store<CredentialStore>(options.credentials_file), PlatformProbe()) {}
+
+public:
     /// Stops a running beacon (see `stop()`).
     ~basic_beacon() { stop(); }
 
@@ -538,8 +606,11 @@ private:
     void run() noexcept {
         for (;;) {
             const steady_time_point next = step();
+            // The first pass is done once the auth chain was tried (not while the startup
+            // jitter still holds it back).
+            const bool first_pass = phase_ != phase::initial && !(phase_ == phase::auth && !attempted_);
             std::unique_lock<std::mutex> lock(loop_mutex_);
-            if (!first_pass_done_) {
+            if (!first_pass_done_ && first_pass) {
                 first_pass_done_ = true;
                 started_cv_.notify_all();
             }
@@ -599,7 +670,9 @@ private:
     void begin(steady_time_point now) {
         started_at_ = now;
         phase_ = phase::auth;
-        next_at_ = now;
+        // A fleet restarted together spreads its first bootstraps and registrations.
+        next_at_ = now + std::chrono::milliseconds(static_cast<std::int64_t>(
+                             detail::clamp_unit(random_()) * static_cast<double>(options_.startup_jitter.count())));
         error_code ec;
         std::optional<installation_credentials> stored = store_.load(ec);
         if (ec && ec != errc::store_corrupt) {
@@ -624,6 +697,7 @@ private:
             store_.save(c, ec);
             if (ec) record_error(ec, "the credential store cannot be written: " + ec.message());
             stored = c;
+            recovered_from_env_ = options_.recovered_from_env;
             log(log_level::info, "recovering installation " + c.installation_id + " from " +
                                      (options_.recovered_from_env ? "the environment" : "the options"));
         }
@@ -632,6 +706,7 @@ private:
     }
 
     void auth_attempt(steady_time_point now) {
+        attempted_ = true;
         // Permanent failures walk down the chain at once; transient ones wait for a retry.
         for (int guard = 0; guard < 4 && phase_ == phase::auth && now >= next_at_; ++guard) {
             switch (stage_) {
@@ -1314,6 +1389,7 @@ private:
         s.last_error_code = last_error_code_;
         s.heartbeats_sent = heartbeats_;
         s.active_policy_hash = policy_hash_;
+        s.recovered_from_env = recovered_from_env_;
         s.heartbeat_interval = std::chrono::duration_cast<std::chrono::seconds>(interval_);
         s.clock_offset = skew_.offset();
     }
@@ -1355,6 +1431,8 @@ private:
     bool degraded_ = false;
     bool lease_expired_ = false;
     bool install_token_spent_ = false;
+    bool recovered_from_env_ = false; // the credentials in use came from the environment
+    bool attempted_ = false;          // the auth chain was tried once (after the startup jitter)
     bool revoked_ = false;
     std::string revoked_reason_;
     std::optional<std::chrono::milliseconds> shutdown_timeout_;

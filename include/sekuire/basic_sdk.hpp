@@ -52,6 +52,16 @@ struct sdk_options : beacon_options {
     }
 };
 
+/** Checks the options of an SDK: those of its beacon (`validate(const beacon_options&,
+    error_code&)`) and `handler_threads`. Returns an empty string when all are valid; else
+    sets `ec` to `errc::invalid_option` and returns a message naming the option at fault.
+*/
+inline std::string validate(const sdk_options& o, error_code& ec) {
+    std::string what = validate(static_cast<const beacon_options&>(o), ec);
+    detail::check_option("sdk", "handler_threads", o.handler_threads, limits::handler_threads, ec, what);
+    return what;
+}
+
 /** A beacon and its task workers, wired together.
 
     Movable: the parts live behind one pointer, and the callbacks that wire them do not
@@ -74,18 +84,18 @@ public:
     /// (A template only so that an explicit instantiation needs no default-constructible
     /// policies.)
     template <class Options = sdk_options, class = std::enable_if_t<std::is_convertible<Options, sdk_options>::value>>
-    explicit basic_sdk(Options options)
-        : basic_sdk(options, detail::make_transport<Transport>(options.api_base_url, options.transport), Clock(),
-                    detail::make_store<CredentialStore>(options.credentials_file), PlatformProbe(),
-                    default_executor<Executor>(options.handler_threads)) {}
+    explicit basic_sdk(Options options) : basic_sdk(prepared{}, checked(std::move(options))) {}
 
     /// An SDK over the given policies (the workers get copies of the transport, clock,
     /// store and executor handles: they share one handler pool).
     basic_sdk(sdk_options options, Transport transport, Clock clock = Clock(), CredentialStore store = CredentialStore(),
               PlatformProbe probe = PlatformProbe(), Executor executor = default_executor<Executor>(0))
-        : s_(std::make_unique<state>(std::move(options), std::move(transport), std::move(clock), std::move(store),
+        : s_(std::make_unique<state>(checked(std::move(options)), std::move(transport), std::move(clock), std::move(store),
                                      std::move(executor))) {
         state* st = s_.get();
+        // Recovery credentials from the environment, once, for the beacon and (with
+        // auto_heartbeat off) the workers.
+        detail::recover_from_env(st->options);
         // Every callback the SDK hands to its parts marks its thread as inside the SDK
         // (see shutdown()).
         beacon_options bo = st->options;
@@ -120,6 +130,24 @@ public:
         st->beacon = std::make_unique<beacon_type>(std::move(bo), st->transport, st->clock, st->store, std::move(probe));
     }
 
+private:
+    struct prepared {};
+    // Options already checked: the policies (the handler pool) are built only from valid ones.
+    // (A template, as the options-only constructor is.)
+    template <class Options>
+    basic_sdk(prepared, const Options& options)
+        : basic_sdk(options, detail::make_transport<Transport>(options.api_base_url, options.transport), Clock(),
+                    detail::make_store<CredentialStore>(options.credentials_file), PlatformProbe(),
+                    default_executor<Executor>(options.handler_threads)) {}
+
+    static sdk_options checked(sdk_options o) {
+        error_code ec;
+        const std::string what = validate(o, ec);
+        detail::throw_invalid_option(ec, what);
+        return o;
+    }
+
+public:
     /// From the `SEKUIRE_*` environment, with the default policies. (A template only so
     /// that an explicit instantiation needs no default-constructible policies.)
     template <class Sdk = basic_sdk>
@@ -209,6 +237,10 @@ public:
         if (options.workspace_id.empty()) options.workspace_id = o.workspace_id;
         if (!options.logger) options.logger = o.logger;
         options.install_token.clear();
+        // The SDK's beacon spread the start and read the environment already: its workers
+        // take their credentials from the shared store, at once.
+        options.startup_jitter = std::chrono::milliseconds(0);
+        options.environment = [](const char*) -> std::optional<std::string> { return std::nullopt; };
         if (!o.auto_heartbeat && options.installation_id.empty()) {
             // No beacon puts credentials in the store: the worker starts from those given.
             options.installation_id = o.installation_id;

@@ -20,6 +20,7 @@
 #include <sekuire/error.hpp>
 #include <sekuire/executor.hpp>
 #include <sekuire/fwd.hpp>
+#include <sekuire/limits.hpp>
 #include <sekuire/log.hpp>
 #include <sekuire/mask.hpp>
 #include <sekuire/policy_gateway.hpp>
@@ -126,6 +127,8 @@ struct worker_status {
     std::string installation_id;
     /// The runtime token, masked.
     std::string runtime_token;
+    /// True when the credentials in use came from the environment.
+    bool recovered_from_env = false;
     bool stream_connected = false;
     std::uint64_t stream_connects = 0;
     std::string last_event_id;
@@ -178,6 +181,13 @@ struct worker_options {
     std::string runtime_token;
     std::string installation_id;
     std::string refresh_token;
+    /// Whether the recovery credentials came from the environment (set by `from_env()` and
+    /// by the lookup of `environment`).
+    bool recovered_from_env = false;
+    /// Where recovery credentials are looked up when the options give none (no installation
+    /// id, runtime or refresh token, nor a `token_provider`): `SEKUIRE_INSTALLATION_ID`,
+    /// `SEKUIRE_REFRESH_TOKEN`, `SEKUIRE_RUNTIME_TOKEN`. Empty: the process environment.
+    env_lookup environment;
     /// Supplies the runtime token for each request (overrides the stored one).
     std::function<std::optional<std::string>()> token_provider;
     /// The platform sent when this worker bootstraps on its own with the install token
@@ -209,6 +219,11 @@ struct worker_options {
     std::chrono::milliseconds stream_idle_timeout{protocol::timing::stream_idle_timeout};
     /// How long `start()` waits for the first authentication.
     std::chrono::milliseconds start_timeout{std::chrono::seconds(15)};
+    /// The first authentication and stream connection wait a random time in
+    /// [0, startup_jitter), so that a fleet restarted together does not arrive together
+    /// (also `SEKUIRE_STARTUP_JITTER`, seconds). Workers created by an SDK take none (its
+    /// beacon spread the start already).
+    std::chrono::milliseconds startup_jitter{std::chrono::seconds(2)};
     backoff_options backoff;
     random_source random;
     log_handler logger;
@@ -222,10 +237,50 @@ struct worker_options {
     static worker_options from_env() { return from_env(process_env()); }
     static worker_options from_env(const env_lookup& lookup) {
         worker_options o;
-        detail::apply_common_env(read_env(lookup), o);
+        const env_settings e = read_env(lookup);
+        detail::apply_common_env(e, o);
+        o.recovered_from_env = e.credentials().has_value();
+        o.environment = lookup;
         return o;
     }
 };
+
+/** Checks every duration and size option of `o` against `sekuire::limits` (see
+    `validate(const beacon_options&, error_code&)`). Returns an empty string when all are
+    valid; else sets `ec` to `errc::invalid_option` and returns a message naming the first
+    option at fault, its range and its value.
+*/
+inline std::string validate(const worker_options& o, error_code& ec) {
+    ec = {};
+    std::string what;
+    const char* w = "worker";
+    detail::check_option(w, "heartbeat_interval", o.heartbeat_interval, limits::worker_heartbeat_interval, ec, what);
+    detail::check_option(w, "max_concurrent_handlers", o.max_concurrent_handlers, limits::max_concurrent_handlers, ec,
+                         what);
+    detail::check_option(w, "max_queued_tasks", o.max_queued_tasks, limits::max_queued_tasks, ec, what);
+    detail::check_option(w, "max_pending_results", o.max_pending_results, limits::max_pending_results, ec, what);
+    detail::check_option(w, "handler_timeout", o.handler_timeout, limits::handler_timeout, ec, what);
+    detail::check_option(w, "drain_timeout", o.drain_timeout, limits::drain_timeout, ec, what);
+    detail::check_option(w, "request_timeout", o.request_timeout, limits::request_timeout, ec, what);
+    detail::check_option(w, "stream_idle_timeout", o.stream_idle_timeout, limits::stream_idle_timeout, ec, what);
+    detail::check_option(w, "start_timeout", o.start_timeout, limits::start_timeout, ec, what);
+    detail::check_option(w, "startup_jitter", o.startup_jitter, limits::startup_jitter, ec, what);
+    detail::check_backoff(w, o.backoff, ec, what);
+    detail::check_transport_options(w, o.transport, ec, what);
+    return what;
+}
+
+namespace detail {
+/// Validates `o` (throwing `sekuire::error` with `errc::invalid_option`) and completes its
+/// recovery credentials from the environment when it names none.
+inline worker_options prepare(worker_options o) {
+    error_code ec;
+    const std::string what = validate(o, ec);
+    throw_invalid_option(ec, what);
+    if (!o.token_provider) recover_from_env(o);
+    return o;
+}
+} // namespace detail
 
 /** The TaskWorker: receives tasks on the task stream, runs the handler registered for each
     task's capability, and reports every result.
@@ -263,24 +318,31 @@ public:
     /// (A template only so that an explicit instantiation needs no default-constructible
     /// policies.)
     template <class Options = worker_options, class = std::enable_if_t<std::is_convertible<Options, worker_options>::value>>
-    explicit basic_worker(Options options)
-        : basic_worker(options, detail::make_transport<Transport>(options.api_base_url, options.transport), Clock(),
-                       detail::make_store<CredentialStore>(options.credentials_file), make_executor(options)) {}
+    explicit basic_worker(Options options) : basic_worker(prepared{}, detail::prepare(std::move(options))) {}
 
     /// A worker over the given policies.
     basic_worker(worker_options options, Transport transport, Clock clock = Clock(),
                  CredentialStore store = CredentialStore(), Executor executor = Executor())
-        : options_(std::move(options)), transport_(std::move(transport)), clock_(std::move(clock)),
+        : options_(detail::prepare(std::move(options))), transport_(std::move(transport)), clock_(std::move(clock)),
           store_(std::move(store)), executor_(std::move(executor)),
           random_(options_.random ? options_.random : default_random_source()) {
-        if (options_.max_concurrent_handlers == 0) options_.max_concurrent_handlers = 1;
-        if (options_.heartbeat_interval < std::chrono::seconds(1)) options_.heartbeat_interval = std::chrono::seconds(1);
         stream_backoff_.set_options(options_.backoff);
         session_backoff_.set_options(options_.backoff);
     }
 
     basic_worker(const basic_worker&) = delete;
     basic_worker& operator=(const basic_worker&) = delete;
+
+private:
+    struct prepared {};
+    // Options already checked: the policies are built from them only once they are valid.
+    // (A template, as the options-only constructor is.)
+    template <class Options>
+    basic_worker(prepared, const Options& options)
+        : basic_worker(options, detail::make_transport<Transport>(options.api_base_url, options.transport), Clock(),
+                       detail::make_store<CredentialStore>(options.credentials_file), make_executor(options)) {}
+
+public:
 
     /// Stops the worker (see `stop()`).
     ~basic_worker() {
@@ -520,8 +582,9 @@ public:
             next = clock_.steady_now() + std::chrono::seconds(1);
         }
         {
+            // The first step is done once it got past the startup jitter.
             std::lock_guard<std::mutex> lock(mutex_);
-            if (!first_step_done_) {
+            if (!first_step_done_ && start_at_ && clock_.steady_now() >= *start_at_) {
                 first_step_done_ = true;
                 start_cv_.notify_all();
             }
@@ -710,6 +773,8 @@ private:
                 if (ec) set_error(ec, "the credential store cannot be written: " + ec.message());
                 ec = {};
                 c = seeded;
+                std::lock_guard<std::mutex> lock(mutex_);
+                status_.recovered_from_env = options_.recovered_from_env;
             } else if (!options_.install_token.empty() && !install_token_spent_) {
                 c = bootstrap(ec);
                 if (!c) return std::nullopt;
@@ -900,6 +965,7 @@ private:
             revoked = revoked_;
         }
         if (!draining && !session_ready_) {
+            if (now < start_at(now)) return start_at(now);
             if (now < session_retry_at_) return session_retry_at_;
             error_code ec;
             if (session(ec)) {
@@ -944,6 +1010,16 @@ private:
         for (const auto& r : results_) next = std::min(next, std::max(r.second.next_try, now + std::chrono::milliseconds(1)));
         if (stream_open_) next = std::min(next, last_byte_at_ + options_.stream_idle_timeout);
         return next;
+    }
+
+    // When the worker may first authenticate and connect: its first step plus the startup
+    // jitter, drawn once.
+    steady_time_point start_at(steady_time_point now) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (!start_at_)
+            start_at_ = now + std::chrono::milliseconds(static_cast<std::int64_t>(
+                                  detail::clamp_unit(random_()) * static_cast<double>(options_.startup_jitter.count())));
+        return *start_at_;
     }
 
     steady_time_point drain_deadline() const {
@@ -1311,6 +1387,7 @@ private:
             std::lock_guard<std::mutex> lock(mutex_);
             if (shutting_down_ || finished_) return steady_time_point::max();
         }
+        if (now < start_at(now)) return start_at(now);
         if (now < next_connect_at_) return next_connect_at_;
         error_code ec;
         auto c = session(ec);
@@ -1810,6 +1887,7 @@ private:
     bool stream_open_ = false;
     bool idle_cut_ = false;
     bool credentials_exhausted_ = false; // no way left to authenticate
+    std::optional<steady_time_point> start_at_; // the first step plus the startup jitter
 
     std::string last_event_id_;
     std::optional<installation_credentials> last_session_;

@@ -44,6 +44,7 @@ struct env_settings {
     std::string runtime_token;
     std::string credentials_file;
     std::optional<std::chrono::seconds> heartbeat_interval;
+    std::optional<std::chrono::seconds> startup_jitter;
 
     /// The recovery credentials given by the environment, when there is an installation id
     /// and a refresh or runtime token.
@@ -57,13 +58,36 @@ struct env_settings {
     }
 };
 
+namespace detail {
+// A whole number of seconds in [lo, hi] from the variable `name`; on failure sets `ec` and
+// `what` (naming the variable, its range, and the value when it is a number: anything
+// else is not echoed, it might be a misplaced secret). Keeps a first failure.
+inline std::optional<std::chrono::seconds> env_seconds(const char* name, const std::string& v, std::int64_t lo,
+                                                       std::int64_t hi, error_code& ec, std::string& what) {
+    if (v.empty()) return std::nullopt;
+    const bool digits = v.size() <= 18 && v.find_first_not_of("0123456789") == std::string::npos;
+    std::int64_t n = 0;
+    if (digits)
+        for (char c : v) n = n * 10 + (c - '0');
+    if (digits && n >= lo && n <= hi) return std::chrono::seconds(n);
+    if (!ec) {
+        ec = errc::invalid_option;
+        what = std::string(name) + " must be a whole number of seconds from " + std::to_string(lo) + " to " +
+               std::to_string(hi) + (digits ? " (got " + v + ")" : " (got something else)");
+    }
+    return std::nullopt;
+}
+} // namespace detail
+
 /** Reads the settings through `lookup`.
 
-    `SEKUIRE_HEARTBEAT_INTERVAL` must be a whole number of seconds from 1 to 86400;
-    anything else sets `ec` to `errc::invalid_option` (the variable's value is not echoed:
-    it might be a misplaced secret). Values are trimmed of surrounding white space.
+    `SEKUIRE_HEARTBEAT_INTERVAL` must be a whole number of seconds from 1 to 86400 and
+    `SEKUIRE_STARTUP_JITTER` one from 0 to 300 (the ranges of `sekuire::limits`); anything
+    else sets `ec` to `errc::invalid_option` and `what` (when given) to a message naming
+    the variable and its range (a value that is not a number is not echoed: it might be a
+    misplaced secret). Values are trimmed of surrounding white space.
 */
-inline env_settings read_env(const env_lookup& lookup, error_code& ec) {
+inline env_settings read_env(const env_lookup& lookup, error_code& ec, std::string* what = nullptr) {
     ec = {};
     env_settings s;
     auto get = [&](const char* name) -> std::string {
@@ -85,20 +109,10 @@ inline env_settings read_env(const env_lookup& lookup, error_code& ec) {
     s.refresh_token = get(e::refresh_token);
     s.runtime_token = get(e::runtime_token);
     s.credentials_file = get(e::credentials_file);
-    const std::string interval = get(e::heartbeat_interval);
-    if (!interval.empty()) {
-        std::int64_t v = 0;
-        bool ok = interval.size() <= 6;
-        for (char c : interval) {
-            if (c < '0' || c > '9') ok = false;
-            if (ok) v = v * 10 + (c - '0');
-        }
-        if (!ok || v < 1 || v > 86400) {
-            ec = errc::invalid_option;
-        } else {
-            s.heartbeat_interval = std::chrono::seconds(v);
-        }
-    }
+    std::string message;
+    s.heartbeat_interval = detail::env_seconds(e::heartbeat_interval, get(e::heartbeat_interval), 1, 86400, ec, message);
+    s.startup_jitter = detail::env_seconds(e::startup_jitter, get(e::startup_jitter), 0, 300, ec, message);
+    if (what) *what = std::move(message);
     return s;
 }
 
@@ -114,15 +128,16 @@ void apply_common_env(const env_settings& e, Options& o) {
     o.refresh_token = e.refresh_token;
     o.runtime_token = e.runtime_token;
     o.credentials_file = e.credentials_file;
+    if (e.startup_jitter) o.startup_jitter = *e.startup_jitter;
 }
 } // namespace detail
 
 /// Reads the settings; throws `sekuire::error` naming the variable on an invalid value.
 inline env_settings read_env(const env_lookup& lookup) {
     error_code ec;
-    env_settings s = read_env(lookup, ec);
-    if (ec)
-        throw error(ec, std::string(protocol::env::heartbeat_interval) + " must be a whole number of seconds from 1 to 86400");
+    std::string what;
+    env_settings s = read_env(lookup, ec, &what);
+    if (ec) throw error(ec, what);
     return s;
 }
 

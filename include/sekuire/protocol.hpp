@@ -114,6 +114,8 @@ inline constexpr const char* refresh_token = "SEKUIRE_REFRESH_TOKEN";
 inline constexpr const char* runtime_token = "SEKUIRE_RUNTIME_TOKEN";
 inline constexpr const char* heartbeat_interval = "SEKUIRE_HEARTBEAT_INTERVAL";
 inline constexpr const char* credentials_file = "SEKUIRE_CREDENTIALS_FILE";
+/// Not in Sekuire's documentation: the startup jitter of this SDK, in seconds.
+inline constexpr const char* startup_jitter = "SEKUIRE_STARTUP_JITTER";
 } // namespace env
 
 /// Error codes carried in error bodies (`{"error": {"code": ...}}`).

@@ -130,6 +130,8 @@ struct env {
     /// (0: beats exactly on the interval; 0.5: backoff delays are half their bound).
     sekuire::beacon_options options(double jitter = 0.5) {
         sekuire::beacon_options o;
+    o.startup_jitter = std::chrono::milliseconds(0);
+        o.startup_jitter = std::chrono::milliseconds(0);
         o.api_base_url = backend.url();
         o.agent_id = agent;
         o.install_token = install_token;
@@ -740,6 +742,7 @@ BOOST_AUTO_TEST_CASE(the_real_beacon_on_its_thread_and_the_system_clock) {
     st::mock_backend backend{mo};
     backend.start();
     sekuire::beacon_options o;
+    o.startup_jitter = std::chrono::milliseconds(0);
     o.api_base_url = backend.url();
     o.agent_id = agent;
     o.install_token = backend.create_install_token();

@@ -181,6 +181,7 @@ st::mock_backend_options backend_options() {
 
 sekuire::worker_options worker_options_for(const std::string& url, const std::string& install_token, log_sink& log) {
     sekuire::worker_options o;
+    o.startup_jitter = std::chrono::milliseconds(0);
     o.api_base_url = url;
     o.agent_id = agent_id;
     o.install_token = install_token;
@@ -430,6 +431,7 @@ struct shared_env {
 
     void make() {
         sekuire::beacon_options bo;
+        bo.startup_jitter = std::chrono::milliseconds(0);
         bo.api_base_url = backend.url();
         bo.agent_id = agent_id;
         bo.install_token = std::string(st::mock_default_install_token);
@@ -443,6 +445,7 @@ struct shared_env {
                                                  store, st::fixed_probe{});
 
         sekuire::worker_options wo;
+        wo.startup_jitter = std::chrono::milliseconds(0);
         wo.api_base_url = backend.url();
         wo.agent_id = agent_id;
         wo.workspace_id = workspace;

@@ -178,6 +178,7 @@ BOOST_AUTO_TEST_CASE(each_missing_requirement_is_detected) {
 BOOST_AUTO_TEST_CASE(a_beacon_on_archetypes_runs) {
     using namespace archetypes;
     sekuire::beacon_options o;
+    o.startup_jitter = std::chrono::milliseconds(0);
     o.agent_id = "a";
     o.install_token = "skt_0123456789abcdef0123";
     o.random = [] { return 0.5; };

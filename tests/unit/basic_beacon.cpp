@@ -17,6 +17,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <filesystem>
+#include <map>
 #include <future>
 #include <thread>
 
@@ -1849,6 +1850,148 @@ BOOST_FIXTURE_TEST_CASE(an_unwritable_store_never_spends_the_install_token, fixt
     BOOST_TEST_REQUIRE(saved.has_value());
     BOOST_TEST(saved->refresh_token == refresh_1);
     b.stop();
+}
+
+// ---- restart recovery from the environment (issue 10, item 9) ---------------------------
+
+namespace {
+sekuire::env_lookup env_of(std::map<std::string, std::string> vars) {
+    return [vars](const char* name) -> std::optional<std::string> {
+        auto it = vars.find(name);
+        if (it == vars.end()) return std::nullopt;
+        return it->second;
+    };
+}
+} // namespace
+
+// The seed: "On restart, set SEKUIRE_INSTALLATION_ID + SEKUIRE_REFRESH_TOKEN; Beacon recovers
+// without consuming a new install token". Its program builds the options by hand (with its
+// now-spent install token, or without one); the recovery credentials come from the
+// environment all the same.
+BOOST_FIXTURE_TEST_CASE(a_restart_recovers_from_the_environment_without_an_install_token, fixture) {
+    for (const bool with_spent_token : {true, false}) {
+        BOOST_TEST_CONTEXT("with the spent install token: " << with_spent_token) {
+            transport.clear_scripts();
+            transport.on(http_method::post, bootstrap_path).respond(409, error_body("install_token_used"));
+            script_refresh_ok(runtime_2);
+            script_heartbeat_ok();
+            store = sekuire::memory_store{};
+            const auto bootstraps_before = bootstraps(), refreshes_before = refreshes();
+            auto o = options();
+            if (!with_spent_token) o.install_token.clear();
+            o.environment = env_of({{"SEKUIRE_INSTALLATION_ID", installation}, {"SEKUIRE_REFRESH_TOKEN", refresh_1}});
+            auto& b = make(o);
+            b.step();
+            BOOST_TEST(bootstraps() == bootstraps_before); // the install token is never spent
+            BOOST_TEST(refreshes() == refreshes_before + 1);
+            BOOST_TEST(b.is_connected());
+            const auto st = b.get_status();
+            BOOST_TEST(st.recovered_from_env);
+            BOOST_TEST(st.installation_id == installation);
+            BOOST_TEST(!st.degraded_mode);
+            beacon.reset();
+        }
+    }
+}
+
+BOOST_FIXTURE_TEST_CASE(a_runtime_token_from_the_environment_is_tried_first, fixture) {
+    script_heartbeat_ok();
+    auto o = options();
+    o.environment = env_of({{"SEKUIRE_INSTALLATION_ID", installation},
+                            {"SEKUIRE_REFRESH_TOKEN", refresh_1},
+                            {"SEKUIRE_RUNTIME_TOKEN", runtime_1}});
+    auto& b = make(o);
+    b.step();
+    BOOST_TEST(refreshes() == 0u);
+    BOOST_TEST(bootstraps() == 0u);
+    BOOST_TEST_REQUIRE(heartbeats() == 1u);
+    BOOST_TEST(bearer(transport.requests(http_method::post, heartbeat_path).front()) == runtime_1);
+    BOOST_TEST(b.get_status().recovered_from_env);
+}
+
+BOOST_FIXTURE_TEST_CASE(the_environment_fills_only_what_the_options_leave_out, fixture) {
+    // Options with credentials of their own: the environment is not read.
+    script_refresh_ok(runtime_2);
+    script_heartbeat_ok();
+    auto o = options();
+    o.installation_id = installation;
+    o.refresh_token = refresh_1;
+    o.environment = env_of({{"SEKUIRE_INSTALLATION_ID", "inst_other"}, {"SEKUIRE_REFRESH_TOKEN", "rt_other"}});
+    auto& b = make(o);
+    b.step();
+    BOOST_TEST(b.get_status().installation_id == installation);
+    BOOST_TEST(!b.get_status().recovered_from_env);
+    // An installation id alone (what sekuire-run gives its command) is no recovery.
+    beacon.reset();
+    store = sekuire::memory_store{};
+    script_bootstrap_ok();
+    auto o2 = options();
+    o2.environment = env_of({{"SEKUIRE_INSTALLATION_ID", "inst_other"}});
+    auto& b2 = make(o2);
+    b2.step();
+    BOOST_TEST(bootstraps() == 1u);
+    BOOST_TEST(!b2.get_status().recovered_from_env);
+}
+
+BOOST_FIXTURE_TEST_CASE(a_store_that_holds_credentials_wins_over_the_environment, fixture) {
+    sekuire::installation_credentials c;
+    c.installation_id = installation;
+    c.refresh_token = refresh_1;
+    c.runtime_token = runtime_1;
+    sekuire::error_code ec;
+    store.save(c, ec);
+    script_heartbeat_ok();
+    auto o = options();
+    o.environment = env_of({{"SEKUIRE_INSTALLATION_ID", "inst_stale"}, {"SEKUIRE_REFRESH_TOKEN", "rt_stale"}});
+    auto& b = make(o);
+    b.step();
+    BOOST_TEST(b.get_status().installation_id == installation);
+    BOOST_TEST(!b.get_status().recovered_from_env); // the store's credentials are in use
+}
+
+// ---- startup jitter (issue 10, item 11) ---------------------------------------------------
+
+BOOST_FIXTURE_TEST_CASE(the_first_bootstrap_waits_the_startup_jitter, fixture) {
+    script_bootstrap_ok();
+    script_heartbeat_ok();
+    auto o = options();
+    o.startup_jitter = 4s;
+    o.random = [] { return 0.5; };
+    auto& b = make(o);
+    const auto next = b.step();
+    BOOST_TEST(bootstraps() == 0u);
+    BOOST_TEST(heartbeats() == 0u);
+    BOOST_TEST(std::chrono::duration_cast<std::chrono::milliseconds>(next - clock.steady_now()).count() == 2000);
+    BOOST_TEST(!b.get_status().degraded_mode);
+    clock.advance_to(next);
+    b.step();
+    BOOST_TEST(bootstraps() == 1u);
+    BOOST_TEST(heartbeats() == 1u); // the registration heartbeat comes with it
+    BOOST_TEST(b.is_connected());
+}
+
+BOOST_AUTO_TEST_CASE(a_fleet_started_together_spreads_over_the_jitter_window) {
+    st::fake_clock clock;
+    st::fake_transport transport;
+    transport.on(http_method::post, bootstrap_path).respond(503, "");
+    std::vector<std::int64_t> firsts;
+    for (std::uint64_t i = 0; i < 50; ++i) {
+        sekuire::beacon_options o;
+        o.agent_id = "agent";
+        o.install_token = install_token;
+        o.startup_jitter = 5s;
+        o.random = sekuire::make_random_source(1000 + i);
+        o.environment = [](const char*) -> std::optional<std::string> { return std::nullopt; };
+        test_beacon b(o, transport, clock, sekuire::memory_store{}, st::fixed_probe{});
+        const auto next = b.step();
+        firsts.push_back(std::chrono::duration_cast<std::chrono::milliseconds>(next - clock.steady_now()).count());
+    }
+    BOOST_TEST(transport.count(http_method::post, bootstrap_path) == 0u); // none at once
+    std::sort(firsts.begin(), firsts.end());
+    BOOST_TEST(firsts.front() >= 0);
+    BOOST_TEST(firsts.back() < 5000);
+    BOOST_TEST(firsts.back() - firsts.front() > 3000); // spread over most of the window
+    BOOST_TEST(static_cast<int>(std::unique(firsts.begin(), firsts.end()) - firsts.begin()) > 45);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

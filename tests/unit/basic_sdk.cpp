@@ -60,6 +60,8 @@ struct fixture {
         transport.on(http_method::get, proto::path::active_policy("ws_sdk")).respond(200, policy("h0"));
         transport.on_prefix(http_method::post, std::string(proto::path::tasks_prefix)).respond(200, R"({"accepted":true})");
         sekuire::sdk_options o;
+    o.startup_jitter = std::chrono::milliseconds(0);
+        o.startup_jitter = std::chrono::milliseconds(0);
         o.agent_id = "agent-sdk";
         o.install_token = "skt_sdk_0123456789abcdefghijklmnop";
         o.workspace_id = "ws_sdk";
@@ -254,6 +256,7 @@ BOOST_FIXTURE_TEST_CASE(shutdown_starts_every_workers_drain_before_waiting_for_a
 BOOST_FIXTURE_TEST_CASE(policy_hash_from_the_beacon_makes_the_worker_fetch, fixture) {
     sdk->beacon().step();
     sekuire::worker_options wo;
+    wo.startup_jitter = std::chrono::milliseconds(0);
     wo.heartbeat_interval = 10min; // so that only the beacon can tell the worker
     auto& w = sdk->create_task_worker(wo);
     w.step(); // initial fetch: h0
@@ -421,6 +424,7 @@ BOOST_AUTO_TEST_CASE(shutdown_from_a_status_callback_during_start_is_carried_out
     script_bootstrap(transport, clock);
     transport.on(http_method::post, heartbeat_path).respond(200, R"({"lease_renewed":true})");
     sekuire::sdk_options o;
+    o.startup_jitter = std::chrono::milliseconds(0);
     o.agent_id = "agent-sdk";
     o.install_token = "skt_sdk_0123456789abcdefghijklmnop";
     o.random = [] { return 0.0; };
@@ -461,6 +465,7 @@ BOOST_AUTO_TEST_CASE(without_auto_heartbeat_workers_use_the_credentials_given) {
     sekuire::memory_store store;
     transport.on(http_method::post, worker_heartbeat_path).respond(200, R"({"active_policy_hash":"h0"})");
     sekuire::sdk_options o;
+    o.startup_jitter = std::chrono::milliseconds(0);
     o.agent_id = "agent-sdk";
     o.auto_heartbeat = false;
     o.installation_id = installation;
@@ -478,6 +483,7 @@ BOOST_AUTO_TEST_CASE(without_auto_heartbeat_workers_use_the_credentials_given) {
 
 BOOST_FIXTURE_TEST_CASE(a_worker_with_another_base_url_is_refused, fixture) {
     sekuire::worker_options o;
+    o.startup_jitter = std::chrono::milliseconds(0);
     o.api_base_url = "http://127.0.0.1:1";
     try {
         sdk->create_task_worker(o);
@@ -490,6 +496,7 @@ BOOST_FIXTURE_TEST_CASE(a_worker_with_another_base_url_is_refused, fixture) {
 
 BOOST_FIXTURE_TEST_CASE(a_user_metrics_callback_replaces_the_workers_sum, fixture) {
     sekuire::sdk_options o;
+    o.startup_jitter = std::chrono::milliseconds(0);
     o.agent_id = "agent-sdk";
     o.install_token = "skt_sdk_0123456789abcdefghijklmnop";
     o.random = [] { return 0.0; };

@@ -995,6 +995,7 @@ BOOST_FIXTURE_TEST_CASE(tokens_refreshed_by_either_holder_are_seen_by_the_other,
     });
     auto& w = make();
     sekuire::beacon_options bo;
+    bo.startup_jitter = std::chrono::milliseconds(0);
     bo.installation_id = installation;
     bo.refresh_token = refresh_1;
     bo.runtime_token = runtime_1;
@@ -1096,6 +1097,7 @@ BOOST_AUTO_TEST_CASE(a_rotated_refresh_token_survives_a_failed_save_in_the_worke
     transport.on(http_method::post, worker_heartbeat_path).respond(200, R"({"active_policy_hash":"h0","command":null})");
     std::vector<std::string> logs;
     sekuire::worker_options o;
+    o.startup_jitter = std::chrono::milliseconds(0);
     o.workspace_id = "ws_test";
     o.random = [] { return 0.0; };
     o.logger = [&](sekuire::log_level, std::string_view m) { logs.emplace_back(m); };
@@ -1207,6 +1209,7 @@ BOOST_AUTO_TEST_CASE(stop_from_a_handler_lets_that_handler_report_its_result) {
     s.hold_open = true;
     transport.on_stream(stream_path, s);
     sekuire::worker_options o;
+    o.startup_jitter = std::chrono::milliseconds(0);
     o.installation_id = installation;
     o.runtime_token = runtime_1;
     o.workspace_id = "ws_test";
@@ -1254,6 +1257,7 @@ sekuire::worker_options script_one_task(st::fake_transport& transport) {
     s.chunks = {task_event(make_task("t_1", "summarize"))};
     transport.on_stream(stream_path, s);
     sekuire::worker_options o;
+    o.startup_jitter = std::chrono::milliseconds(0);
     o.installation_id = installation;
     o.runtime_token = runtime_1;
     o.workspace_id = "ws_test";
@@ -1485,6 +1489,53 @@ BOOST_AUTO_TEST_CASE(stop_callbacks_of_handlers_may_call_back_into_the_worker) {
 }
 
 
+// Issue 10, item 9, for the worker's order: recovery credentials missing from the options
+// come from the environment.
+BOOST_FIXTURE_TEST_CASE(a_worker_recovers_from_the_environment, fixture) {
+    auto o = options();
+    o.installation_id.clear();
+    o.runtime_token.clear();
+    o.refresh_token.clear();
+    o.environment = [](const char* name) -> std::optional<std::string> {
+        const std::string n = name;
+        if (n == "SEKUIRE_INSTALLATION_ID") return installation;
+        if (n == "SEKUIRE_RUNTIME_TOKEN") return runtime_1;
+        if (n == "SEKUIRE_REFRESH_TOKEN") return refresh_1;
+        return std::nullopt;
+    };
+    auto& w = make(o);
+    w.on_task("summarize", echo);
+    stream({task_event(make_task("env1", "summarize"))});
+    w.step();
+    connect();
+    const auto streams = stream_requests();
+    BOOST_TEST_REQUIRE(streams.size() == 1u);
+    BOOST_TEST(header(streams[0], "Authorization") == "Bearer " + runtime_1);
+    BOOST_TEST(completions().size() == 1u);
+    const auto st = w.get_status();
+    BOOST_TEST(st.recovered_from_env);
+    BOOST_TEST(st.installation_id == installation);
+}
+
+// Issue 10, item 11: the first authentication and connection wait the startup jitter.
+BOOST_FIXTURE_TEST_CASE(a_worker_waits_the_startup_jitter, fixture) {
+    auto o = options();
+    o.startup_jitter = 4s;
+    o.random = [] { return 0.5; };
+    auto& w = make(o);
+    w.on_task("summarize", echo);
+    stream({task_event(make_task("late", "summarize"))});
+    const auto next = w.step();
+    BOOST_TEST(std::chrono::duration_cast<std::chrono::milliseconds>(next - clock.steady_now()).count() == 2000);
+    BOOST_TEST((connect() == next)); // the stream waits for the same moment
+    BOOST_TEST(transport.requests().empty());
+    clock.advance_to(next);
+    w.step();
+    connect();
+    BOOST_TEST(worker_heartbeats().size() == 1u);
+    BOOST_TEST(completions().size() == 1u);
+}
+
 // ---- the worker's authentication (issue 10) ----------------------------------------------
 
 namespace {
@@ -1532,6 +1583,7 @@ BOOST_AUTO_TEST_CASE(a_worker_never_spends_the_install_token_on_an_unwritable_st
     st::fake_clock clock;
     st::fake_transport transport;
     sekuire::worker_options o;
+    o.startup_jitter = std::chrono::milliseconds(0);
     o.agent_id = "agent-0123";
     o.install_token = worker_install_token;
     o.fetch_policy = false;

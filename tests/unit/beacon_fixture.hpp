@@ -15,6 +15,7 @@
 #include <chrono>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -81,6 +82,8 @@ struct fixture {
 
     sekuire::beacon_options options() {
         sekuire::beacon_options o;
+        o.startup_jitter = 0ms; // the tests time the start
+        o.environment = [](const char*) -> std::optional<std::string> { return std::nullopt; }; // hermetic
         o.agent_id = "agent-0123";
         o.install_token = install_token;
         o.capabilities = {"summarize", "classify"};

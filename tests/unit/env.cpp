@@ -75,6 +75,25 @@ BOOST_AUTO_TEST_CASE(invalid_heartbeat_interval_is_an_error_that_does_not_echo_t
     BOOST_TEST(!ec);
 }
 
+// Issue 10, item 12: the message names the variable and its range, and the value when it
+// is a number (anything else might be a misplaced secret).
+BOOST_AUTO_TEST_CASE(invalid_numbers_are_named_with_their_range) {
+    std::string what;
+    sekuire::error_code ec;
+    sekuire::read_env(env_from({{"SEKUIRE_HEARTBEAT_INTERVAL", "86401"}}), ec, &what);
+    BOOST_TEST(what == "SEKUIRE_HEARTBEAT_INTERVAL must be a whole number of seconds from 1 to 86400 (got 86401)");
+    sekuire::read_env(env_from({{"SEKUIRE_STARTUP_JITTER", "skt_secret"}}), ec, &what);
+    BOOST_TEST((ec == sekuire::errc::invalid_option));
+    BOOST_TEST(what == "SEKUIRE_STARTUP_JITTER must be a whole number of seconds from 0 to 300 (got something else)");
+    const auto s = sekuire::read_env(env_from({{"SEKUIRE_STARTUP_JITTER", "0"}}), ec, &what);
+    BOOST_TEST(!ec);
+    BOOST_TEST_REQUIRE(s.startup_jitter.has_value());
+    BOOST_TEST(s.startup_jitter->count() == 0);
+    BOOST_TEST(sekuire::read_env(env_from({{"SEKUIRE_STARTUP_JITTER", "300"}}), ec).startup_jitter->count() == 300);
+    sekuire::read_env(env_from({{"SEKUIRE_STARTUP_JITTER", "301"}}), ec);
+    BOOST_TEST((ec == sekuire::errc::invalid_option));
+}
+
 BOOST_AUTO_TEST_CASE(process_env_reads_the_real_environment) {
     ::setenv("SEKUIRE_TEST_PROBE_VAR", "yes", 1);
     const auto v = sekuire::process_env()("SEKUIRE_TEST_PROBE_VAR");

@@ -14,6 +14,7 @@
 #include <chrono>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -95,6 +96,8 @@ struct basic_fixture {
 
     sekuire::worker_options options() {
         sekuire::worker_options o;
+        o.startup_jitter = 0ms; // the tests time the start
+        o.environment = [](const char*) -> std::optional<std::string> { return std::nullopt; }; // hermetic
         o.installation_id = installation;
         o.runtime_token = runtime_1;
         o.refresh_token = refresh_1;
