@@ -130,7 +130,6 @@ struct env {
     /// (0: beats exactly on the interval; 0.5: backoff delays are half their bound).
     sekuire::beacon_options options(double jitter = 0.5) {
         sekuire::beacon_options o;
-    o.startup_jitter = std::chrono::milliseconds(0);
         o.startup_jitter = std::chrono::milliseconds(0);
         o.api_base_url = backend.url();
         o.agent_id = agent;

@@ -60,7 +60,6 @@ struct fixture {
         transport.on(http_method::get, proto::path::active_policy("ws_sdk")).respond(200, policy("h0"));
         transport.on_prefix(http_method::post, std::string(proto::path::tasks_prefix)).respond(200, R"({"accepted":true})");
         sekuire::sdk_options o;
-    o.startup_jitter = std::chrono::milliseconds(0);
         o.startup_jitter = std::chrono::milliseconds(0);
         o.agent_id = "agent-sdk";
         o.install_token = "skt_sdk_0123456789abcdefghijklmnop";
