@@ -826,6 +826,7 @@ private:
             store_.save(c, ec);
             if (ec) record_error(ec, "the credential store cannot be written: " + ec.message());
             creds_ = c;
+            recovered_from_env_ = false; // a new installation: nothing recovered
             if (r.response.deployment_url) deployment_url_ = *r.response.deployment_url;
             if (r.response.heartbeat_interval_seconds) {
                 const auto s = std::min<std::int64_t>(*r.response.heartbeat_interval_seconds, 86400);
@@ -884,6 +885,7 @@ private:
         store_.clear(ec);
         if (ec) log(log_level::error, "the stored credentials could not be removed: " + ec.message());
         creds_.reset();
+        recovered_from_env_ = false;
         record_error(errc::installation_not_found, why + "; the stored credentials were dropped");
     }
 

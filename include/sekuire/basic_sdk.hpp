@@ -42,6 +42,9 @@ struct sdk_options : beacon_options {
     /// Threads of the handler pool shared by the workers (0: the hardware concurrency, at
     /// least 4). A worker runs at most its `max_concurrent_handlers` at once on it.
     std::size_t handler_threads = 0;
+    /// The policy gateway wired into every worker the SDK creates (the seed's
+    /// `policyGateway`): `default_policy_gateway` unless you bring your own.
+    policy_gateway gateway;
 
     /// Options from the `SEKUIRE_*` environment (protocol.md section 8).
     static sdk_options from_env() { return from_env(process_env()); }
@@ -373,7 +376,7 @@ private:
     struct state {
         state(sdk_options o, Transport t, Clock c, CredentialStore s, Executor e)
             : options(std::move(o)), transport(std::move(t)), clock(std::move(c)), store(std::move(s)),
-              executor(std::move(e)) {}
+              executor(std::move(e)), gateway(options.gateway) {}
 
         state(const state&) = delete;
         state& operator=(const state&) = delete;

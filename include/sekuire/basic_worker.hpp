@@ -1432,7 +1432,6 @@ private:
         parser_.reset();
         int status = 0;
         std::string error_body;
-        bool dispatched = false;
         bool line_error = false;
         const steady_time_point opened_at = now;
         stream_callbacks cb;
@@ -1461,7 +1460,6 @@ private:
                     // After a stop, the rest of the chunk is not handled, and Last-Event-ID
                     // stays at the last event that was: the backend sends the rest again.
                     if (stop->stop_requested()) return;
-                    dispatched = true;
                     handle_event(e);
                     resume_id_ = e.last_event_id;
                 });

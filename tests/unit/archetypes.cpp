@@ -72,7 +72,39 @@ public:
     void post(std::function<void()> f) { f(); }
 };
 
+class gateway {
+public:
+    explicit gateway(tag) {}
+    gateway(const gateway&) = default;
+    gateway& operator=(const gateway&) = delete;
+    sekuire::admission admit(std::string_view capability, sekuire::steady_time_point) {
+        sekuire::admission a;
+        a.allowed = capability != "denied";
+        a.reason = "the archetype says no";
+        return a;
+    }
+    void set_policy(sekuire::protocol::policy_document) {}
+    std::string policy_hash() const { return "archetype"; }
+    bool on_heartbeat_response(const std::optional<std::string>&) { return false; }
+};
+
 // Types missing one requirement each.
+struct no_admit {
+    void set_policy(sekuire::protocol::policy_document);
+    std::string policy_hash() const;
+    bool on_heartbeat_response(const std::optional<std::string>&);
+};
+struct no_policy_hash {
+    sekuire::admission admit(std::string_view, sekuire::steady_time_point);
+    void set_policy(sekuire::protocol::policy_document);
+    bool on_heartbeat_response(const std::optional<std::string>&);
+};
+struct hash_response_not_bool {
+    sekuire::admission admit(std::string_view, sekuire::steady_time_point);
+    void set_policy(sekuire::protocol::policy_document);
+    std::string policy_hash() const;
+    void on_heartbeat_response(const std::optional<std::string>&);
+};
 struct no_send {
     void stream(const sekuire::http_request&, sekuire::stream_callbacks&, const sekuire::stop_token&,
                 sekuire::error_code&);
@@ -146,6 +178,7 @@ BOOST_AUTO_TEST_CASE(archetypes_meet_the_requirements) {
     static_assert(sekuire::is_credential_store<store>::value, "");
     static_assert(sekuire::is_platform_probe<archetypes::platform_probe>::value, "");
     static_assert(sekuire::is_executor<executor>::value, "");
+    static_assert(sekuire::is_policy_gateway<gateway>::value, "");
     static_assert(!std::is_default_constructible<transport>::value, "the archetypes are minimal");
 #if SEKUIRE_HAS_CONCEPTS
     static_assert(sekuire::transport_policy<transport>);
@@ -153,6 +186,7 @@ BOOST_AUTO_TEST_CASE(archetypes_meet_the_requirements) {
     static_assert(sekuire::credential_store_policy<store>);
     static_assert(sekuire::platform_probe_policy<archetypes::platform_probe>);
     static_assert(sekuire::executor_policy<executor>);
+    static_assert(sekuire::policy_gateway_policy<gateway>);
     static_assert(!sekuire::transport_policy<no_send>);
 #endif
     BOOST_TEST(true);
@@ -172,6 +206,9 @@ BOOST_AUTO_TEST_CASE(each_missing_requirement_is_detected) {
     static_assert(!sekuire::is_credential_store<no_clear>::value, "");
     static_assert(!sekuire::is_platform_probe<probe_wrong_type>::value, "");
     static_assert(!sekuire::is_executor<no_post>::value, "");
+    static_assert(!sekuire::is_policy_gateway<no_admit>::value, "");
+    static_assert(!sekuire::is_policy_gateway<no_policy_hash>::value, "");
+    static_assert(!sekuire::is_policy_gateway<hash_response_not_bool>::value, "");
     BOOST_TEST(true);
 }
 
@@ -190,6 +227,19 @@ BOOST_AUTO_TEST_CASE(a_beacon_on_archetypes_runs) {
     BOOST_TEST(s.degraded_mode);
     BOOST_TEST((s.last_error_code == sekuire::errc::connection_failed));
     b.stop();
+}
+
+// A worker runs with a gateway that has nothing beyond the PolicyGateway requirements.
+BOOST_AUTO_TEST_CASE(a_worker_admits_through_an_archetype_gateway) {
+    using namespace archetypes;
+    sekuire::policy_gateway g = gateway(tag{});
+    BOOST_TEST(g.admit("anything", sekuire::steady_time_point{}).allowed);
+    BOOST_TEST(!g.admit("denied", sekuire::steady_time_point{}).allowed);
+    BOOST_TEST(g.policy_hash() == "archetype");
+    BOOST_TEST(!g.policy().has_value()); // policy() is optional
+    sekuire::worker_options o;
+    o.gateway = gateway(tag{});
+    BOOST_TEST(o.gateway.policy_hash() == "archetype");
 }
 
 BOOST_AUTO_TEST_SUITE_END()

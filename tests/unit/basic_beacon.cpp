@@ -1894,6 +1894,21 @@ BOOST_FIXTURE_TEST_CASE(a_restart_recovers_from_the_environment_without_an_insta
     }
 }
 
+// Recovered credentials the backend no longer knows are dropped: the bootstrap that follows
+// makes a new installation, which did not come from the environment.
+BOOST_FIXTURE_TEST_CASE(recovered_from_env_ends_with_the_recovered_credentials, fixture) {
+    transport.on(http_method::post, refresh_path).respond(404, error_body("not_found"));
+    script_bootstrap_ok();
+    script_heartbeat_ok();
+    auto o = options();
+    o.environment = env_of({{"SEKUIRE_INSTALLATION_ID", installation}, {"SEKUIRE_REFRESH_TOKEN", "rt_gone"}});
+    auto& b = make(o);
+    st::run_for(clock, 10s, [&] { return b.step(); });
+    BOOST_TEST(bootstraps() == 1u);
+    BOOST_TEST(b.is_connected());
+    BOOST_TEST(!b.get_status().recovered_from_env);
+}
+
 BOOST_FIXTURE_TEST_CASE(a_runtime_token_from_the_environment_is_tried_first, fixture) {
     script_heartbeat_ok();
     auto o = options();

@@ -513,4 +513,52 @@ BOOST_FIXTURE_TEST_CASE(a_user_metrics_callback_replaces_the_workers_sum, fixtur
     BOOST_TEST(body.metrics.requests_handled == 42);
 }
 
+// Issue 15, item 1: a gateway given to the SDK is wired into every worker it creates.
+BOOST_AUTO_TEST_CASE(the_sdks_gateway_is_every_workers_gateway) {
+    struct counting {
+        std::shared_ptr<std::atomic<int>> admitted = std::make_shared<std::atomic<int>>(0);
+        sekuire::admission admit(std::string_view, sekuire::steady_time_point) {
+            ++*admitted;
+            return {};
+        }
+        void set_policy(proto::policy_document) {}
+        std::string policy_hash() const { return "shared"; }
+        bool on_heartbeat_response(const std::optional<std::string>&) const { return false; }
+    } mine;
+    st::fake_clock clock;
+    st::fake_transport transport;
+    script_bootstrap(transport, clock);
+    transport.on(http_method::post, heartbeat_path).respond(200, R"({"lease_renewed":true})");
+    transport.on(http_method::post, worker_heartbeat_path).respond(200, R"({"active_policy_hash":"shared"})");
+    transport.on_prefix(http_method::post, std::string(proto::path::tasks_prefix)).respond(200, R"({"accepted":true})");
+    sekuire::sdk_options o;
+    o.startup_jitter = std::chrono::milliseconds(0);
+    o.agent_id = "agent-sdk";
+    o.install_token = "skt_sdk_0123456789abcdefghijklmnop";
+    o.random = [] { return 0.0; };
+    o.gateway = mine;
+    test_sdk sdk(o, transport, clock, sekuire::memory_store{}, st::fixed_probe{}, sekuire::inline_executor{});
+    sdk.beacon().step();
+    sekuire::worker_options wo;
+    wo.fetch_policy = false;
+    auto& a = sdk.create_task_worker(wo);
+    auto& b = sdk.create_task_worker(wo);
+    for (auto* w : {&a, &b}) {
+        w->on_task("summarize", echo);
+        w->step();
+    }
+    st::fake_transport::stream_script s1, s2;
+    s1.chunks = {task_event("ga")};
+    s2.chunks = {task_event("gb")};
+    transport.on_stream(stream_path, s1);
+    transport.on_stream(stream_path, s2);
+    a.stream_step();
+    b.stream_step();
+    BOOST_TEST(*mine.admitted == 2);
+    BOOST_TEST(a.get_status().policy_hash == "shared");
+    BOOST_TEST(b.get_status().policy_hash == "shared");
+    BOOST_TEST(sdk.gateway().policy_hash() == "shared");
+    sdk.shutdown();
+}
+
 BOOST_AUTO_TEST_SUITE_END()

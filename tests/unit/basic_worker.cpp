@@ -1536,6 +1536,40 @@ BOOST_FIXTURE_TEST_CASE(a_worker_waits_the_startup_jitter, fixture) {
     BOOST_TEST(completions().size() == 1u);
 }
 
+// Issue 15, item 1: the seed's "Pass `policyGateway` in worker config": a gateway of the
+// user's own decides before the handler runs.
+BOOST_FIXTURE_TEST_CASE(a_users_own_gateway_decides_before_the_handler, fixture) {
+    struct allow_list {
+        std::shared_ptr<std::vector<std::string>> seen = std::make_shared<std::vector<std::string>>();
+        sekuire::admission admit(std::string_view capability, sekuire::steady_time_point) {
+            seen->emplace_back(capability);
+            if (capability == "summarize") return {};
+            return {false, proto::task_error::capability_denied, "not on my list"};
+        }
+        void set_policy(proto::policy_document) {}
+        std::string policy_hash() const { return "mine"; }
+        bool on_heartbeat_response(const std::optional<std::string>&) const { return false; }
+    } mine;
+    auto o = options();
+    o.gateway = mine;
+    o.fetch_policy = false;
+    auto& w = make(o);
+    int runs = 0;
+    w.on_task("summarize", [&](const sekuire::task_context&, const boost::json::value& v) { ++runs; return v; });
+    w.on_task("classify", [&](const sekuire::task_context&, const boost::json::value& v) { ++runs; return v; });
+    w.step();
+    stream({task_event(make_task("g1", "summarize")), task_event(make_task("g2", "classify"))});
+    connect();
+    BOOST_TEST(runs == 1);
+    BOOST_TEST((*mine.seen == std::vector<std::string>{"summarize", "classify"}));
+    const auto all = completions();
+    BOOST_TEST_REQUIRE(all.size() == 2u);
+    BOOST_TEST((all[1].body.status == proto::task_status::rejected));
+    BOOST_TEST(all[1].body.error->message == "not on my list");
+    BOOST_TEST(w.get_status().policy_hash == "mine");
+    BOOST_TEST(worker_heartbeats().front().policy_hash.value_or("") == "mine");
+}
+
 // ---- the worker's authentication (issue 10) ----------------------------------------------
 
 namespace {

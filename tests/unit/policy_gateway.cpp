@@ -4,6 +4,9 @@
 
 #include <boost/test/unit_test.hpp>
 
+#include <atomic>
+#include <memory>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -148,6 +151,50 @@ BOOST_AUTO_TEST_CASE(policy_with_lists_round_trips_through_json) {
     BOOST_TEST(back.denied_tools == p.denied_tools);
     BOOST_TEST(back.rate_limits.max_per_minute.value_or(0) == 60);
     BOOST_TEST(back.rate_limits.max_per_hour.value_or(0) == 500);
+}
+
+// Issue 15, item 1: a gateway of the user's own plugs in, as the seed's `policyGateway`.
+namespace {
+struct counting_gateway {
+    std::shared_ptr<std::atomic<int>> admitted = std::make_shared<std::atomic<int>>(0);
+    std::shared_ptr<std::string> hash = std::make_shared<std::string>("mine");
+    sekuire::admission admit(std::string_view capability, sekuire::steady_time_point) {
+        ++*admitted;
+        if (capability.substr(0, 7) == "secret:") return {false, proto::task_error::capability_denied, "not here"};
+        return {};
+    }
+    void set_policy(proto::policy_document doc) { *hash = doc.hash; }
+    std::string policy_hash() const { return *hash; }
+    bool on_heartbeat_response(const std::optional<std::string>& h) const { return h && *h != *hash; }
+};
+} // namespace
+
+BOOST_AUTO_TEST_CASE(a_gateway_of_ones_own_plugs_in) {
+    counting_gateway mine;
+    sekuire::policy_gateway g = mine; // shares mine's state
+    BOOST_TEST(g.admit("summarize", {}).allowed);
+    const auto refused = g.admit("secret:read", {});
+    BOOST_TEST(!refused.allowed);
+    BOOST_TEST((refused.code == proto::task_error::capability_denied));
+    BOOST_TEST(*mine.admitted == 2);
+    BOOST_TEST(g.on_heartbeat_response(std::string("other")));
+    g.set_policy(make_policy({}, {}));
+    BOOST_TEST(*mine.hash == g.policy_hash());
+    BOOST_TEST(!g.policy().has_value()); // the optional member is absent
+    sekuire::policy_gateway copy = g;
+    copy.admit("x", {});
+    BOOST_TEST(*mine.admitted == 3); // copies share the gateway they hold
+}
+
+BOOST_AUTO_TEST_CASE(the_default_gateway_is_the_shipped_one) {
+    sekuire::policy_gateway g;
+    BOOST_TEST(g.admit("anything", {}).allowed);
+    BOOST_TEST(!g.policy().has_value());
+    g.set_policy(make_policy({"a"}, {}));
+    BOOST_TEST(g.policy().has_value());
+    BOOST_TEST(!g.admit("b", {}).allowed);
+    static_assert(sekuire::is_policy_gateway<sekuire::default_policy_gateway>::value, "");
+    static_assert(sekuire::is_policy_gateway<sekuire::policy_gateway>::value, "");
 }
 
 BOOST_AUTO_TEST_SUITE_END()
