@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
-// Extracts the C++ code blocks of the Markdown documentation into two translation units:
-// one that compiles every fragment inside its named context, and one that holds every
-// whole program (each in a namespace of its own, run by run_snippets.cpp).
+// Extracts the C++ code blocks of the Markdown documentation into two files: a translation
+// unit that compiles every fragment inside its named context, and a file that holds every
+// whole program (each in a namespace of its own; run_snippets.cpp includes it).
 //
 //   extract_snippets --root DIR --contexts DIR [--fragments FILE --programs FILE] FILE.md...
 //
