@@ -1,0 +1,5 @@
+// SPDX-License-Identifier: MIT
+// Context "file": the fragment stands at the top of a source file (for #include lines and
+// declarations).
+
+// @snippet
