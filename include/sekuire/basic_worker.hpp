@@ -320,12 +320,20 @@ public:
     template <class Options = worker_options, class = std::enable_if_t<std::is_convertible<Options, worker_options>::value>>
     explicit basic_worker(Options options) : basic_worker(prepared{}, detail::prepare(std::move(options))) {}
 
-    /// A worker over the given policies.
+    /** A worker over the given policies.
+
+        @throws sekuire::error with `errc::invalid_option` when an option is out of range
+        (see `validate(const worker_options&, error_code&)`), or when a runtime token (or a
+        `token_provider`) is the only credential and nothing names the installation: no
+        installation id in the options or the environment, none in the store, no refresh
+        or install token.
+    */
     basic_worker(worker_options options, Transport transport, Clock clock = Clock(),
                  CredentialStore store = CredentialStore(), Executor executor = Executor())
         : options_(detail::prepare(std::move(options))), transport_(std::move(transport)), clock_(std::move(clock)),
           store_(std::move(store)), executor_(std::move(executor)),
           random_(options_.random ? options_.random : default_random_source()) {
+        refuse_a_runtime_token_alone();
         stream_backoff_.set_options(options_.backoff);
         session_backoff_.set_options(options_.backoff);
     }
@@ -722,6 +730,23 @@ private:
 
     // ---- authentication ----------------------------------------------------------------
 
+    // The stream's path names the installation, which a runtime token alone does not
+    // (tokens are opaque: protocol.md section 0). Unless the store already holds it, or an
+    // install token can make one, say at once what else to give (docs/protocol.md).
+    void refuse_a_runtime_token_alone() {
+        const auto& o = options_;
+        if (o.runtime_token.empty() && !o.token_provider) return;
+        if (!o.installation_id.empty() || !o.refresh_token.empty() || !o.install_token.empty()) return;
+        error_code ec;
+        const std::optional<installation_credentials> stored = store_.load(ec);
+        if (!ec && stored && !stored->installation_id.empty()) return;
+        throw error(errc::invalid_option,
+                    std::string("worker: a runtime token") + (o.token_provider ? " (from token_provider)" : "") +
+                        " alone does not name the installation whose task stream to open; give installation_id "
+                        "(SEKUIRE_INSTALLATION_ID) with it, or a credential store that holds the installation (share "
+                        "the beacon's), or an install token");
+    }
+
     /// The credentials to call with, authenticating when needed (protocol.md section 4,
     /// TaskWorker order). Serialised among this worker's threads; refreshes are
     /// single-flight among all holders of the store.
@@ -792,6 +817,11 @@ private:
                 credentials_exhausted_ = true;
                 return std::nullopt;
             }
+        }
+        if (c->runtime_token.empty() && !options_.runtime_token.empty() &&
+            (options_.installation_id.empty() || options_.installation_id == c->installation_id)) {
+            // The store names the installation; the runtime token came with the options.
+            c->runtime_token = options_.runtime_token;
         }
         if (options_.token_provider) {
             try {

@@ -1038,4 +1038,60 @@ BOOST_AUTO_TEST_CASE(beacon_and_worker_share_one_store_through_refreshes) {
                                    << stream_tokens.size() << " stream tokens");
 }
 
+// Issue 15, item 2: the seed's manual setup, "pass the same credentialsStore to both Beacon
+// and Worker", with the worker made by the factory: a token refreshed by either is used by
+// both, and each token is refreshed once.
+BOOST_AUTO_TEST_CASE(a_beacon_and_a_factory_worker_share_refreshes) {
+    auto mo = backend_options();
+    mo.token_lifetime = 3s; // refreshed a third into its life: every second
+    mo.refresh_window = 0s;
+    st::mock_backend backend(mo);
+    backend.start();
+    log_sink log;
+    sekuire::credential_store store; // in memory, shared by the two
+    sekuire::beacon_options bo;
+    bo.api_base_url = backend.url();
+    bo.agent_id = agent_id;
+    bo.install_token = std::string(st::mock_default_install_token);
+    bo.heartbeat_interval = 1s;
+    bo.startup_jitter = 0ms;
+    bo.backoff = fast_backoff();
+    bo.logger = log.handler();
+    bo.environment = [](const char*) -> std::optional<std::string> { return std::nullopt; };
+    sekuire::basic_beacon<sekuire::httplib_transport, sekuire::system_clock, sekuire::credential_store, st::fixed_probe> beacon(
+        bo, sekuire::httplib_transport(backend.url(), bo.transport), sekuire::system_clock{}, store, st::fixed_probe{});
+    beacon.start();
+    BOOST_REQUIRE_MESSAGE(beacon.is_connected(), "the beacon did not connect" << log.tail());
+
+    auto wo = worker_options_for(backend.url(), "", log);
+    wo.install_token.clear();
+    wo.fetch_policy = false;
+    wo.environment = [](const char*) -> std::optional<std::string> { return std::nullopt; };
+    auto worker = sekuire::create_worker(wo, store);
+    worker->on_task("echo", [](const sekuire::task_context&, const json::value& v) { return v; });
+    worker->start();
+    const auto inst = beacon.get_status().installation_id;
+    const auto start = std::chrono::steady_clock::now();
+    int n = 0;
+    while (std::chrono::steady_clock::now() - start < 7s) {
+        const auto ids = enqueue_echo(backend, 1, n++);
+        BOOST_REQUIRE_MESSAGE(backend.wait_for_task(ids.front(), mock_task_status::completed, 10s),
+                              "task " << n << " was not completed" << log.tail());
+        std::this_thread::sleep_for(200ms);
+    }
+    worker->stop();
+    beacon.stop();
+    const auto refreshes = backend.request_count(proto::path::refresh(inst));
+    const auto version = backend.installation(inst)->token_version;
+    // About one refresh a second over the 7 s, and none twice for a token (single-flight
+    // between the beacon and the worker).
+    BOOST_TEST(refreshes >= 4u);
+    BOOST_TEST(refreshes <= 10u);
+    BOOST_TEST(version == static_cast<std::int64_t>(refreshes) + 1);
+    BOOST_TEST(worker->get_status().completed == static_cast<std::uint64_t>(n));
+    BOOST_TEST(worker->get_status().failed == 0u);
+    sekuire::error_code ec;
+    BOOST_TEST(store.load(ec).value_or(sekuire::installation_credentials{}).token_version == version);
+}
+
 BOOST_AUTO_TEST_SUITE_END()

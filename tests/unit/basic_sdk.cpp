@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <functional>
 #include <memory>
+#include <stdexcept>
 #include <thread>
 
 namespace st = sekuire::testing;
@@ -511,6 +512,50 @@ BOOST_FIXTURE_TEST_CASE(a_user_metrics_callback_replaces_the_workers_sum, fixtur
     proto::decode_error err;
     BOOST_TEST_REQUIRE(proto::decode(transport.requests(http_method::post, heartbeat_path).back().request.body, body, err));
     BOOST_TEST(body.metrics.requests_handled == 42);
+}
+
+// Issue 15, item 5: the beacon's heartbeat carries the workers' metrics whole: tasks handled
+// (completed and failed), errors (failed and rejected), and the average handler latency
+// weighted by each worker's count.
+BOOST_FIXTURE_TEST_CASE(heartbeat_metrics_sum_every_worker_whole, fixture) {
+    sdk->beacon().step();
+    auto& a = sdk->create_task_worker();
+    auto& b = sdk->create_task_worker();
+    // Each handler takes the time its input says, on the fake clock.
+    auto timed = [this](const sekuire::task_context&, const boost::json::value& v) {
+        clock.advance(std::chrono::milliseconds(v.at("ms").as_int64()));
+        if (v.as_object().contains("fail")) throw std::runtime_error("handler failed");
+        return v;
+    };
+    a.on_task("summarize", timed);
+    b.on_task("summarize", timed);
+    a.step();
+    b.step();
+    auto event = [](const std::string& id, std::int64_t ms, bool fail = false, const std::string& cap = "summarize") {
+        proto::task t;
+        t.task_id = id;
+        t.capability = cap;
+        boost::json::object in{{"ms", ms}};
+        if (fail) in["fail"] = true;
+        t.input = std::move(in);
+        return "event: task\ndata: " + proto::encode(t) + "\n\n";
+    };
+    stream({event("a1", 100), event("a2", 300)});                                     // a: 2 completed, 200 ms on average
+    stream({event("b1", 50), event("b2", 30, true), event("b3", 0, false, "nothing")}); // b: 1 completed, 1 failed, 1 rejected
+    a.stream_step();
+    b.stream_step();
+    BOOST_TEST(a.metrics().requests_handled == 2);
+    BOOST_TEST(a.metrics().avg_latency_ms == 200);
+    BOOST_TEST(b.metrics().requests_handled == 2);
+    BOOST_TEST(b.metrics().errors == 2);
+    BOOST_TEST(b.metrics().avg_latency_ms == 40);
+    st::run_for(clock, 61s, [&] { return sdk->beacon().step(); });
+    proto::heartbeat_request body;
+    proto::decode_error err;
+    BOOST_TEST_REQUIRE(proto::decode(transport.requests(http_method::post, heartbeat_path).back().request.body, body, err));
+    BOOST_TEST(body.metrics.requests_handled == 4);
+    BOOST_TEST(body.metrics.errors == 2);
+    BOOST_TEST(body.metrics.avg_latency_ms == (200 * 2 + 40 * 2) / 4);
 }
 
 // Issue 15, item 1: a gateway given to the SDK is wired into every worker it creates.

@@ -1570,6 +1570,41 @@ BOOST_FIXTURE_TEST_CASE(a_users_own_gateway_decides_before_the_handler, fixture)
     BOOST_TEST(worker_heartbeats().front().policy_hash.value_or("") == "mine");
 }
 
+// Issue 15, item 3: the seed's worker order starts with a runtime token by itself; the
+// stream's path needs the installation. Refused at construction, saying what else to give,
+// unless the store names the installation.
+BOOST_FIXTURE_TEST_CASE(a_runtime_token_alone_needs_the_installation_from_somewhere, fixture) {
+    auto o = options();
+    o.installation_id.clear();
+    o.refresh_token.clear();
+    BOOST_CHECK_EXCEPTION(make(o), sekuire::error, [](const sekuire::error& e) {
+        const std::string w = e.what();
+        return e.code() == sekuire::errc::invalid_option && w.find("runtime token alone") != std::string::npos &&
+               w.find("installation_id (SEKUIRE_INSTALLATION_ID)") != std::string::npos &&
+               w.find(runtime_1) == std::string::npos;
+    });
+    auto p = o;
+    p.runtime_token.clear();
+    p.token_provider = [] { return std::optional<std::string>(runtime_2); };
+    BOOST_CHECK_EXCEPTION(make(p), sekuire::error, [](const sekuire::error& e) {
+        return std::string(e.what()).find("from token_provider") != std::string::npos;
+    });
+    // A store that holds the installation (the beacon's, shared) names it.
+    sekuire::installation_credentials c;
+    c.installation_id = installation;
+    sekuire::error_code ec;
+    store.save(c, ec);
+    auto& w = make(o);
+    w.on_task("summarize", echo);
+    stream({task_event(make_task("solo", "summarize"))});
+    w.step();
+    connect();
+    const auto streams = stream_requests();
+    BOOST_TEST_REQUIRE(streams.size() == 1u);
+    BOOST_TEST(header(streams[0], "Authorization") == "Bearer " + runtime_1);
+    BOOST_TEST(completions().size() == 1u);
+}
+
 // ---- the worker's authentication (issue 10) ----------------------------------------------
 
 namespace {

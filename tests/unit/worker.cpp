@@ -21,6 +21,27 @@ BOOST_AUTO_TEST_CASE(default_typedef_and_factory) {
     BOOST_TEST(!w->is_paused());
 }
 
+// Issue 15, item 2: the factory takes a credential store (the seed's credentialsStore), and
+// an option out of range is refused before a thread or a connection exists.
+BOOST_AUTO_TEST_CASE(the_factory_shares_a_store) {
+    sekuire::worker_options o;
+    o.api_base_url = "http://127.0.0.1:9";
+    o.installation_id = "inst_f";
+    o.runtime_token = "srt_factory_0123456789abcdef";
+    sekuire::memory_store memory;
+    sekuire::credential_store store(memory);
+    auto w = sekuire::create_worker(o, store);
+    BOOST_TEST_REQUIRE(static_cast<bool>(w));
+    sekuire::error_code ec;
+    sekuire::installation_credentials c;
+    c.installation_id = "inst_shared";
+    w->credential_store().save(c, ec); // the worker holds the same store
+    BOOST_TEST(memory.load(ec).value_or(sekuire::installation_credentials{}).installation_id == "inst_shared");
+    o.max_concurrent_handlers = 0;
+    BOOST_CHECK_EXCEPTION(sekuire::create_worker(o, store), sekuire::error,
+                          [](const sekuire::error& e) { return e.code() == sekuire::errc::invalid_option; });
+}
+
 BOOST_AUTO_TEST_CASE(refused_base_url_throws) {
     sekuire::worker_options o;
     o.api_base_url = "http://example.com";
