@@ -52,6 +52,7 @@ void my_handler_reports_a_summary() {
     backend.on_stream(proto::path::task_stream(installation, {}), stream);
 
     sekuire::worker_options o;
+    o.startup_jitter = std::chrono::milliseconds(0); // a test: no random start
     o.installation_id = installation;
     o.runtime_token = token;
     o.fetch_policy = false;
@@ -79,6 +80,7 @@ void my_agent_heartbeats_once_a_minute() {
         return st::fake_transport::reply{200, proto::encode(r), {}, {}};
     });
     sekuire::beacon_options o;
+    o.startup_jitter = std::chrono::milliseconds(0); // a test: no random start
     o.installation_id = installation;
     o.runtime_token = token;
     o.refresh_token = "rt_test_0123456789abcdefghij";

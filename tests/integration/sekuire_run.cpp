@@ -305,6 +305,8 @@ struct fixture {
         sekuire::beacon_options o;
         o.agent_id = agent;
         o.install_token = install_token;
+        o.startup_jitter = std::chrono::milliseconds(0);
+        o.environment = [](const char*) -> std::optional<std::string> { return std::nullopt; };
         sekuire::basic_beacon<sekuire::httplib_transport, sekuire::system_clock, sekuire::memory_store, st::fixed_probe> b{
             o, sekuire::httplib_transport(backend.url(), sekuire::transport_options{})};
         b.step();

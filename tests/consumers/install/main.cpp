@@ -54,7 +54,8 @@ void default_beacon_is_built_offline() {
     check(!ec, "an https base URL is accepted (cpp-httplib with OpenSSL, its definitions reached this program)");
 
     // Emitted and linked here, not called (a worker's destructor may contact its backend).
-    auto make_worker = &sekuire::create_worker;
+    auto make_worker = static_cast<std::unique_ptr<sekuire::worker> (*)(sekuire::worker_options)>(
+        &sekuire::create_worker<sekuire::worker>);
     (void)make_worker;
 }
 
