@@ -1,0 +1,80 @@
+// SPDX-License-Identifier: MIT
+#ifndef SEKUIRE_CORE_COMMON_HPP
+#define SEKUIRE_CORE_COMMON_HPP
+
+/// @file
+/// What the plain cores (`beacon_core`, `worker_core`) share: the reading of the clocks
+/// they are fed, and the classification of one HTTP exchange they are given.
+///
+/// The cores decide everything (the auth chain, pacing, the lease, commands, revocation,
+/// tasks, results, the drain) and do nothing: they never send a request, read a clock,
+/// touch a credential store or call a user callback. Their caller (a synchronous template,
+/// an asynchronous one on an `io_context`, a test) feeds them the time and what came back,
+/// performs the effects they ask for, and wakes them at the time they name. The shape is
+/// that of the sans-I/O protocol libraries (h11, quinn-proto) and of Beast's
+/// `basic_parser_base`.
+
+#include <sekuire/clock.hpp>
+#include <sekuire/config.hpp>
+#include <sekuire/detail/auth.hpp>
+#include <sekuire/error.hpp>
+#include <sekuire/log.hpp>
+#include <sekuire/transport.hpp>
+
+#include <cstdint>
+#include <string>
+
+namespace sekuire {
+
+/// Both clocks, read once by the caller of a core.
+struct clock_reading {
+    steady_time_point steady{};
+    wall_time_point wall{};
+};
+
+/// Reads both clocks of a Clock policy.
+template <class Clock>
+clock_reading read_clock(Clock& c) {
+    return {c.steady_now(), c.wall_now()};
+}
+
+/// Identifies one operation a core asked for; its result names it back.
+using operation_id = std::uint64_t;
+
+/// One line a core wants logged (the caller hands it to the user's logger, if any).
+struct log_line {
+    log_level level = log_level::info;
+    std::string text;
+};
+
+namespace detail {
+
+/// Classifies a response (or a transport error) the way `perform()` does, for a core that
+/// was handed the exchange by its caller. `now` is the client's idea of the backend's time
+/// when the request went out.
+inline http_outcome classify(const error_code& transport_error, http_response&& response, bool bearer,
+                             bool installation_path, wall_time_point now) {
+    http_outcome out;
+    if (transport_error) {
+        out.error = transport_error;
+        out.cls = protocol::status_class::transient;
+        return out;
+    }
+    out.response = std::move(response);
+    const int status = out.response.status;
+    if (status < 200 || status >= 300) out.code = protocol::error_code_of(out.response.body);
+    out.cls = protocol::classify_status(status, out.code, bearer, installation_path);
+    if (out.cls != protocol::status_class::ok) out.error = protocol::status_error(status, out.code, bearer, installation_path);
+    if (const std::string* d = find_header(out.response.headers, protocol::header::date)) {
+        if (const auto t = parse_http_date(*d))
+            out.server_time = std::clamp(*t, protocol::timing::earliest_timestamp, protocol::timing::latest_timestamp);
+    }
+    if (const std::string* ra = find_header(out.response.headers, protocol::header::retry_after))
+        out.retry_after = parse_retry_after(*ra, out.server_time ? within_date(*out.server_time, now) : now);
+    return out;
+}
+
+} // namespace detail
+} // namespace sekuire
+
+#endif
