@@ -51,8 +51,8 @@ inline bool is_configuration_error(const error_code& ec) noexcept {
 }
 
 /** Whether a setting's name says that it holds a secret: it contains `token` or `key`, in
-    any case (`SEKUIRE_INSTALL_TOKEN`, `--api-key`, `--refresh-token-file` counts too). Pure
-    function. */
+    any case (`SEKUIRE_INSTALL_TOKEN`, `--api-key`), and does not end in `file` (the path of a
+    secret file, `--install-token-file`, is not a secret). Pure function. */
 inline bool is_secret_setting(std::string_view name) noexcept {
     auto contains = [&](std::string_view word) {
         if (name.size() < word.size()) return false;
@@ -67,6 +67,16 @@ inline bool is_secret_setting(std::string_view name) noexcept {
         }
         return false;
     };
+    if (name.size() >= 4) {
+        std::string_view tail = name.substr(name.size() - 4);
+        bool file = true;
+        for (std::size_t k = 0; k < 4; ++k) {
+            char c = tail[k];
+            if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+            file = file && c == "file"[k];
+        }
+        if (file) return false;
+    }
     return contains("token") || contains("key");
 }
 

@@ -146,7 +146,8 @@ private:
 
 /// The line format of the ready loggers.
 enum class log_format {
-    /// `program: level: message key=value ...`, for people (context fields at the end).
+    /// `program: level: message key=value ...`, for people (the context fields but the
+    /// event at the end).
     text,
     /// `time=... level=... program=... msg="..." key=value ...`: logfmt.
     logfmt,
@@ -336,7 +337,8 @@ inline std::string format_log_record(const log_record& r, const log_sink_options
         out += ": ";
         detail::append_line_safe(out, r.message, false);
         for (const auto& f : fields) {
-            if (f.value.empty()) continue;
+            // The event name is for machines: people read the message.
+            if (f.value.empty() || f.key == std::string_view("event")) continue;
             out += ' ';
             out += f.key;
             out += '=';

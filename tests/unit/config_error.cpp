@@ -26,7 +26,10 @@ BOOST_AUTO_TEST_CASE(configuration_errors_are_told_from_others) {
 BOOST_AUTO_TEST_CASE(secret_settings_are_masked) {
     BOOST_TEST(sekuire::is_secret_setting("SEKUIRE_INSTALL_TOKEN"));
     BOOST_TEST(sekuire::is_secret_setting("--api-key"));
-    BOOST_TEST(sekuire::is_secret_setting("--Refresh-Token-File"));
+    BOOST_TEST(sekuire::is_secret_setting("--Refresh-Token"));
+    // The path of a secret file is not a secret.
+    BOOST_TEST(!sekuire::is_secret_setting("--install-token-file"));
+    BOOST_TEST(!sekuire::is_secret_setting("SEKUIRE_API_KEY_FILE"));
     BOOST_TEST(!sekuire::is_secret_setting("SEKUIRE_API_URL"));
     BOOST_TEST(!sekuire::is_secret_setting("--heartbeat-interval"));
     const std::string token = "skt_0123456789abcdefghijklmnop";
