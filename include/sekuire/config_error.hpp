@@ -8,13 +8,13 @@
 /// or Boost's ` [sekuire:N]` suffix.
 ///
 /// ```cpp
-/// try {
-///     auto sdk = sekuire::sdk::from_env();
-///     ...
-/// } catch (const sekuire::error& e) {
-///     if (!sekuire::is_configuration_error(e.code())) throw;
-///     std::cerr << "my-agent: " << sekuire::describe_configuration_error(e) << "\n";
-///     return 2;
+/// int main() {
+///     try {
+///         auto sdk = sekuire::sdk::from_env();
+///         ...
+///     } catch (const std::exception& e) {
+///         return sekuire::report_error("my-agent", e);  // one line; 2 for a configuration error, else 1
+///     }
 /// }
 /// ```
 
@@ -25,6 +25,8 @@
 
 #include <cstddef>
 #include <exception>
+#include <iostream>
+#include <ostream>
 #include <string>
 #include <string_view>
 
@@ -148,6 +150,24 @@ inline std::string describe_configuration_error(const std::exception& e, const e
     out += ": ";
     out += se->code().message();
     return out;
+}
+
+/** Prints `program: message` as one line on `out` for an exception that ends a program, and
+    returns the exit code for it: 2 for a configuration error (`is_configuration_error()`,
+    described by `describe_configuration_error()`), 1 for anything else (its message
+    without Boost's tag).
+
+    @par Thread Safety
+    As `out`.
+*/
+inline int report_error(std::string_view program, const std::exception& e, std::ostream& out = std::cerr) {
+    const auto* se = dynamic_cast<const boost::system::system_error*>(&e);
+    const bool config = se && is_configuration_error(se->code());
+    std::string line = config ? describe_configuration_error(e) : error_message(e);
+    for (auto& c : line)
+        if (c == '\n' || c == '\r') c = ' ';
+    out << program << ": " << line << std::endl;
+    return config ? 2 : 1;
 }
 
 } // namespace sekuire

@@ -6,6 +6,7 @@
 
 #include <boost/test/unit_test.hpp>
 
+#include <sstream>
 #include <stdexcept>
 #include <string>
 
@@ -74,6 +75,19 @@ BOOST_AUTO_TEST_CASE(other_errors_keep_their_message_without_the_tag) {
     BOOST_TEST(sekuire::describe_configuration_error(named, env_from({{"SEKUIRE_API_URL", "bogus"}})) ==
                "SEKUIRE_API_URL='bogus' is not a URL: the URL is not a valid http or https URL");
     BOOST_TEST(sekuire::describe_configuration_error(std::runtime_error("boom"), env_from({})) == "boom");
+}
+
+BOOST_AUTO_TEST_CASE(report_error_prints_one_line_and_chooses_the_exit_code) {
+    std::ostringstream out;
+    const sekuire::error config(sekuire::errc::invalid_option, "SEKUIRE_HEARTBEAT_INTERVAL must be 1 to 86400");
+    BOOST_TEST(sekuire::report_error("agent", config, out) == 2);
+    BOOST_TEST(out.str() == "agent: SEKUIRE_HEARTBEAT_INTERVAL must be 1 to 86400: an option has an invalid value\n");
+    out.str("");
+    BOOST_TEST(sekuire::report_error("agent", sekuire::error(sekuire::errc::timeout), out) == 1);
+    BOOST_TEST(out.str() == "agent: the backend did not answer in time\n");
+    out.str("");
+    BOOST_TEST(sekuire::report_error("agent", std::runtime_error("two\nlines"), out) == 1);
+    BOOST_TEST(out.str() == "agent: two lines\n");
 }
 
 BOOST_AUTO_TEST_SUITE_END()
