@@ -146,8 +146,8 @@ private:
 
 /// The line format of the ready loggers.
 enum class log_format {
-    /// `program: level: message key=value ...`, for people (the context fields but the
-    /// event at the end).
+    /// `program: level: message key=value ...`, for people: the context fields the message
+    /// does not already hold, but the event, at the end.
     text,
     /// `time=... level=... program=... msg="..." key=value ...`: logfmt.
     logfmt,
@@ -337,8 +337,11 @@ inline std::string format_log_record(const log_record& r, const log_sink_options
         out += ": ";
         detail::append_line_safe(out, r.message, false);
         for (const auto& f : fields) {
-            // The event name is for machines: people read the message.
-            if (f.value.empty() || f.key == std::string_view("event")) continue;
+            // The event name is for machines, and a value the message already holds is not
+            // repeated: people read the message.
+            if (f.value.empty() || f.key == std::string_view("event") ||
+                r.message.find(f.value) != std::string_view::npos)
+                continue;
             out += ' ';
             out += f.key;
             out += '=';

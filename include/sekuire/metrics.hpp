@@ -193,8 +193,9 @@ inline void append_help(std::string& out, std::string_view v) {
     }
 }
 
+// Millisecond precision, so that the value prints as a short decimal.
 inline double seconds_since_epoch(wall_time_point t) {
-    return std::chrono::duration<double>(t.time_since_epoch()).count();
+    return static_cast<double>(std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count()) / 1000.0;
 }
 
 } // namespace detail

@@ -182,6 +182,13 @@ BOOST_AUTO_TEST_CASE(text_lines) {
     sekuire::log_record plain;
     plain.message = "installation inst_1 connected";
     BOOST_TEST(sekuire::format_log_record(plain, o, fixed_time()) == "sekuire-run: info: installation inst_1 connected\n");
+    // A field whose value the message holds already is not repeated in text lines.
+    plain.installation_id = "inst_1";
+    plain.task_id = "task_2";
+    BOOST_TEST(sekuire::format_log_record(plain, o, fixed_time()) ==
+               "sekuire-run: info: installation inst_1 connected task_id=task_2\n");
+    plain.installation_id = {};
+    plain.task_id = {};
     o.program.clear();
     o.text_timestamps = true;
     BOOST_TEST(sekuire::format_log_record(plain, o, fixed_time()) ==

@@ -166,6 +166,7 @@ BOOST_AUTO_TEST_CASE(beacon_metrics) {
     s.heartbeats_sent = 12;
     s.failed_heartbeats = 0;
     s.lease_expires_at = sekuire::wall_time_point(std::chrono::seconds(1770120300));
+    s.runtime_token_expires_at = sekuire::wall_time_point(std::chrono::seconds(1770120300) + std::chrono::microseconds(566789));
     s.last_heartbeat = sekuire::wall_time_point(std::chrono::seconds(1770120240));
     s.heartbeat_interval = std::chrono::seconds(60);
     s.clock_offset = std::chrono::milliseconds(-2500);
@@ -180,6 +181,8 @@ BOOST_AUTO_TEST_CASE(beacon_metrics) {
     BOOST_TEST(*r.value("sekuire_beacon_heartbeats_total") == 12);
     BOOST_TEST(*r.value("sekuire_beacon_consecutive_heartbeat_failures") == 0);
     BOOST_TEST(*r.value("sekuire_beacon_lease_expiry_timestamp_seconds") == 1770120300);
+    // Times to the millisecond, written short.
+    BOOST_TEST(text.find("sekuire_beacon_runtime_token_expiry_timestamp_seconds 1770120300.566\n") != std::string::npos);
     BOOST_TEST(*r.value("sekuire_beacon_last_heartbeat_timestamp_seconds") == 1770120240);
     BOOST_TEST(*r.value("sekuire_beacon_heartbeat_interval_seconds") == 60);
     BOOST_TEST(*r.value("sekuire_beacon_clock_offset_seconds") == -2.5);
