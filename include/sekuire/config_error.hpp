@@ -34,8 +34,8 @@ namespace sekuire {
 
 /** Whether an error thrown while setting up (by `from_env()`, an options check or a
     constructor) means that the configuration is wrong, so that retrying cannot help:
-    `invalid_url`, `insecure_url`, `invalid_option`, `invalid_argument`, `store_corrupt` and
-    `store_io` (a credentials file that cannot be used). Pure function.
+    `invalid_url`, `insecure_url`, `invalid_option`, `invalid_argument`, `store_corrupt`,
+    `store_io` and `store_insecure` (a credentials file that cannot be used). Pure function.
 */
 inline bool is_configuration_error(const error_code& ec) noexcept {
     if (ec.category() != error_category()) return false;
@@ -46,6 +46,7 @@ inline bool is_configuration_error(const error_code& ec) noexcept {
     case errc::invalid_argument:
     case errc::store_corrupt:
     case errc::store_io:
+    case errc::store_insecure:
         return true;
     default:
         return false;

@@ -15,9 +15,10 @@ BOOST_AUTO_TEST_SUITE(config_error)
 BOOST_AUTO_TEST_CASE(configuration_errors_are_told_from_others) {
     using sekuire::errc;
     for (const auto e : {errc::invalid_url, errc::insecure_url, errc::invalid_option, errc::invalid_argument,
-                         errc::store_corrupt, errc::store_io})
+                         errc::store_corrupt, errc::store_io, errc::store_insecure})
         BOOST_TEST(sekuire::is_configuration_error(e));
-    for (const auto e : {errc::connection_failed, errc::timeout, errc::invalid_install_token, errc::revoked})
+    for (const auto e : {errc::connection_failed, errc::timeout, errc::invalid_install_token, errc::revoked,
+                         errc::store_locked})
         BOOST_TEST(!sekuire::is_configuration_error(e));
     BOOST_TEST(!sekuire::is_configuration_error(sekuire::error_code{}));
     BOOST_TEST(!sekuire::is_configuration_error(
