@@ -198,10 +198,16 @@ int main(int argc, char** argv) {
         // And SIGTERM: a second run stops on the signal.
         env["SEKUIRE_INSTALL_TOKEN"] = backend.create_install_token();
         const child d = spawn(program, env, make_dir(scenario + "-signal"));
-        // Its line after the start (the first run's stream may still count as open): by then
-        // it watches its signals.
-        for (int i = 0; i < 1000 && !output_has(d, "Connected: true"); ++i) std::this_thread::sleep_for(20ms);
-        if (!output_has(d, "Connected: true")) fail("the second run never connected", d.output);
+        // The second run's own installation and stream (the first run's stream may still count
+        // as open for a while): by then it watches its signals and its worker has started.
+        std::string second;
+        for (int i = 0; i < 1000; ++i) {
+            for (const auto& in : backend.installations())
+                if (in.installation_id != inst && backend.open_streams(in.installation_id) > 0) second = in.installation_id;
+            if (!second.empty()) break;
+            std::this_thread::sleep_for(20ms);
+        }
+        if (second.empty()) fail("no task stream (second run)", d.output);
         ::kill(d.pid, SIGTERM);
         if (wait_exit(d, 60s) != 0) fail("non-zero exit after SIGTERM", d.output);
     } else if (scenario == "beacon_direct") {
