@@ -42,7 +42,9 @@ namespace sekuire {
 /// What a liveness or readiness callback answers: `ok`, or not with a reason (`detail`,
 /// shown in the probe's body; never a secret).
 struct health_probe {
+    /// Whether the probe passes (200) or not (503).
     bool ok = true;
+    /// Why not, for the body of a 503.
     std::string detail;
 };
 

@@ -71,7 +71,9 @@ inline bool parse_log_level(std::string_view s, log_level& out) noexcept {
     other fields repeat what it is about in a form a machine can filter on.
 */
 struct log_record {
+    /// The severity.
     log_level level = log_level::info;
+    /// The line itself; never holds a token in full.
     std::string_view message;
     /// The installation the line is about (`inst_...`).
     std::string_view installation_id;
@@ -179,6 +181,7 @@ inline bool parse_log_format(std::string_view s, log_format& out) noexcept {
 struct log_sink_options {
     /// Records below this level are dropped.
     log_level min_level = log_level::info;
+    /// The line format.
     log_format format = log_format::text;
     /// The program's name: the `program: ` prefix of text lines, the `program` field of
     /// the others. Empty: none.

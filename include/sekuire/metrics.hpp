@@ -39,7 +39,9 @@ inline constexpr const char* prometheus_content_type = "text/plain; version=0.0.
 
 /// A label of a sample: `name="value"`.
 struct metric_label {
+    /// `[a-zA-Z_][a-zA-Z0-9_]*`, not starting with `__`.
     std::string name;
+    /// Any text; escaped when written.
     std::string value;
 };
 
@@ -52,9 +54,13 @@ using metric_labels = std::vector<metric_label>;
     the sum of `counts`; `sum` is the sum of the observed values, in seconds.
 */
 struct histogram_snapshot {
+    /// The bucket bounds, in seconds, strictly ascending (without +Inf).
     std::vector<double> upper_bounds;
+    /// Observations per bucket, one more entry than `upper_bounds`.
     std::vector<std::uint64_t> counts;
+    /// All observations.
     std::uint64_t count = 0;
+    /// The sum of the observed values, in seconds.
     double sum = 0;
 };
 
