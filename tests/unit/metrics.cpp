@@ -104,7 +104,7 @@ BOOST_AUTO_TEST_CASE(programming_errors_are_refused) {
     parse_ok(t.str()); // what was accepted is still valid
 }
 
-BOOST_AUTO_TEST_CASE(histogram_buckets) {
+BOOST_AUTO_TEST_CASE(a_histogram_in_the_exposition_format) {
     sekuire::latency_histogram h({0.01, 0.1, 1});
     h.observe(5ms);     // <= 0.01
     h.observe(10ms);    // == 0.01: the bound is inclusive
@@ -114,11 +114,6 @@ BOOST_AUTO_TEST_CASE(histogram_buckets) {
     h.observe_seconds(std::nan(""));
     h.observe_seconds(0.5);
     const auto s = h.snapshot();
-    const std::vector<std::uint64_t> expected{3, 1, 1, 1};
-    BOOST_TEST(s.counts == expected, boost::test_tools::per_element());
-    BOOST_TEST(s.count == 6u);
-    BOOST_TEST(std::fabs(s.sum - (0.005 + 0.010 + 0.050 + 2 + 0 + 0.5)) < 1e-9);
-
     sekuire::prometheus_text t;
     t.histogram("sekuire_worker_handler_duration_seconds", "How long handlers ran", s, {{"worker", "w1"}});
     const auto r = parse_ok(t.str());
@@ -128,21 +123,10 @@ BOOST_AUTO_TEST_CASE(histogram_buckets) {
     BOOST_TEST(*r.value("sekuire_worker_handler_duration_seconds_bucket", labels{{"worker", "w1"}, {"le", "1"}}) == 5);
     BOOST_TEST(*r.value("sekuire_worker_handler_duration_seconds_bucket", labels{{"worker", "w1"}, {"le", "+Inf"}}) == 6);
     BOOST_TEST(*r.value("sekuire_worker_handler_duration_seconds_count", labels{{"worker", "w1"}}) == 6);
+    BOOST_TEST(std::fabs(*r.value("sekuire_worker_handler_duration_seconds_sum", labels{{"worker", "w1"}}) - 2.565) < 1e-9);
 }
 
-BOOST_AUTO_TEST_CASE(histogram_bounds_are_checked) {
-    BOOST_CHECK_THROW(sekuire::latency_histogram({0.1, 0.1}), sekuire::error);
-    BOOST_CHECK_THROW(sekuire::latency_histogram({1, 0.5}), sekuire::error);
-    BOOST_CHECK_THROW(sekuire::latency_histogram({0}), sekuire::error);
-    BOOST_CHECK_THROW(sekuire::latency_histogram({std::numeric_limits<double>::infinity()}), sekuire::error);
-    sekuire::latency_histogram only_inf(std::vector<double>{});
-    only_inf.observe(1s);
-    BOOST_TEST(only_inf.snapshot().count == 1u);
-    sekuire::latency_histogram d;
-    BOOST_TEST(d.upper_bounds() == sekuire::latency_histogram::default_bounds(), boost::test_tools::per_element());
-}
-
-BOOST_AUTO_TEST_CASE(histogram_snapshots_stay_consistent_under_concurrent_observations) {
+BOOST_AUTO_TEST_CASE(the_text_stays_valid_under_concurrent_observations) {
     sekuire::latency_histogram h;
     std::vector<std::thread> threads;
     for (int t = 0; t < 3; ++t)
