@@ -127,6 +127,7 @@ struct run_flags {
     setting runtime_token{"--runtime-token", env::runtime_token, {}};
     setting credentials_file{"--credentials-file", env::credentials_file, {}};
     setting heartbeat_interval{"--heartbeat-interval", env::heartbeat_interval, {}};
+    setting startup_jitter{"--startup-jitter", env::startup_jitter, {}};
     setting cancel_grace_period{"--cancel-grace-period", env_cancel_grace_period, {}};
     setting cancel_signal{"--cancel-signal", env_cancel_signal, {}};
     setting metrics_file{"--metrics-file", env_metrics_file, {}};
@@ -181,6 +182,10 @@ inline void add_run_options(CLI::App& app, run_flags& f) {
     opt(f.runtime_token, "TOKEN", "a runtime token of that installation", sekuire);
     opt(f.credentials_file, "PATH", "keep the credentials in this file (0600), to recover after a restart", sekuire);
     opt(f.heartbeat_interval, "SECONDS", "seconds between heartbeats, 1 to 86400 (default 60)", sekuire);
+    opt(f.startup_jitter, "SECONDS",
+        "the first request waits a random time below this, 0 to 300, so that a fleet restarted together does not "
+        "arrive together (default 2)",
+        sekuire);
     app.add_option("--capability", f.capabilities, "a capability to report (repeat for more)")
         ->type_name("NAME")
         ->group(sekuire)
@@ -747,7 +752,7 @@ inline int run(run_flags& f, const std::string& program, const run_detail::inher
     std::string health_host;
     int health_port = -1;
     bool allow_insecure = f.allow_insecure_http;
-    std::optional<long> interval;
+    std::optional<long> interval, jitter;
     std::string install_token, api_key;
     command_line command;
     std::string metrics_path;
@@ -763,6 +768,7 @@ inline int run(run_flags& f, const std::string& program, const run_detail::inher
         }
         if (!f.no_heartbeat) {
             if (const auto r = resolve(f.heartbeat_interval); r.given()) interval = parse_seconds(r, 1, 86400);
+            if (const auto r = resolve(f.startup_jitter); r.given()) jitter = parse_seconds(r, 0, 300);
             const resolved url = resolve(f.api_url);
             const std::string base = url.given() ? url.value : std::string(sekuire::protocol::default_api_url);
             sekuire::httplib_transport_options to;
@@ -817,7 +823,8 @@ inline int run(run_flags& f, const std::string& program, const run_detail::inher
                             {env::refresh_token, resolve(f.refresh_token).value},
                             {env::runtime_token, resolve(f.runtime_token).value},
                             {env::credentials_file, creds.value},
-                            {env::heartbeat_interval, interval ? std::to_string(*interval) : std::string()}};
+                            {env::heartbeat_interval, interval ? std::to_string(*interval) : std::string()},
+                            {env::startup_jitter, jitter ? std::to_string(*jitter) : std::string()}};
             if (!f.check) {
                 const resolved mf = resolve(f.metrics_file);
                 metrics_path = mf.value;

@@ -279,6 +279,7 @@ struct fixture {
         env[proto::env::agent_id] = agent;
         env[proto::env::install_token] = install_token;
         env[proto::env::heartbeat_interval] = "1";
+        env[proto::env::startup_jitter] = "0"; // no random wait before the bootstrap
     }
     fixture(const fixture&) = delete;
     fixture& operator=(const fixture&) = delete;
@@ -778,7 +779,7 @@ BOOST_FIXTURE_TEST_CASE(version_and_help, fixture) {
     BOOST_TEST(run({"--version"}) == 0);
     BOOST_TEST(contains(out(), "sekuire-run (sekuire-cpp) " + std::string(sekuire::sdk_version)));
     BOOST_TEST(run({"--help"}) == 0);
-    for (const char* flag : {"--cmd", "--api-url", "--install-token-file", "--cancel-grace-period", "--cancel-signal",
+    for (const char* flag : {"--cmd", "--api-url", "--install-token-file", "--startup-jitter", "--cancel-grace-period", "--cancel-signal",
                              "--log-level", "--log-format", "--health-addr", "--metrics-file", "--check",
                              "--allow-insecure-http", "SEKUIRE_CREDENTIALS_FILE"})
         BOOST_TEST(contains(out(), flag), flag);
@@ -802,6 +803,7 @@ BOOST_FIXTURE_TEST_CASE(configuration_errors_are_one_line_naming_the_variable_an
         {{{"SEKUIRE_ALLOW_INSECURE_HTTP", "maybe"}}, {}, {}, "SEKUIRE_ALLOW_INSECURE_HTTP='maybe'"},
         {{}, {}, {"--cancel-signal", "NOPE"}, "--cancel-signal='NOPE'"},
         {{}, {}, {"--cancel-grace-period", "-1"}, "--cancel-grace-period='-1'"},
+        {{{proto::env::startup_jitter, "301"}}, {}, {}, "SEKUIRE_STARTUP_JITTER='301'"},
         {{}, {}, {"--health-addr", "nowhere"}, "--health-addr='nowhere'"},
         {{}, {}, {"--install-token-file", file("missing").string()}, "--install-token-file='" + file("missing").string() + "'"},
         {{}, {}, {"--install-token", "skt_x", "--install-token-file", file("missing").string()}, "give one"},
