@@ -6,10 +6,10 @@
 //
 // The credentials are secrets: they are written to a file readable by this user only
 // (SEKUIRE_EXAMPLE_CREDENTIALS, default ./sekuire-credentials.env, in the KEY=value form an
-// env file wants), and only shown masked.
+// env file wants), and only shown masked. A configuration error ends it with one line and
+// exit code 2.
 #include <sekuire/beacon.hpp>
-
-#include "example_support.hpp"
+#include <sekuire/config_error.hpp>
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -20,10 +20,15 @@
 #include <iostream>
 #include <map>
 #include <string>
+#include <string_view>
 
 namespace {
 
-using examples::env;
+// An environment variable, or "" when unset.
+std::string env(const char* name) {
+    const char* v = std::getenv(name);
+    return v ? v : "";
+}
 
 bool write_secret_file(const std::string& path, const std::string& text) {
     const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -43,9 +48,7 @@ std::map<std::string, std::string> read_env_file(const std::string& path) {
     return out;
 }
 
-} // namespace
-
-int main() {
+int run() {
     sekuire::beacon_options options;
     options.api_base_url = env("SEKUIRE_API_URL").empty() ? "https://api.sekuire.ai" : env("SEKUIRE_API_URL");
     options.agent_id = env("SEKUIRE_AGENT_ID");
@@ -103,4 +106,30 @@ int main() {
               << std::endl;
     beacon.stop();
     return same ? 0 : 1;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+    if (argc > 1) {
+        const std::string_view arg = argv[1];
+        if (arg == "--help" || arg == "-h") {
+            std::cout << "usage: beacon_direct\n\n"
+                         "The seed's \"Using Beacon Directly\" and credential recovery: a beacon bootstraps,\n"
+                         "its credentials are saved (0600, SEKUIRE_EXAMPLE_CREDENTIALS, default\n"
+                         "./sekuire-credentials.env), and a second beacon recovers from them alone.\n"
+                         "Environment: SEKUIRE_API_URL, SEKUIRE_AGENT_ID, SEKUIRE_INSTALL_TOKEN,\n"
+                         "SEKUIRE_API_KEY and SEKUIRE_WORKSPACE_ID (optional fallback).\n"
+                         "Exit status: 0 when the same installation was recovered; 2 for a configuration\n"
+                         "error; 1 otherwise.\n";
+            return 0;
+        }
+        std::cerr << "beacon_direct: unknown argument '" << arg << "'; try 'beacon_direct --help'\n";
+        return 2;
+    }
+    try {
+        return run();
+    } catch (const std::exception& e) {
+        return sekuire::report_error("beacon_direct", e); // one line; 2 for a configuration error
+    }
 }

@@ -3,11 +3,11 @@
 // and a task worker) lives a short, complete life on it, told as a timeline: bootstrap,
 // heartbeats, tasks, pause and resume, a token refresh, the kill switch and the graceful
 // shutdown. It ends by itself in well under 30 seconds, with exit code 0.
+#include <sekuire/config_error.hpp>
 #include <sekuire/sdk.hpp>
 #include <sekuire/testing/mock_backend.hpp>
 
-#include "example_support.hpp"
-
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -15,9 +15,29 @@
 #include <iostream>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <thread>
 
 namespace {
+
+// The `text` string of a task input, or "".
+std::string text_of(const boost::json::value& input) {
+    if (const auto* o = input.if_object())
+        if (const auto* t = o->if_contains("text"))
+            if (const auto* s = t->if_string()) return std::string(*s);
+    return {};
+}
+
+// The seed's `summarize` handler: the first 140 characters (UTF-8 code points) of `text`.
+boost::json::value summarize(const boost::json::value& input) {
+    const std::string text = text_of(input);
+    std::size_t i = 0;
+    for (std::size_t count = 0; i < text.size() && count < 140; ++count) {
+        const auto c = static_cast<unsigned char>(text[i]);
+        i += c < 0x80 ? 1 : c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
+    }
+    return boost::json::value{{"summary", text.substr(0, std::min(i, text.size()))}};
+}
 
 using namespace std::chrono_literals;
 namespace testing = sekuire::testing;
@@ -48,9 +68,7 @@ int fail(const std::string& why) {
     return 1;
 }
 
-} // namespace
-
-int main() {
+int run() {
     // -- the backend --------------------------------------------------------------------
     testing::mock_backend_options backend_options;
     backend_options.lease = 5s;
@@ -91,11 +109,11 @@ int main() {
     worker_options.heartbeat_interval = 1s;
     auto& worker = sdk.create_task_worker(worker_options);
     worker.on_task("summarize", [](const sekuire::task_context& ctx, const boost::json::value& input) {
-        if (examples::text_of(input).rfind("slow", 0) == 0) {
+        if (text_of(input).rfind("slow", 0) == 0) {
             // Takes a while, but honours its stop token.
             for (int i = 0; i < 100 && !ctx.stop.stop_requested(); ++i) std::this_thread::sleep_for(10ms);
         }
-        return examples::summarize(input);
+        return summarize(input);
     });
     worker.start();
     if (!backend.wait_for_open_streams(1, 10s)) return fail("the task stream did not open");
@@ -176,4 +194,27 @@ int main() {
                     std::to_string(refreshes.load()) + " token refreshes");
     backend.stop();
     return 0;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+    for (int i = 1; i < argc; ++i) {
+        const std::string_view arg = argv[i];
+        if (arg == "--help" || arg == "-h") {
+            std::cout << "usage: demo\n\n"
+                         "Starts the mock backend in-process on 127.0.0.1 and tells the short life of an\n"
+                         "agent on it: bootstrap, heartbeats, tasks, pause and resume, a token refresh, the\n"
+                         "kill switch and the graceful shutdown. Needs no configuration.\n"
+                         "Exit status: 0 when the story went as told, 1 otherwise.\n";
+            return 0;
+        }
+        std::cerr << "demo: unknown argument '" << arg << "'; try 'demo --help'\n";
+        return 2;
+    }
+    try {
+        return run();
+    } catch (const std::exception& e) {
+        return sekuire::report_error("demo", e); // one line; 2 for a configuration error
+    }
 }

@@ -4,7 +4,9 @@
 //
 //   example_driver <scenario> <path of the example program>
 //
-// Scenarios: quickstart, beacon_direct, manual_worker, shared_store.
+// Scenarios: quickstart, beacon_direct, manual_worker, shared_store; and for any example,
+// usage (--help answers 0, an unknown argument 2) and bad_config (SEKUIRE_API_URL=bogus:
+// one line naming the variable and its value, exit code 2, no crash).
 #include <sekuire/beacon.hpp>
 #include <sekuire/testing/mock_backend.hpp>
 
@@ -12,6 +14,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -44,7 +47,8 @@ struct child {
     std::string output;
 };
 
-child spawn(const std::string& program, const std::map<std::string, std::string>& env, const std::string& dir) {
+child spawn(const std::string& program, const std::map<std::string, std::string>& env, const std::string& dir,
+            const std::vector<std::string>& args = {}) {
     child c;
     c.output = dir + "/output.txt";
     std::vector<std::string> vars;
@@ -61,8 +65,10 @@ child spawn(const std::string& program, const std::map<std::string, std::string>
         if (!out) std::_Exit(126);
         ::dup2(::fileno(out), 1);
         ::dup2(::fileno(out), 2);
-        const char* argv[] = {program.c_str(), nullptr};
-        ::execve(program.c_str(), const_cast<char* const*>(argv), envp.data());
+        std::vector<char*> argv{const_cast<char*>(program.c_str())};
+        for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+        argv.push_back(nullptr);
+        ::execve(program.c_str(), argv.data(), envp.data());
         std::_Exit(127);
     }
     if (c.pid < 0) fail("fork failed");
@@ -88,12 +94,14 @@ int wait_exit(const child& c, std::chrono::seconds timeout) {
     }
 }
 
-bool output_has(const child& c, const std::string& text) {
+std::string output_of(const child& c) {
     std::ifstream in(c.output);
     std::stringstream ss;
     ss << in.rdbuf();
-    return ss.str().find(text) != std::string::npos;
+    return ss.str();
 }
+
+bool output_has(const child& c, const std::string& text) { return output_of(c).find(text) != std::string::npos; }
 
 std::string make_dir(const std::string& scenario) {
     std::string tmpl = "/tmp/sekuire-example-" + scenario + "-XXXXXX";
@@ -155,7 +163,28 @@ int main(int argc, char** argv) {
     const std::string dir = make_dir(scenario);
     auto env = base_env(backend);
 
-    if (scenario == "quickstart") {
+    if (scenario == "usage") {
+        const child help = spawn(program, env, dir, {"--help"});
+        if (wait_exit(help, 30s) != 0) fail("--help did not exit 0", help.output);
+        if (!output_has(help, "usage:")) fail("--help printed no usage", help.output);
+        const child bad = spawn(program, env, make_dir(scenario + "-bad"), {"--no-such-flag"});
+        if (wait_exit(bad, 30s) != 2) fail("an unknown argument did not exit 2", bad.output);
+        if (!output_has(bad, "--help")) fail("an unknown argument did not point to --help", bad.output);
+    } else if (scenario == "bad_config") {
+        // A URL that cannot be used, and a secret that must not be printed.
+        env["SEKUIRE_API_URL"] = "bogus";
+        env["SEKUIRE_INSTALL_TOKEN"] = "skt_example_secret_0123456789";
+        const child c = spawn(program, env, dir);
+        const int code = wait_exit(c, 30s); // fails on death by a signal (an uncaught exception aborts)
+        const std::string out = output_of(c);
+        if (code != 2) fail("exit code " + std::to_string(code) + " instead of 2", c.output);
+        if (out.find("SEKUIRE_API_URL='bogus'") == std::string::npos) fail("the variable and its value are not named", c.output);
+        if (std::count(out.begin(), out.end(), '\n') != 1) fail("more than one line", c.output);
+        for (const char* never : {"[sekuire:", "terminate called", "httplib_transport", "skt_example_secret"})
+            if (out.find(never) != std::string::npos) fail(std::string("the output holds '") + never + "'", c.output);
+        if (!backend.installations().empty() || backend.request_count(sekuire::protocol::path::bootstrap) != 0)
+            fail("a request was sent", c.output);
+    } else if (scenario == "quickstart") {
         env["SEKUIRE_INSTALL_TOKEN"] = backend.create_install_token();
         env["SEKUIRE_HEARTBEAT_INTERVAL"] = "1";
         const child c = spawn(program, env, dir);
@@ -169,7 +198,16 @@ int main(int argc, char** argv) {
         // And SIGTERM: a second run stops on the signal.
         env["SEKUIRE_INSTALL_TOKEN"] = backend.create_install_token();
         const child d = spawn(program, env, make_dir(scenario + "-signal"));
-        if (!backend.wait_for_open_streams(1, 20s)) fail("no task stream (second run)", d.output);
+        // The second run's own installation and stream (the first run's stream may still count
+        // as open for a while): by then it watches its signals and its worker has started.
+        std::string second;
+        for (int i = 0; i < 1000; ++i) {
+            for (const auto& in : backend.installations())
+                if (in.installation_id != inst && backend.open_streams(in.installation_id) > 0) second = in.installation_id;
+            if (!second.empty()) break;
+            std::this_thread::sleep_for(20ms);
+        }
+        if (second.empty()) fail("no task stream (second run)", d.output);
         ::kill(d.pid, SIGTERM);
         if (wait_exit(d, 60s) != 0) fail("non-zero exit after SIGTERM", d.output);
     } else if (scenario == "beacon_direct") {

@@ -11,15 +11,30 @@
 #include <sekuire/testing/fake_transport.hpp>
 #include <sekuire/testing/fixed_probe.hpp>
 
-#include "example_support.hpp"
-
+#include <algorithm>
 #include <iostream>
+#include <string>
+#include <string_view>
 
 namespace st = sekuire::testing;
 namespace proto = sekuire::protocol;
 using namespace std::chrono_literals;
 
 namespace {
+
+// The seed's `summarize` handler: the first 140 characters (UTF-8 code points) of `text`.
+boost::json::value summarize(const boost::json::value& input) {
+    std::string_view text;
+    if (const auto* o = input.if_object())
+        if (const auto* t = o->if_contains("text"))
+            if (const auto* s = t->if_string()) text = *s;
+    std::size_t i = 0;
+    for (std::size_t count = 0; i < text.size() && count < 140; ++count) {
+        const auto c = static_cast<unsigned char>(text[i]);
+        i += c < 0x80 ? 1 : c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
+    }
+    return boost::json::value{{"summary", std::string(text.substr(0, std::min(i, text.size())))}};
+}
 
 int failures = 0;
 void check(bool ok, const char* what) {
@@ -34,7 +49,7 @@ const std::string token = "srt_test_token_0123456789abcdefghijk";
 template <class Worker>
 void register_my_handlers(Worker& worker) {
     worker.on_task("summarize", [](const sekuire::task_context&, const boost::json::value& input) {
-        return examples::summarize(input);
+        return summarize(input);
     });
 }
 
@@ -96,9 +111,26 @@ void my_agent_heartbeats_once_a_minute() {
 
 } // namespace
 
-int main() {
-    my_handler_reports_a_summary();
-    my_agent_heartbeats_once_a_minute();
+int main(int argc, char** argv) {
+    if (argc > 1) {
+        const std::string_view arg = argv[1];
+        if (arg == "--help" || arg == "-h") {
+            std::cout << "usage: fake_clock_test\n\n"
+                         "Tests an agent with sekuire's testing kit: a fake clock and a fake transport,\n"
+                         "no network, no sleeping. Needs no configuration.\n"
+                         "Exit status: 0 when every check passed, 1 otherwise.\n";
+            return 0;
+        }
+        std::cerr << "fake_clock_test: unknown argument '" << arg << "'; try 'fake_clock_test --help'\n";
+        return 2;
+    }
+    try {
+        my_handler_reports_a_summary();
+        my_agent_heartbeats_once_a_minute();
+    } catch (const std::exception& e) {
+        std::cout << "FAIL: " << e.what() << std::endl;
+        return 1;
+    }
     std::cout << (failures ? "some checks failed" : "all checks passed") << std::endl;
     return failures ? 1 : 0;
 }

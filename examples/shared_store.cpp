@@ -4,21 +4,42 @@
 // and a token refreshed by either is used by both at once. Commands and the kill switch are
 // wired between them by hand (`sekuire::sdk` does this for you).
 //
-// SEKUIRE_CREDENTIALS_FILE selects a file store; otherwise the store is in memory.
+// SEKUIRE_CREDENTIALS_FILE selects a file store; otherwise the store is in memory. A
+// configuration error ends it with one line and exit code 2.
 #include <sekuire/beacon.hpp>
+#include <sekuire/config_error.hpp>
 #include <sekuire/file_store.hpp>
+#include <sekuire/signals.hpp>
 #include <sekuire/worker.hpp>
 
-#include "example_support.hpp"
-
+#include <algorithm>
 #include <atomic>
 #include <iostream>
+#include <string>
+#include <string_view>
 
-int main() {
+namespace {
+
+// The seed's `summarize` handler: the first 140 characters (UTF-8 code points) of `text`.
+boost::json::value summarize(const boost::json::value& input) {
+    std::string_view text;
+    if (const auto* o = input.if_object())
+        if (const auto* t = o->if_contains("text"))
+            if (const auto* s = t->if_string()) text = *s;
+    std::size_t i = 0;
+    for (std::size_t count = 0; i < text.size() && count < 140; ++count) {
+        const auto c = static_cast<unsigned char>(text[i]);
+        i += c < 0x80 ? 1 : c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
+    }
+    return boost::json::value{{"summary", std::string(text.substr(0, std::min(i, text.size())))}};
+}
+
+int run() {
     std::atomic<bool> stopping{false};
     std::atomic<sekuire::worker*> running{nullptr};
     std::atomic<bool> signalled{false};
-    examples::stop_on_signals signals([&](int) {
+    // First, before any thread starts: SIGINT and SIGTERM then start a graceful shutdown.
+    sekuire::signal_watcher signals([&](int) {
         signalled = true;
         stopping = true;
         if (auto* w = running.load()) w->begin_shutdown(std::chrono::seconds(10), "signal");
@@ -53,7 +74,7 @@ int main() {
     beacon.start();
     std::cout << "beacon: " << sekuire::to_string(beacon.get_status()) << std::endl;
     worker.on_task("summarize", [](const sekuire::task_context&, const boost::json::value& input) {
-        return examples::summarize(input);
+        return summarize(input);
     });
     worker.start();
     running = &worker;
@@ -65,4 +86,28 @@ int main() {
     std::cout << "worker: " << sekuire::to_string(worker.get_status()) << std::endl;
     std::cout << "beacon: " << sekuire::to_string(beacon.get_status()) << std::endl;
     return 0;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+    if (argc > 1) {
+        const std::string_view arg = argv[1];
+        if (arg == "--help" || arg == "-h") {
+            std::cout << "usage: shared_store\n\n"
+                         "A beacon and a worker built by hand that share one credential store, wired to\n"
+                         "each other. Environment: the SEKUIRE_* variables of the beacon; with\n"
+                         "SEKUIRE_CREDENTIALS_FILE, the store is that file.\n"
+                         "Runs until SIGINT, SIGTERM, a terminate command or a revocation.\n"
+                         "Exit status: 0; 2 for a configuration error; 1 for another error.\n";
+            return 0;
+        }
+        std::cerr << "shared_store: unknown argument '" << arg << "'; try 'shared_store --help'\n";
+        return 2;
+    }
+    try {
+        return run();
+    } catch (const std::exception& e) {
+        return sekuire::report_error("shared_store", e); // one line; 2 for a configuration error
+    }
 }

@@ -13,6 +13,7 @@
 #include <boost/system/error_code.hpp>
 #include <boost/system/system_error.hpp>
 
+#include <exception>
 #include <string>
 #include <type_traits>
 
@@ -201,6 +202,24 @@ public:
     explicit error(const error_code& ec) : boost::system::system_error(ec) {}
     error(const error_code& ec, const std::string& what_arg) : boost::system::system_error(ec, what_arg) {}
 };
+
+/** The message of an exception for a person: `what()`, without the ` [sekuire:7]` suffix
+    (the category, the value and any source location) that Boost.System adds to a
+    `system_error`'s text. For other exceptions, `what()` unchanged. Never throws for a
+    message it cannot shorten; may throw `std::bad_alloc`.
+
+    @par Thread Safety
+    Pure function.
+*/
+inline std::string error_message(const std::exception& e) {
+    std::string text = e.what();
+    if (const auto* se = dynamic_cast<const boost::system::system_error*>(&e)) {
+        const std::string tag = " [" + se->code().to_string();
+        const auto at = text.rfind(tag);
+        if (at != std::string::npos && !text.empty() && text.back() == ']') text.erase(at);
+    }
+    return text;
+}
 
 namespace detail {
 /// Throws `sekuire::error` when `ec` holds an error.

@@ -15,8 +15,14 @@
 #include <sekuire/testing/fixed_probe.hpp>
 #include <sekuire/testing/mock_backend.hpp>
 
+#include "unit/prometheus_parser.hpp"
+
+#include <boost/json.hpp>
 #include <boost/test/unit_test.hpp>
 
+#include <httplib.h>
+
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
@@ -273,6 +279,7 @@ struct fixture {
         env[proto::env::agent_id] = agent;
         env[proto::env::install_token] = install_token;
         env[proto::env::heartbeat_interval] = "1";
+        env[proto::env::startup_jitter] = "0"; // no random wait before the bootstrap
     }
     fixture(const fixture&) = delete;
     fixture& operator=(const fixture&) = delete;
@@ -320,6 +327,27 @@ struct fixture {
         env[proto::env::installation_id] = creds.installation_id;
         env[proto::env::refresh_token] = creds.refresh_token;
         env[proto::env::runtime_token] = creds.runtime_token;
+    }
+
+    /// Starts the `sekuire` program (its `run` subcommand is sekuire-run) with `args`.
+    std::unique_ptr<process> start_cli(const std::vector<std::string>& args) {
+        ++runs;
+        const fs::path cli = tool.parent_path() / "sekuire";
+        BOOST_REQUIRE_MESSAGE(::access(cli.c_str(), X_OK) == 0, "the sekuire program is missing at " << cli.string());
+        auto p = std::make_unique<process>(cli, args, env, out_file(), err_file());
+        BOOST_REQUIRE_MESSAGE(p->started(), "cannot start " << cli.string());
+        return p;
+    }
+
+    /// The port of the health server, from its line on standard error (waits, bounded).
+    int health_port(process& p) {
+        const std::string marker = "health endpoints on http://127.0.0.1:";
+        BOOST_REQUIRE_MESSAGE(wait_until([&] { return contains(err(), marker) || !p.running(); }, 5s),
+                              "no health line; stderr: " << err());
+        const std::string e = err();
+        const auto at = e.find(marker);
+        BOOST_REQUIRE(at != std::string::npos);
+        return std::stoi(e.substr(at + marker.size()));
     }
 
     /// Runs sekuire-run to its end (bounded); returns its exit code.
@@ -579,24 +607,38 @@ BOOST_FIXTURE_TEST_CASE(bad_flags_exit_2_without_running_anything, fixture) {
         {"--cmd"},
         {"--bogus", "--cmd", touch},
         {"--cmd", touch, "extra"},
-        {"--cmd", touch, "--heartbeat-interval", "0"},
-        {"--cmd", touch, "--heartbeat-interval", "86401"},
-        {"--cmd", touch, "--heartbeat-interval", "1x"},
         {"--cmd", touch, "--heartbeat-interval"},
         {"--cmd", touch, "--capability", ""},
+        {"--cmd", touch, "--capability", "a", "b"},
         {"--cmd", ""},
+        {"--cmd", touch, "--", "true"},
+        {"--"},
+        {"--check", "--cmd", touch},
     };
     for (const auto& args : cases) {
         std::string shown;
         for (const auto& a : args) shown += "[" + a + "]";
         BOOST_TEST_CONTEXT("arguments " << shown) {
             BOOST_TEST(run(args) == 2);
-            BOOST_TEST(contains(err(), "usage"));
+            // The short form: the error, the synopsis and where to look; never the whole help.
+            BOOST_TEST(contains(err(), "usage: sekuire-run"));
+            BOOST_TEST(contains(err(), "try 'sekuire-run --help'"));
+            BOOST_TEST(!contains(err(), "--health-addr"));
         }
     }
-    // An invalid environment is a configuration error too.
+    // A bad value is a configuration error: one line that names the flag and the value.
+    for (const std::string bad : {"0", "86401", "1x"}) {
+        BOOST_TEST_CONTEXT("--heartbeat-interval " << bad) {
+            BOOST_TEST(run({"--cmd", touch, "--heartbeat-interval", bad}) == 2);
+            const std::string e = err();
+            BOOST_TEST(contains(e, "--heartbeat-interval='" + bad + "'"));
+            BOOST_TEST(std::count(e.begin(), e.end(), '\n') == 1);
+        }
+    }
+    // An invalid environment is a configuration error too, naming the variable.
     env[proto::env::heartbeat_interval] = "soon";
     BOOST_TEST(run({"--cmd", touch}) == 2);
+    BOOST_TEST(contains(err(), "SEKUIRE_HEARTBEAT_INTERVAL='soon'"));
     BOOST_TEST(!fs::exists(ran));
     BOOST_TEST(requests() == 0u);
 
@@ -674,7 +716,7 @@ BOOST_FIXTURE_TEST_CASE(a_revoked_installation_does_not_start_the_command, fixtu
     backend.revoke(creds.installation_id, "decommissioned", 1000);
     recover_with(creds);
     const fs::path ran = file("ran");
-    BOOST_TEST(run({"--cmd", "touch " + q(ran)}) == 1);
+    BOOST_TEST(run({"--cmd", "touch " + q(ran)}) == 77); // fatal for these credentials
     BOOST_TEST(!fs::exists(ran));
     BOOST_TEST(contains(err(), "revoked"));
     BOOST_TEST(contains(err(), "not started"));
@@ -695,6 +737,362 @@ BOOST_FIXTURE_TEST_CASE(signals_ignored_by_whoever_started_it_stay_ignored, fixt
     BOOST_TEST(!wait_until([&] { return !p->running(); }, 500ms));
     std::ofstream(done).put('\n');
     BOOST_TEST(p->wait() == 7);
+}
+
+BOOST_FIXTURE_TEST_CASE(flags_take_their_value_with_or_without_an_equals_sign, fixture) {
+    env.erase(proto::env::heartbeat_interval);
+    env.erase(proto::env::agent_id);
+    env.erase(proto::env::install_token);
+    env.erase(proto::env::api_url);
+    BOOST_TEST(run({"--api-url=" + backend.url(), "--agent-id", agent, "--install-token=" + install_token,
+                    "--heartbeat-interval=1", "--capability=summarize", "--capability", "classify", "--log-level=debug",
+                    "--cmd=exit 6"}) == 6);
+    const std::string id = installation_id();
+    const std::vector<std::string> caps{"summarize", "classify"};
+    BOOST_TEST(backend.installation(id)->capabilities == caps, boost::test_tools::per_element());
+    BOOST_TEST(state(id) == "stopped");
+    BOOST_TEST(contains(err(), "debug:")); // --log-level=debug shows debug lines
+    // The token given as a flag is never printed.
+    BOOST_TEST(!contains(err(), install_token));
+}
+
+BOOST_FIXTURE_TEST_CASE(a_program_and_its_arguments_after_the_separator, fixture) {
+    const fs::path dump = file("env.txt");
+    // No shell: the arguments arrive as they are, spaces and quotes included.
+    BOOST_TEST(run({"--", "/bin/sh", "-c", "printf '%s|' \"$@\" > " + q(file("args.txt")) + "; env > " + q(dump) +
+                                               "; exit 4",
+                    "sh", "a b", "'c'", "--cmd"}) == 4);
+    BOOST_TEST(read_file(file("args.txt")) == "a b|'c'|--cmd|");
+    const auto vars = parse_env(read_file(dump));
+    BOOST_TEST(vars.count(proto::env::installation_id) == 1u);
+    BOOST_TEST(vars.count(proto::env::install_token) == 0u);
+    // PROGRAM is looked up in PATH; a missing one is refused before any bootstrap, as a shell does.
+    BOOST_TEST(run({"--", "env"}) == 0);
+    const std::size_t installations = backend.installations().size();
+    BOOST_TEST(run({"--", "no-such-program-sekuire-test"}) == 127);
+    BOOST_TEST(contains(err(), "cannot run 'no-such-program-sekuire-test': not found in PATH"));
+    BOOST_TEST(run({"--", file("").string()}) == 126); // a directory
+    BOOST_TEST(backend.installations().size() == installations);
+}
+
+BOOST_FIXTURE_TEST_CASE(version_and_help, fixture) {
+    BOOST_TEST(run({"--version"}) == 0);
+    BOOST_TEST(contains(out(), "sekuire-run (sekuire-cpp) " + std::string(sekuire::sdk_version)));
+    BOOST_TEST(run({"--help"}) == 0);
+    for (const char* flag : {"--cmd", "--api-url", "--install-token-file", "--startup-jitter", "--cancel-grace-period", "--cancel-signal",
+                             "--log-level", "--log-format", "--health-addr", "--metrics-file", "--check",
+                             "--allow-insecure-http", "SEKUIRE_CREDENTIALS_FILE"})
+        BOOST_TEST(contains(out(), flag), flag);
+    BOOST_TEST(requests() == 0u);
+}
+
+BOOST_FIXTURE_TEST_CASE(configuration_errors_are_one_line_naming_the_variable_and_value, fixture) {
+    const fs::path ran = file("ran");
+    struct one {
+        std::map<std::string, std::string> set;
+        std::vector<std::string> unset;
+        std::vector<std::string> args;
+        std::string expected;
+    };
+    const std::vector<one> cases{
+        {{{proto::env::api_url, "bogus"}}, {}, {}, "SEKUIRE_API_URL='bogus': the URL is not a valid http or https URL"},
+        {{}, {}, {"--api-url", "ftp://x"}, "--api-url='ftp://x'"},
+        {{{proto::env::api_url, "http://backend:5556"}}, {}, {}, "SEKUIRE_API_URL='http://backend:5556': plain http"},
+        {{}, {proto::env::agent_id}, {}, "SEKUIRE_AGENT_ID is not set"},
+        {{{"SEKUIRE_LOG_LEVEL", "loud"}}, {}, {}, "SEKUIRE_LOG_LEVEL='loud'"},
+        {{{"SEKUIRE_ALLOW_INSECURE_HTTP", "maybe"}}, {}, {}, "SEKUIRE_ALLOW_INSECURE_HTTP='maybe'"},
+        {{}, {}, {"--cancel-signal", "NOPE"}, "--cancel-signal='NOPE'"},
+        {{}, {}, {"--cancel-grace-period", "-1"}, "--cancel-grace-period='-1'"},
+        {{{proto::env::startup_jitter, "301"}}, {}, {}, "SEKUIRE_STARTUP_JITTER='301'"},
+        {{}, {}, {"--health-addr", "nowhere"}, "--health-addr='nowhere'"},
+        {{}, {}, {"--install-token-file", file("missing").string()}, "--install-token-file='" + file("missing").string() + "'"},
+        {{}, {}, {"--install-token", "skt_x", "--install-token-file", file("missing").string()}, "give one"},
+    };
+    for (const auto& c : cases) {
+        BOOST_TEST_CONTEXT(c.expected) {
+            auto saved = env;
+            for (const auto& kv : c.set) env[kv.first] = kv.second;
+            for (const auto& n : c.unset) env.erase(n);
+            // A secret among the settings must not show in the message.
+            env[proto::env::api_key] = "sk_live_secret_0123456789abcdef";
+            std::vector<std::string> args = c.args;
+            args.insert(args.end(), {"--cmd", "touch " + q(ran)});
+            BOOST_TEST(run(args) == 2);
+            const std::string e = err();
+            BOOST_TEST(contains(e, c.expected), e);
+            BOOST_TEST(std::count(e.begin(), e.end(), '\n') == 1); // one line
+            BOOST_TEST(!contains(e, "[sekuire:"));
+            BOOST_TEST(!contains(e, "httplib_transport"));
+            BOOST_TEST(!contains(e, "sk_live_secret_0123456789abcdef"));
+            BOOST_TEST(!contains(e, install_token));
+            env = saved;
+        }
+    }
+    BOOST_TEST(!fs::exists(ran));
+    BOOST_TEST(requests() == 0u);
+}
+
+BOOST_FIXTURE_TEST_CASE(a_secret_in_a_mistyped_flag_is_masked_in_the_usage_error, fixture) {
+    BOOST_TEST(run({"--instal-token", "skt_a_secret_value_0123456789", "--cmd", "true"}) == 2);
+    BOOST_TEST(!contains(err(), "skt_a_secret_value_0123456789"));
+    BOOST_TEST(contains(err(), "--instal-token"));
+    BOOST_TEST(run({"--api-keys=a_secret_value_0123456789", "--cmd", "true"}) == 2);
+    BOOST_TEST(!contains(err(), "a_secret_value_0123456789"));
+}
+
+BOOST_FIXTURE_TEST_CASE(secrets_from_files, fixture) {
+    env.erase(proto::env::install_token);
+    const fs::path token_file = file("token");
+    std::ofstream(token_file) << "  " << install_token << "\n";
+    env["SEKUIRE_INSTALL_TOKEN_FILE"] = token_file.string();
+    const fs::path dump = file("env.txt");
+    BOOST_TEST(run({"--cmd", "env > " + q(dump)}) == 0);
+    const std::string id = installation_id();
+    BOOST_TEST(state(id) == "stopped");
+    const auto vars = parse_env(read_file(dump));
+    BOOST_TEST(vars.count("SEKUIRE_INSTALL_TOKEN_FILE") == 0u); // not even the path
+    // An empty file is refused.
+    std::ofstream(file("empty")).put('\n');
+    BOOST_TEST(run({"--install-token-file", file("empty").string(), "--cmd", "true"}) == 2);
+    BOOST_TEST(contains(err(), "is empty"));
+}
+
+BOOST_FIXTURE_TEST_CASE(the_command_cannot_read_the_secrets_of_its_parent, fixture) {
+    // The command runs as the same user: it reads /proc/$PPID/environ and cmdline. The
+    // secrets there are overwritten once read, and the process is not dumpable, so that
+    // (as a user other than root) environ cannot be opened at all.
+    env[proto::env::api_key] = "sk_live_mock_0123456789abcdef";
+    env[proto::env::workspace_id] = "ws_run";
+    env[proto::env::credentials_file] = file("credentials.json").string();
+    env.erase(proto::env::install_token);
+    const std::string cmd = "cat /proc/$PPID/environ > " + q(file("environ")) + " 2>/dev/null; echo $? > " +
+                            q(file("environ.rc")) + "; cat /proc/$PPID/cmdline > " + q(file("cmdline")) +
+                            "; cat /proc/$PPID/mem > /dev/null 2>&1; echo $? > " + q(file("mem.rc"));
+    BOOST_TEST(run({"--install-token", install_token, "--cmd", cmd}) == 0);
+    const std::string id = installation_id(); // the token given as a flag worked
+    BOOST_TEST(state(id) == "stopped");
+    const std::string environ_text = read_file(file("environ"));
+    const std::string cmdline = read_file(file("cmdline"));
+    BOOST_TEST(!contains(environ_text, "sk_live_mock_0123456789abcdef"));
+    BOOST_TEST(!contains(environ_text, file("credentials.json").string()));
+    BOOST_TEST(!contains(cmdline, install_token));
+    BOOST_TEST(contains(cmdline, "--install-token")); // the flag is there, its value is not
+    if (::geteuid() != 0) {
+        BOOST_TEST(trimmed(read_file(file("environ.rc"))) != "0");
+        BOOST_TEST(trimmed(read_file(file("mem.rc"))) != "0");
+    }
+}
+
+BOOST_FIXTURE_TEST_CASE(check_tells_connected_retryable_and_refused_apart, fixture) {
+    env[proto::env::credentials_file] = file("credentials.json").string();
+    // Connected: 0, and the credentials are kept for the run that follows.
+    BOOST_TEST(run({"--check"}) == 0);
+    BOOST_TEST(contains(err(), "check passed"));
+    BOOST_TEST(backend.installations().size() == 1u);
+    BOOST_TEST(fs::exists(file("credentials.json")));
+    BOOST_TEST(run({"--cmd", "true"}) == 0);
+    BOOST_TEST(backend.installations().size() == 1u); // recovered from the file, not a new bootstrap
+    // A backend that cannot be reached: retryable.
+    env[proto::env::api_url] = "http://127.0.0.1:1";
+    BOOST_TEST(run({"--check", "--credentials-file", file("other.json").string()}) == 75);
+    BOOST_TEST(contains(err(), "retryable"));
+    // Refused credentials: fatal.
+    env[proto::env::api_url] = backend.url();
+    env[proto::env::install_token] = "skt_not_a_token_the_backend_knows";
+    BOOST_TEST(run({"--check", "--credentials-file", file("third.json").string()}) == 77);
+    // Without a credentials file a check would spend what the next run needs: refused.
+    env.erase(proto::env::credentials_file);
+    BOOST_TEST(run({"--check"}) == 2);
+    BOOST_TEST(contains(err(), "--check needs a credentials file"));
+}
+
+BOOST_FIXTURE_TEST_CASE(plain_http_to_another_host_only_when_allowed, fixture) {
+    env[proto::env::api_url] = "http://sekuire-backend.invalid:5556"; // a compose network's host name
+    env[proto::env::credentials_file] = file("credentials.json").string();
+    BOOST_TEST(run({"--check"}) == 2);
+    BOOST_TEST(contains(err(), "--allow-insecure-http"));
+    BOOST_TEST(run({"--check", "--allow-insecure-http"}) == 75); // allowed; that host cannot be reached
+    BOOST_TEST(contains(err(), "warning: plain http to a host other than loopback"));
+    env["SEKUIRE_ALLOW_INSECURE_HTTP"] = "1";
+    BOOST_TEST(run({"--check"}) == 75);
+    BOOST_TEST(contains(err(), "warning: plain http"));
+    // Loopback needs no permission and gets no warning.
+    env[proto::env::api_url] = backend.url();
+    BOOST_TEST(run({"--cmd", "true"}) == 0);
+    BOOST_TEST(!contains(err(), "plain http"));
+}
+
+BOOST_FIXTURE_TEST_CASE(the_commands_own_counters_reach_the_heartbeats, fixture) {
+    // The command writes its counters to $SEKUIRE_METRICS_FILE, atomically by rename; a bad
+    // file keeps the last good values and is reported once.
+    const std::string write_good =
+        "printf '{\"requests_handled\":1500,\"errors\":2,\"avg_latency_ms\":145.4}' > \"$SEKUIRE_METRICS_FILE.tmp\" && "
+        "mv \"$SEKUIRE_METRICS_FILE.tmp\" \"$SEKUIRE_METRICS_FILE\"";
+    const std::string write_bad = "printf '{\"errors\":\"many\"}' > \"$SEKUIRE_METRICS_FILE\"";
+    const std::string wait_for = "i=0; while [ ! -e " + q(file("next")) + " ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done";
+    const std::string cmd = "echo \"$SEKUIRE_METRICS_FILE\" > " + q(file("path")) + "; " + write_good + "; " + wait_for +
+                            "; " + write_bad + "; touch " + q(file("bad")) + "; i=0; while [ ! -e " + q(file("done")) +
+                            " ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done";
+    auto p = start({"--cmd", cmd});
+    const std::string id = installation_id();
+    BOOST_TEST(wait_until([&] { return backend.installation(id)->metrics.requests_handled == 1500 || !p->running(); }, 6s));
+    auto m = backend.installation(id)->metrics;
+    BOOST_TEST(m.requests_handled == 1500);
+    BOOST_TEST(m.errors == 2);
+    BOOST_TEST(m.avg_latency_ms == 145);
+    std::ofstream(file("next")).put('\n');
+    BOOST_REQUIRE(wait_until([&] { return fs::exists(file("bad")) || !p->running(); }, 5s));
+    const std::size_t beats = heartbeats(id);
+    BOOST_TEST(wait_until([&] { return heartbeats(id) >= beats + 2 || !p->running(); }, 6s));
+    m = backend.installation(id)->metrics;
+    BOOST_TEST(m.requests_handled == 1500); // the last good values
+    BOOST_TEST(m.errors == 2);
+    std::ofstream(file("done")).put('\n');
+    BOOST_TEST(p->wait() == 0);
+    const std::string e = err();
+    std::size_t warnings = 0;
+    for (auto at = e.find("keeping the last good values"); at != std::string::npos; at = e.find("keeping the last good values", at + 1))
+        ++warnings;
+    BOOST_TEST(warnings == 1u);
+    // The private directory of the metrics file is gone.
+    const fs::path metrics_file = trimmed(read_file(file("path")));
+    BOOST_TEST(!metrics_file.empty());
+    BOOST_TEST(!fs::exists(metrics_file.parent_path()));
+}
+
+BOOST_FIXTURE_TEST_CASE(health_endpoints_for_probes_and_scrapes, fixture) {
+    const std::string wait_done =
+        "i=0; while [ ! -e " + q(file("done")) + " ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done";
+    const std::string cmd =
+        "trap '" + wait_done + "; exit 0' TERM; "
+        "printf '{\"requests_handled\":7,\"errors\":1,\"avg_latency_ms\":250}' > \"$SEKUIRE_METRICS_FILE\"; "
+        "ls -l /proc/$$/fd > " + q(file("fds")) + "; " + wait_done + "; exit 9";
+    auto p = start({"--health-addr", "127.0.0.1:0", "--cmd", cmd});
+    const int port = health_port(*p);
+    const std::string id = installation_id();
+    httplib::Client c("127.0.0.1", port);
+    c.set_read_timeout(5);
+    BOOST_TEST(wait_until([&] { auto r = c.Get("/readyz"); return r && r->status == 200; }, 5s));
+    auto r = c.Get("/healthz");
+    BOOST_TEST_REQUIRE(static_cast<bool>(r));
+    BOOST_TEST(r->status == 200);
+    BOOST_TEST(wait_until([&] { return fs::exists(file("fds")); }, 5s));
+    BOOST_TEST(wait_until([&] { return heartbeats(id) >= 2; }, 5s));
+    r = c.Get("/metrics");
+    BOOST_TEST_REQUIRE(static_cast<bool>(r));
+    BOOST_TEST(r->status == 200);
+    const auto parsed = prometheus_check::parse(r->body);
+    BOOST_TEST_REQUIRE(parsed.error.empty(), parsed.error << "\n" << r->body);
+    BOOST_TEST(*parsed.value("sekuire_beacon_connected") == 1);
+    BOOST_TEST(*parsed.value("sekuire_beacon_lease_held") == 1);
+    BOOST_TEST(*parsed.value("sekuire_beacon_heartbeats_total") >= 1);
+    BOOST_TEST(*parsed.value("sekuire_beacon_info", {{"installation_id", id}}) == 1);
+    BOOST_TEST(*parsed.value("sekuire_command_running") == 1);
+    BOOST_TEST(*parsed.value("sekuire_command_requests_total") == 7);
+    BOOST_TEST(*parsed.value("sekuire_command_errors_total") == 1);
+    BOOST_TEST(*parsed.value("sekuire_command_avg_latency_seconds") == 0.25);
+    // The command inherits no socket of sekuire-run (the health server's, the beacon's).
+    BOOST_TEST(!contains(read_file(file("fds")), "socket:"), read_file(file("fds")));
+    // The kill switch: not ready any more.
+    backend.revoke(id, "revoked in a test", 5000);
+    BOOST_TEST(wait_until([&] { auto x = c.Get("/readyz"); return x && x->status == 503; }, 5s));
+    std::ofstream(file("done")).put('\n');
+    BOOST_TEST(p->wait() == 0); // the command handled SIGTERM
+}
+
+BOOST_FIXTURE_TEST_CASE(not_ready_in_degraded_mode, fixture) {
+    env[proto::env::install_token] = "skt_not_a_token_the_backend_knows";
+    auto p = start({"--health-addr", "127.0.0.1:0", "--cmd", "i=0; while [ ! -e " + q(file("done")) +
+                                                                 " ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done"});
+    const int port = health_port(*p);
+    BOOST_REQUIRE(wait_until([&] { return contains(err(), "degraded") || !p->running(); }, 5s));
+    httplib::Client c("127.0.0.1", port);
+    auto r = c.Get("/readyz");
+    BOOST_TEST_REQUIRE(static_cast<bool>(r));
+    BOOST_TEST(r->status == 503);
+    BOOST_TEST(contains(r->body, "degraded"));
+    BOOST_TEST(c.Get("/healthz")->status == 200); // alive all the same
+    std::ofstream(file("done")).put('\n');
+    BOOST_TEST(p->wait() == 0);
+    // A port that is taken is a configuration error.
+    httplib::Server taken;
+    const int busy = taken.bind_to_any_port("127.0.0.1");
+    BOOST_TEST(run({"--health-addr", "127.0.0.1:" + std::to_string(busy), "--cmd", "true"}) == 2);
+    BOOST_TEST(contains(err(), "cannot listen there"));
+}
+
+BOOST_FIXTURE_TEST_CASE(json_lines_carry_the_installation, fixture) {
+    BOOST_TEST(run({"--log-format", "json", "--cmd", "true"}) == 0);
+    const std::string id = installation_id();
+    std::istringstream in(err());
+    std::size_t lines = 0;
+    bool connected = false;
+    for (std::string line; std::getline(in, line); ++lines) {
+        boost::system::error_code ec;
+        const auto v = boost::json::parse(line, ec);
+        BOOST_TEST_REQUIRE(!ec, line);
+        const auto& o = v.as_object();
+        BOOST_TEST(o.at("program").as_string() == "sekuire-run");
+        if (o.contains("event") && o.at("event").as_string() == "connected") {
+            connected = true;
+            BOOST_TEST(o.at("installation_id").as_string() == id);
+            BOOST_TEST(o.at("level").as_string() == "info");
+        }
+    }
+    BOOST_TEST(lines >= 2u);
+    BOOST_TEST(connected);
+}
+
+BOOST_FIXTURE_TEST_CASE(the_cancel_signal_and_grace_period_are_configurable, fixture) {
+    const fs::path ready = file("ready");
+    const fs::path got = file("got");
+    // Notes SIGINT and keeps running: SIGKILL once the grace period (no backend timeout) passed.
+    env["SEKUIRE_CANCEL_SIGNAL"] = "INT";
+    auto p = start({"--cancel-grace-period", "1", "--cmd",
+                    "trap 'echo INT > " + q(got) + "' INT; touch " + q(ready) + "; " + idle(10)});
+    const std::string id = installation_id();
+    BOOST_REQUIRE(wait_until([&] { return fs::exists(ready) || !p->running(); }, 5s));
+    backend.send_command(id, "terminate", "scale down"); // no shutdown_timeout_ms
+    BOOST_REQUIRE(wait_until([&] { return fs::exists(got) || !p->running(); }, 5s));
+    const auto sent_at = steady::now();
+    BOOST_TEST(p->wait() == 137);
+    const auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(p->exited_at() - sent_at).count();
+    BOOST_TEST(waited >= 700);  // the 1 s grace period, less polling slack
+    BOOST_TEST(waited < 5000);  // not the 10 s default
+    BOOST_TEST(trimmed(read_file(got)) == "INT");
+    BOOST_TEST(contains(err(), "(SIGINT)"));
+}
+
+BOOST_FIXTURE_TEST_CASE(sekuire_run_as_the_seed_spells_it, fixture) {
+    // sekuire run --heartbeat-interval 30 with no command: say what is missing.
+    auto p = start_cli({"run", "--heartbeat-interval", "30"});
+    BOOST_TEST(p->wait() == 2);
+    BOOST_TEST(contains(err(), "sekuire run: no command to run: give --cmd COMMAND"));
+    BOOST_TEST(contains(err(), "try 'sekuire run --help'"));
+    // sekuire --help lists the subcommands.
+    p = start_cli({"--help"});
+    BOOST_TEST(p->wait() == 0);
+    BOOST_TEST(contains(out(), "run"));
+    BOOST_TEST(contains(out(), "Subcommands"));
+    p = start_cli({});
+    BOOST_TEST(p->wait() == 2);
+    p = start_cli({"walk"});
+    BOOST_TEST(p->wait() == 2);
+    p = start_cli({"--version"});
+    BOOST_TEST(p->wait() == 0);
+    BOOST_TEST(contains(out(), sekuire::sdk_version));
+    // sekuire run --heartbeat-interval 30 --cmd ...: the same program as sekuire-run.
+    p = start_cli({"run", "--heartbeat-interval", "30", "--cmd", "exit 3"});
+    BOOST_TEST(p->wait() == 3);
+    const std::string id = installation_id();
+    BOOST_TEST(state(id) == "stopped");
+    BOOST_TEST(contains(err(), "sekuire run: info: installation " + id + " connected"));
+    // sekuire run --no-heartbeat --cmd ...
+    p = start_cli({"run", "--no-heartbeat", "--cmd", "exit 5"});
+    BOOST_TEST(p->wait() == 5);
+    BOOST_TEST(contains(err(), "--no-heartbeat"));
+    p = start_cli({"run", "--", "sh", "-c", "exit 8"});
+    BOOST_TEST(p->wait() == 8);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -4,6 +4,8 @@
 
 #include <boost/test/unit_test.hpp>
 
+#include <stdexcept>
+#include <string>
 #include <system_error>
 
 BOOST_AUTO_TEST_SUITE(error)
@@ -48,6 +50,24 @@ BOOST_AUTO_TEST_CASE(exception_carries_the_code) {
         BOOST_TEST(std::string(e.what()).find("beacon start") != std::string::npos);
     }
     BOOST_CHECK_NO_THROW(sekuire::detail::throw_if(sekuire::error_code{}));
+}
+
+BOOST_AUTO_TEST_CASE(error_message_drops_the_category_suffix) {
+    // what() is "prefix: message [sekuire:N]"; a person needs neither the tag nor the number.
+    const sekuire::error with_prefix(sekuire::errc::invalid_option, "SEKUIRE_HEARTBEAT_INTERVAL must be 1 to 86400");
+    BOOST_TEST(std::string(with_prefix.what()).find("[sekuire:") != std::string::npos);
+    BOOST_TEST(sekuire::error_message(with_prefix) ==
+               "SEKUIRE_HEARTBEAT_INTERVAL must be 1 to 86400: an option has an invalid value");
+    const sekuire::error bare(sekuire::errc::revoked);
+    BOOST_TEST(sekuire::error_message(bare) == "the installation was revoked");
+    const boost::system::system_error other(boost::system::errc::make_error_code(boost::system::errc::permission_denied),
+                                            "open");
+    BOOST_TEST(sekuire::error_message(other).find(" [") == std::string::npos);
+    BOOST_TEST(sekuire::error_message(other).rfind("open: ", 0) == 0u);
+    // Other exceptions, and a message that only looks like one with a tag, stay as they are.
+    BOOST_TEST(sekuire::error_message(std::runtime_error("plain [sekuire:7]")) == "plain [sekuire:7]");
+    const sekuire::error looks(sekuire::errc::timeout, "[sekuire:3] in the prefix");
+    BOOST_TEST(sekuire::error_message(looks) == "[sekuire:3] in the prefix: the backend did not answer in time");
 }
 
 BOOST_AUTO_TEST_SUITE_END()
