@@ -27,6 +27,7 @@
 /// Distinct objects: Safe. Shared objects: Unsafe (the caller serialises every call).
 
 #include <sekuire/beacon_options.hpp>
+#include <sekuire/core/auth_chain.hpp>
 #include <sekuire/core/common.hpp>
 #include <sekuire/detail/auth.hpp>
 #include <sekuire/detail/pacing.hpp>
@@ -79,7 +80,8 @@ class beacon_core {
 public:
     beacon_core(beacon_options options, platform_info platform)
         : options_(std::move(options)), platform_(std::move(platform)),
-          random_(options_.random ? options_.random : default_random_source()), interval_(options_.heartbeat_interval) {
+          random_(options_.random ? options_.random : default_random_source()), auth_(options_.request_timeout),
+          interval_(options_.heartbeat_interval) {
         auth_backoff_.set_options(options_.backoff);
         refresh_backoff_.set_options(options_.backoff);
     }
@@ -88,8 +90,7 @@ public:
 
     /// The store's contents (or why it could not be read), current as of now.
     void store_seen(std::optional<installation_credentials> stored, const error_code& ec) {
-        stored_ = std::move(stored);
-        stored_ec_ = ec;
+        auth_.store_seen(std::move(stored), ec);
     }
 
     /// Does what is due at `now`.
@@ -156,7 +157,7 @@ public:
         if (r.error) {
             // Kept in memory and saved again at each step until the store takes it.
             log(log_level::error, "the refreshed token could not be persisted yet: " + r.error.message());
-            if (r.credentials) unsaved_ = r.credentials;
+            if (r.credentials) auth_.remember_unsaved(*r.credentials);
         }
         if (r.credentials) creds_ = r.credentials;
         if (r.adopted && creds_)
@@ -212,7 +213,7 @@ public:
         if (stopping_ || phase_ == phase::stopped) return;
         stopping_ = true;
         take_pending_revocation();
-        if (refresh_locked_) emit_unlock();
+        if (auth_.lock_held()) emit_unlock();
         waiting_ = op_kind::none;
         if (phase_ == phase::running && !revoked_ && creds_ && !creds_->runtime_token.empty()) {
             send_final_heartbeat();
@@ -290,12 +291,12 @@ public:
         s.heartbeats_sent = heartbeats_;
         s.active_policy_hash = policy_hash_;
         s.heartbeat_interval = std::chrono::duration_cast<std::chrono::seconds>(interval_);
-        s.clock_offset = skew_.offset();
+        s.clock_offset = auth_.clock().offset();
         return s;
     }
 
     /// The backend's clock as last seen, at local wall time `local`.
-    wall_time_point backend_now(wall_time_point local) const { return skew_.now(local); }
+    wall_time_point backend_now(wall_time_point local) const { return auth_.backend_now(local); }
 
     const beacon_options& options() const noexcept { return options_; }
     const platform_info& platform() const noexcept { return platform_; }
@@ -399,7 +400,7 @@ private:
     }
 
     void emit_unlock() {
-        refresh_locked_ = false;
+        auth_.lock_released();
         emit(beacon_effect::type::unlock_refresh);
     }
 
@@ -411,19 +412,20 @@ private:
         // A fleet restarted together spreads its first bootstraps and registrations.
         next_at_ = now_.steady + std::chrono::milliseconds(static_cast<std::int64_t>(
                                      detail::clamp_unit(random_()) * static_cast<double>(options_.startup_jitter.count())));
-        std::optional<installation_credentials> stored = stored_;
-        if (stored_ec_ && stored_ec_ != errc::store_corrupt) {
+        std::optional<installation_credentials> stored = auth_.stored();
+        const error_code stored_ec = auth_.store_error();
+        if (stored_ec && stored_ec != errc::store_corrupt) {
             // Perhaps a passing I/O error: the session step reads it again, with backoff.
             // Never bootstrap past stored credentials that could not be read.
-            record_error(stored_ec_, "the credential store cannot be read: " + stored_ec_.message());
+            record_error(stored_ec, "the credential store cannot be read: " + stored_ec.message());
             stage_ = stage::session;
             return;
         }
-        if (stored_ec_) {
+        if (stored_ec) {
             // Nothing in it can be used: authenticate without it (the next save keeps the
             // corrupt file aside).
-            record_error(stored_ec_,
-                         "the stored credentials are unreadable (" + stored_ec_.message() + "); authenticating without them");
+            record_error(stored_ec,
+                         "the stored credentials are unreadable (" + stored_ec.message() + "); authenticating without them");
             stored.reset();
         }
         if ((!stored || stored->installation_id.empty()) && !options_.installation_id.empty() &&
@@ -437,8 +439,7 @@ private:
             log(log_level::info, "recovering installation " + c.installation_id + " from " +
                                      (options_.recovered_from_env ? "the environment" : "the options"));
             creds_ = stored;
-            stored_ = stored; // what the store will hold once saved
-            stored_ec_ = {};
+            auth_.store_will_hold(stored);
             stage_ = stage::session;
             store_op(beacon_effect::type::save, store_purpose::seed, std::move(c));
             return;
@@ -460,29 +461,22 @@ private:
     }
 
     // The store's contents as now known, with unsaved credentials put first (and saved
-    // again): the memory copy is newer while the store holds the same installation without
-    // a newer token version.
-    // (One save attempt per advance: a store that keeps refusing is tried at each step.)
+    // again, once per advance: a store that keeps refusing is tried at each step).
     std::optional<installation_credentials> reconciled(bool& save_again) {
-        save_again = false;
-        if (!unsaved_) return stored_;
-        if (!stored_ || stored_->installation_id != unsaved_->installation_id ||
-            stored_->token_version > unsaved_->token_version) {
-            unsaved_.reset();
-            return stored_;
-        }
-        save_again = !unsaved_tried_;
-        unsaved_tried_ = true;
-        return unsaved_;
+        std::optional<installation_credentials> c = auth_.reconciled(save_again);
+        save_again = save_again && !unsaved_tried_;
+        if (save_again) unsaved_tried_ = true;
+        return c;
     }
 
     void session_attempt() {
-        if (stored_ec_ && stored_ec_ != errc::store_corrupt) {
-            auth_retry(stored_ec_, std::nullopt, "the credential store cannot be read");
+        const error_code stored_ec = auth_.store_error();
+        if (stored_ec && stored_ec != errc::store_corrupt) {
+            auth_retry(stored_ec, std::nullopt, "the credential store cannot be read");
             return;
         }
         bool save_again = false;
-        std::optional<installation_credentials> c = stored_ec_ ? std::nullopt : reconciled(save_again);
+        std::optional<installation_credentials> c = stored_ec ? std::nullopt : reconciled(save_again);
         if (!c || c->installation_id.empty()) {
             stage_ = stage::bootstrap;
             return;
@@ -543,13 +537,8 @@ private:
 
     void send_bootstrap() {
         writable_checked_ = false;
-        protocol::bootstrap_request body;
-        body.install_token = options_.install_token;
-        body.agent_id = options_.agent_id;
-        body.capabilities = options_.capabilities;
-        body.platform = platform_;
-        send(op_kind::bootstrap, detail::make_request(http_method::post, std::string(protocol::path::bootstrap),
-                                                      protocol::encode(body), options_.request_timeout));
+        send(op_kind::bootstrap,
+             auth_.bootstrap_request(options_.install_token, options_.agent_id, options_.capabilities, platform_));
     }
 
     void recover_attempt() {
@@ -567,19 +556,12 @@ private:
 
     void send_recover() {
         writable_checked_ = false;
-        protocol::recover_request body;
-        body.workspace_id = options_.workspace_id;
-        body.agent_id = options_.agent_id;
-        body.capabilities = options_.capabilities;
-        body.platform = platform_;
-        http_request req = detail::make_request(http_method::post, std::string(protocol::path::recover),
-                                                protocol::encode(body), options_.request_timeout);
-        req.headers.push_back({std::string(protocol::header::api_key), options_.api_key});
-        send(op_kind::recover, std::move(req));
+        send(op_kind::recover, auth_.recover_request(options_.api_key, options_.workspace_id, options_.agent_id,
+                                                     options_.capabilities, platform_));
     }
 
     void bootstrap_answered(op_kind k, detail::http_outcome&& out) {
-        const detail::bootstrap_result r = detail::finish_bootstrap(std::move(out));
+        const detail::bootstrap_result r = auth_chain::bootstrap_answer(std::move(out));
         const char* what = k == op_kind::bootstrap ? "install token" : "recovery bootstrap";
         switch (r.status) {
         case detail::bootstrap_status::ok: {
@@ -594,8 +576,7 @@ private:
             set_lease(r.response.lease_expires_at);
             bootstrap_log_ = std::string(what) + ": installation " + c.installation_id + " (runtime token " +
                              mask_token(c.runtime_token) + ")";
-            stored_ = c;
-            stored_ec_ = {};
+            auth_.store_will_hold(c);
             store_op(beacon_effect::type::save, store_purpose::bootstrap, std::move(c));
             return;
         }
@@ -649,7 +630,7 @@ private:
     void drop_credentials(const std::string& why) {
         creds_.reset();
         recovered_from_env_ = false;
-        stored_.reset();
+        auth_.store_will_hold(std::nullopt);
         record_error(errc::installation_not_found, why + "; the stored credentials were dropped");
         store_op(beacon_effect::type::clear, store_purpose::drop);
     }
@@ -661,7 +642,7 @@ private:
             return;
         case store_purpose::unsaved:
             if (!ec) {
-                unsaved_.reset();
+                auth_.forget_unsaved();
             } else if (phase_ == phase::running) {
                 log(log_level::error, "the refreshed credentials still cannot be saved (" + ec.message() +
                                           "); they stay in memory");
@@ -689,13 +670,12 @@ private:
             go_running();
             return;
         case store_purpose::refresh:
-            if (ec) {
-                // Valid credentials (and a rotated refresh token exists nowhere else): kept
-                // in memory and saved again at each step.
-                unsaved_ = refresh_result_.credentials;
+            // Valid credentials (and a rotated refresh token exists nowhere else): when the
+            // store refused them they are kept in memory and saved again at each step.
+            auth_.refresh_saved(ec);
+            if (ec)
                 log(log_level::error, "the refreshed credentials could not be saved (" + ec.message() +
                                           "); they are kept in memory and saved again at each step");
-            }
             emit_unlock();
             refresh_done();
             return;
@@ -713,96 +693,31 @@ private:
 
     void start_refresh(refresh_purpose p, std::string stale_token) {
         refresh_purpose_ = p;
-        refresh_stale_ = std::move(stale_token);
-        refresh_result_ = {};
+        auth_.begin_refresh(std::move(stale_token));
         emit(beacon_effect::type::lock_refresh).op = next_op(op_kind::lock_refresh_wait);
     }
 
     void refresh_locked(bool owned, std::optional<installation_credentials> stored, const error_code& ec) {
-        detail::refresh_result& out = refresh_result_;
-        if (!owned) {
-            // Another holder is refreshing (or the lock cannot be used): never wait for it;
-            // retried with backoff, and then the token is found, or the lock taken.
-            out.status = detail::refresh_status::store_failed;
-            out.error = ec ? ec : error_code(errc::store_locked);
-            refresh_done();
-            return;
-        }
-        refresh_locked_ = true;
-        if (ec) {
-            out.status = detail::refresh_status::store_failed;
-            out.error = ec;
-            emit_unlock();
-            refresh_done();
-            return;
-        }
-        stored_ = stored;
-        stored_ec_ = {};
-        bool save_again = false;
-        std::optional<installation_credentials> creds = reconciled(save_again);
-        if (!creds || !creds->can_refresh()) {
-            out.status = detail::refresh_status::no_refresh_token;
-            out.error = errc::no_credentials;
-            emit_unlock();
-            refresh_done();
-            return;
-        }
-        if (creds->runtime_token != refresh_stale_ && !detail::token_needs_refresh(*creds, backend_now())) {
-            out.status = detail::refresh_status::refreshed;
-            out.credentials = std::move(creds);
-            emit_unlock();
-            refresh_done();
-            return;
-        }
-        refresh_base_ = *creds;
-        protocol::refresh_request body{creds->refresh_token};
-        out.called = true;
-        send(op_kind::refresh, detail::make_request(http_method::post, protocol::path::refresh(creds->installation_id),
-                                                    protocol::encode(body), options_.request_timeout));
+        refresh_next(auth_.refresh_locked(owned, std::move(stored), ec, backend_now()));
     }
 
-    void refresh_answered(detail::http_outcome&& res) {
-        detail::refresh_result& out = refresh_result_;
-        out.retry_after = res.retry_after;
-        out.server_time = res.server_time;
-        out.error = res.error;
-        switch (res.cls) {
-        case protocol::status_class::ok: {
-            protocol::refresh_response r;
-            protocol::decode_error derr;
-            if (!protocol::decode(res.response.body, r, derr)) {
-                out.status = detail::refresh_status::transient;
-                out.error = derr.code;
-                break;
-            }
-            installation_credentials next = refresh_base_;
-            next.runtime_token = std::move(r.runtime_token);
-            next.runtime_token_expires_at = r.expires_at;
-            next.runtime_token_issued_at = backend_now();
-            next.token_version = r.token_version;
-            if (r.refresh_token && *r.refresh_token != next.refresh_token) {
-                next.refresh_token = std::move(*r.refresh_token);
-                out.rotated = true;
-            }
-            out.status = detail::refresh_status::refreshed;
-            out.credentials = next;
-            stored_ = next;
-            // Saved before anyone uses it, under the lock: a crash cannot lose a rotation.
-            store_op(beacon_effect::type::save, store_purpose::refresh, std::move(next));
+    void refresh_answered(detail::http_outcome&& res) { refresh_next(auth_.refresh_answered(std::move(res), backend_now())); }
+
+    void refresh_next(auth_chain::refresh_step step) {
+        switch (step.what) {
+        case auth_chain::refresh_step::kind::send: send(op_kind::refresh, std::move(step.request)); return;
+        case auth_chain::refresh_step::kind::save:
+            store_op(beacon_effect::type::save, store_purpose::refresh, std::move(step.credentials));
+            return;
+        case auth_chain::refresh_step::kind::done:
+            if (auth_.lock_held()) emit_unlock();
+            refresh_done();
             return;
         }
-        case protocol::status_class::revoked: out.status = detail::refresh_status::revoked; break;
-        case protocol::status_class::installation_gone: out.status = detail::refresh_status::gone; break;
-        case protocol::status_class::transient: out.status = detail::refresh_status::transient; break;
-        case protocol::status_class::token_rejected:
-        case protocol::status_class::permanent: out.status = detail::refresh_status::rejected; break;
-        }
-        emit_unlock();
-        refresh_done();
     }
 
     void refresh_done() {
-        const detail::refresh_result r = refresh_result_;
+        const detail::refresh_result r = auth_.result();
         switch (refresh_purpose_) {
         case refresh_purpose::session: session_refreshed(r); return;
         case refresh_purpose::running: running_refreshed(r); return;
@@ -818,8 +733,8 @@ private:
             lease_expired_ = true;
             log(log_level::warning, "lease expired before it was renewed");
         }
-        if (stored_ec_) {
-            log(log_level::warning, "the credential store cannot be read (" + stored_ec_.message() +
+        if (auth_.store_error()) {
+            log(log_level::warning, "the credential store cannot be read (" + auth_.store_error().message() +
                                         "); going on with the credentials in memory");
         } else {
             bool save_again = false;
@@ -840,7 +755,7 @@ private:
                 // operator). The backend decides what became of the installation, not the
                 // store: put the credentials back and ask it at once, rather than bootstrap
                 // a new installation past a kill switch.
-                stored_ = creds_;
+                auth_.store_will_hold(creds_);
                 store_op(beacon_effect::type::save, store_purpose::restore, *creds_);
                 return steady_time_point::max();
             }
@@ -935,11 +850,11 @@ private:
     }
 
     /// The backend's clock (token expiry and directed times are in it).
-    wall_time_point backend_now() const { return skew_.now(now_.wall); }
+    wall_time_point backend_now() const { return auth_.backend_now(now_.wall); }
 
     void observe(const std::optional<wall_time_point>& server_time) {
-        if (skew_.observe(server_time, now_.wall))
-            log(log_level::warning, skew_.describe_offset() + "; token expiry is judged on the backend's clock");
+        if (auth_.observe(server_time, now_.wall))
+            log(log_level::warning, auth_.clock().describe_offset() + "; token expiry is judged on the backend's clock");
     }
 
     protocol::heartbeat_status reported_status() const {
@@ -1005,7 +920,7 @@ private:
             ++failed_;
             refused_refresh_ = r;
             forget_purpose_second_401_ = false;
-            forget(refresh_stale_);
+            forget(auth_.stale_token());
             return;
         }
         if (r.status != detail::refresh_status::refreshed) {
@@ -1176,8 +1091,8 @@ private:
                                              protocol::timing::max_shutdown_timeout)
                                 : default_shutdown_timeout;
         creds_.reset();
-        stored_.reset();
-        if (refresh_locked_) emit_unlock();
+        auth_.store_will_hold(std::nullopt);
+        if (auth_.lock_held()) emit_unlock();
         waiting_ = op_kind::none; // whatever was outstanding is given up
         record_error(errc::revoked, "installation revoked: " + revoked_reason_);
         store_op(beacon_effect::type::clear, store_purpose::revoke);
@@ -1187,9 +1102,10 @@ private:
     // One attempt, bounded by stop_timeout: no refresh and no retry on a 401.
     void send_final_heartbeat() {
         // Another holder may have refreshed the token: the driver gave the store's contents.
-        if (!stored_ec_ && stored_ && creds_ && stored_->installation_id == creds_->installation_id &&
-            !stored_->runtime_token.empty())
-            creds_ = stored_;
+        const auto& stored = auth_.stored();
+        if (!auth_.store_error() && stored && creds_ && stored->installation_id == creds_->installation_id &&
+            !stored->runtime_token.empty())
+            creds_ = stored;
         send(op_kind::final_heartbeat, heartbeat_request(protocol::heartbeat_status::stopped, options_.stop_timeout));
     }
 
@@ -1280,18 +1196,12 @@ private:
     bool unsaved_tried_ = false;
     steady_time_point next_ = steady_time_point::min();
 
-    std::optional<installation_credentials> stored_; // the store's contents as last seen
-    error_code stored_ec_;
-    std::optional<installation_credentials> unsaved_; // refreshed credentials the store refused
+    auth_chain auth_; // the store as last seen, unsaved credentials, the backend's clock, the refresh
     std::optional<installation_credentials> creds_;
     wall_time_point sent_backend_now_{};
 
-    // The refresh under way.
+    // Who asked for the refresh under way.
     refresh_purpose refresh_purpose_ = refresh_purpose::session;
-    std::string refresh_stale_;
-    installation_credentials refresh_base_;
-    detail::refresh_result refresh_result_;
-    bool refresh_locked_ = false;
 
     // The heartbeat under way.
     http_request pending_heartbeat_;
@@ -1331,7 +1241,6 @@ private:
     std::string unjudged_token_;
     // The installation checked with the backend after another holder emptied the store.
     std::string checked_after_clear_;
-    detail::backend_clock skew_;
 
     detail::command_log commands_;
     bool paused_ = false;
