@@ -14,9 +14,9 @@
 #include <sekuire/config.hpp>
 #include <sekuire/core/beacon_core.hpp>
 #include <sekuire/credential_store.hpp>
+#include <sekuire/detail/make_policy.hpp>
 #include <sekuire/detail/store_effects.hpp>
 #include <sekuire/error.hpp>
-#include <sekuire/file_store.hpp>
 #include <sekuire/fwd.hpp>
 #include <sekuire/platform.hpp>
 #include <sekuire/transport.hpp>
@@ -34,31 +34,6 @@
 
 namespace sekuire {
 
-namespace detail {
-
-/// Builds a default policy from the options when the policy can be built from them.
-template <class Transport>
-Transport make_transport(const std::string& base_url, const transport_options& o) {
-    if constexpr (std::is_constructible<Transport, std::string, transport_options>::value) {
-        return Transport(base_url, o);
-    } else {
-        return Transport();
-    }
-}
-
-template <class Store>
-Store make_store(const std::string& credentials_file) {
-    if constexpr (std::is_same<Store, credential_store>::value) {
-        if (!credentials_file.empty()) return credential_store(file_store(credentials_file));
-        return credential_store();
-    } else if constexpr (std::is_constructible<Store, std::string>::value) {
-        return credentials_file.empty() ? Store() : Store(credentials_file);
-    } else {
-        return Store();
-    }
-}
-
-} // namespace detail
 
 /** The Beacon: bootstraps an installation, keeps its lease alive with heartbeats,
     refreshes its runtime token, and obeys the kill switch and commands.

@@ -60,10 +60,10 @@ public:
     httplib::Server& operator*() { return *svr_; }
     httplib::Server* operator->() { return svr_.get(); }
 
-    void start(const std::string& host = "127.0.0.1") {
+    void start(const std::string& host = "127.0.0.1", std::size_t threads = 16) {
         BOOST_REQUIRE(svr_->is_valid());
         svr_->set_tcp_nodelay(true);
-        svr_->new_task_queue = [] { return new httplib::ThreadPool(16); };
+        svr_->new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
         port_ = svr_->bind_to_any_port(host);
         BOOST_REQUIRE(port_ > 0);
         thread_ = std::thread([this] { svr_->listen_after_bind(); });

@@ -2,6 +2,8 @@
 // Test that header file is self-contained.
 #include <sekuire/basic_worker.hpp>
 
+#include <sekuire/basic_beacon.hpp>
+
 #include "failing_store.hpp"
 #include "worker_fixture.hpp"
 
@@ -1408,8 +1410,10 @@ BOOST_FIXTURE_TEST_CASE(a_revocation_during_a_drain_brings_its_end_forward, manu
 }
 
 BOOST_FIXTURE_TEST_CASE(last_event_id_stays_at_the_last_event_handled, fixture) {
-    // The stream is cut (the idle watchdog) in the middle of a chunk: the events after the
-    // cut were not handled, so the reconnection must ask for them again.
+    // The stream is cut (the idle watchdog) while a connection is delivering: the events
+    // after the cut were not handled, so the reconnection must ask for them again. (The
+    // core decides a chunk's events at once, and callbacks run after them: the cut falls
+    // between two chunks.)
     auto o = options();
     worker_type** self = nullptr;
     worker_type* w_ptr = nullptr;
@@ -1425,7 +1429,7 @@ BOOST_FIXTURE_TEST_CASE(last_event_id_stays_at_the_last_event_handled, fixture) 
         ++runs;
         return in;
     });
-    stream({sse("command", R"({"id":"cmd_1","type":"pause","reason":"x"})", "1") +
+    stream({sse("command", R"({"id":"cmd_1","type":"pause","reason":"x"})", "1"),
             task_event(make_task("t_2", "summarize"), "2") + task_event(make_task("t_3", "summarize"), "3")});
     w.step();
     connect();
