@@ -22,6 +22,7 @@
 
 #include <chrono>
 #include <functional>
+#include <iomanip>
 #include <map>
 #include <memory>
 #include <optional>
@@ -112,6 +113,16 @@ struct run_log {
     /// Requests made by the end of the scripted scenario (the ones the sweep fails; the
     /// settling time after it, where every retry happens, is not swept).
     std::size_t scenario_requests = 0;
+    /// Whether the store was seen empty after a step, once the failed call was made.
+    bool store_emptied = false;
+
+    /// Notes, after a step, whether the store is empty past the failed call.
+    void watch_store(const sekuire::memory_store& store, const fake& transport, const backend& be) {
+        if (store_emptied || be.failure().n == 0 || transport.total() < be.failure().n) return;
+        sekuire::error_code ec;
+        const auto c = store.load(ec);
+        if (!c || c->installation_id.empty()) store_emptied = true;
+    }
 
     void take(const fake& transport, const driver& drv, const backend& be) {
         requests = transport.requests();
@@ -124,13 +135,18 @@ struct run_log {
     }
 };
 
+/// "12.345 s": a steady time since the start.
 std::string secs(steady_time_point t) {
-    return std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count() / 1000.0) + " s";
+    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
+    std::ostringstream out;
+    out << ms / 1000 << '.' << std::setw(3) << std::setfill('0') << ms % 1000 << " s";
+    return out.str();
 }
 
-/// Each task stream connection opened since call `before` used the credentials its script
-/// was made for (else the scripted answer was meant for other credentials: a fault of
-/// the model, not of the client).
+/// Each task stream connection not checked yet (`checked` counts those checked) used the
+/// credentials its script was made for; else the scripted answer was meant for other
+/// credentials, a fault of the model, not of the client. (Every connection of a run goes to
+/// one installation's stream path: no scenario with a worker makes a second installation.)
 void check_predictions(const fake& transport, const backend& be, const fault& f, std::size_t& checked,
                        std::vector<std::string>& out) {
     if (be.stream_path().empty()) return;
@@ -203,9 +219,17 @@ void check_common(verdict& v, const run_log& log, const backend& be, const captu
             break;
         }
     }
+    // A 404 on an installation path drops the stored credentials (docs/protocol.md, status
+    // classes; the final heartbeat of stop() is one attempt and nothing more).
+    if (f.kind == fault_kind::not_found && n > 0 && n <= log.requests.size()) {
+        const endpoint e = classify(log.requests[n - 1]);
+        if (installation_path(e) && e != endpoint::final_heartbeat)
+            v.expect(log.store_emptied, std::string("the stored credentials were kept after a 404 on the ") + to_string(e));
+    }
     // A send that took its whole time limit is not tried again at once: the backoff runs
     // from the end of the failed attempt (the step that made it is noted at its end).
-    if (f.kind == fault_kind::timeout && n > 0 && n <= log.requests.size() && !log.requests[n - 1].streamed &&
+    if ((f.kind == fault_kind::timeout || f.kind == fault_kind::lost_answer) && n > 0 && n <= log.requests.size() &&
+        !log.requests[n - 1].streamed &&
         !(retry_after_exempt && retry_after_exempt(n))) {
         const auto& failed = log.requests[n - 1];
         for (std::size_t j = n; j < log.requests.size(); ++j) {
@@ -353,6 +377,7 @@ struct beacon_world {
         : be(backend_options(spec), clock, transport, f), drv(clock, transport) {
         beacon = std::make_unique<test_beacon>(beacon_options(spec), transport, clock, store, st::fixed_probe{});
         drv.add("beacon", [this] { return beacon->step(); });
+        drv.after_step = [this] { log.watch_store(store, transport, be); };
         const seconds end = spec.revoke ? 1080s : 960s;
         drv.run_until(at(end));
         log.scenario_requests = transport.total();
@@ -366,9 +391,7 @@ struct beacon_world {
         drv.note_calls("stop");
         after_stop = beacon->get_status();
         store_after_stop = load(store);
-        const std::size_t scenario = log.scenario_requests;
         log.take(transport, drv, be);
-        log.scenario_requests = scenario;
         beacon.reset();
     }
 
@@ -403,7 +426,7 @@ struct beacon_world {
         // heartbeats_sent counts the heartbeats the backend renewed the lease with.
         std::uint64_t renewed = 0;
         for (const auto& h : be.heartbeats())
-            if (!h.revoked_answer && h.status != proto::heartbeat_status::stopped) ++renewed;
+            if (!h.revoked_answer && !h.answer_lost && h.status != proto::heartbeat_status::stopped) ++renewed;
         v.expect(s.heartbeats_sent == renewed, "heartbeats_sent is " + std::to_string(s.heartbeats_sent) +
                                                    ", the backend renewed the lease " + std::to_string(renewed) + " times");
 
@@ -423,6 +446,7 @@ struct beacon_world {
         v.expect(cap.commands.count("cmd_pause") == 1, "the pause command never arrived");
         v.expect(cap.commands.count("cmd_resume") == 1, "the resume command never arrived");
         v.expect(!s.paused, "still paused after the resume");
+        check_lease_kept(v, cap);
         if (spec.revoke) {
             // The revoked shape carries the reason and the timeout; a 403 (to a refresh after a
             // 401, say) carries neither: some reason, and the default timeout.
@@ -445,7 +469,6 @@ struct beacon_world {
             return;
         }
         // Connected on the installation the backend made last, holding its latest tokens.
-        check_lease_kept(v, cap);
         const backend::installation* last = be.latest();
         if (ex == outcome::new_installation)
             v.expect(be.installations().size() >= 2, "no new installation after the old one was dropped");
@@ -467,6 +490,8 @@ struct beacon_world {
         if (last && !f.final)
             v.expect(last->last_status == proto::heartbeat_status::stopped, "the backend did not hear the final heartbeat");
         v.expect(after_stop.state == sekuire::beacon_state::stopped && !after_stop.is_running, "not stopped after stop()");
+        // stop() leaves the credentials for the next start (a restart recovers, never bootstraps).
+        v.expect(store_after_stop == store_before_stop, "stop() changed the stored credentials");
     }
 };
 
@@ -474,6 +499,9 @@ struct beacon_world {
 
 struct worker_spec {
     const char* name;
+    /// The status must show the runtime token in use at the end (else: one the backend
+    /// issued to the installation); see the known defect worker_status_token_stale_after_refresh.
+    bool exact_status_token = false;
 };
 
 /** The worker's lifecycle: credentials from the store, the policy fetch, worker heartbeats
@@ -560,6 +588,7 @@ struct worker_world {
             if (!draining_since && worker->get_status().state == sekuire::worker_state::draining)
                 draining_since = clock.steady_now();
         };
+        drv.after_step = [this] { log.watch_store(store, transport, be); };
         auto done = [this] { return worker->get_status().state == sekuire::worker_state::stopped; };
         finished = drv.run_until(at(900s), done) && done();
         requests_at_finish = transport.total();
@@ -582,7 +611,7 @@ struct worker_world {
 
     static outcome expected(const worker_spec&, fault_kind, endpoint, const std::string&) { return outcome::as_scenario; }
 
-    void check(verdict& v, const worker_spec&, outcome, const fault& f, std::size_t minute_bound) const {
+    void check(verdict& v, const worker_spec& spec, outcome, const fault& f, std::size_t minute_bound) const {
         // Results retried during the drain go out at once (docs/protocol.md, Results).
         auto exempt = [this](std::size_t n) {
             const endpoint e = classify(log.requests[n - 1]);
@@ -606,8 +635,13 @@ struct worker_world {
         v.expect(s.completed == be.tasks().size(), "completed is " + std::to_string(s.completed));
         check_tasks(v, be, cap, s.results_dropped, true);
         check_store_holds(v, final_store, be.latest(), "at the end");
-        v.expect(s.runtime_token.empty() || s.runtime_token.find("...") != std::string::npos || s.runtime_token.find("***") != std::string::npos,
-                 "the status shows an unmasked token");
+        if (const auto* last = be.latest()) {
+            if (spec.exact_status_token)
+                v.expect(s.runtime_token == mask_token(last->runtime_token),
+                         "the status shows token " + s.runtime_token + ", not the one in use, " + mask_token(last->runtime_token));
+            else
+                v.expect(be.issued_masked(s.runtime_token), "the status shows token " + s.runtime_token + ", not one the backend issued");
+        }
     }
 };
 
@@ -704,6 +738,7 @@ struct sdk_world {
             if (!draining_since && worker->get_status().state == sekuire::worker_state::draining)
                 draining_since = clock.steady_now();
         };
+        drv.after_step = [this] { log.watch_store(store, transport, be); };
         drv.run_until(at(360s));
         const std::size_t scenario = transport.total();
         drv.run_until(at(360s + settle_time));
@@ -929,9 +964,16 @@ bool worker_refresh_ignores_retry_after(fault_kind k, endpoint e, const std::str
     return k == fault_kind::rate_limited && e == endpoint::refresh && part_of(owner) == "worker";
 }
 
+/// A 404 on the worker heartbeat (an installation path) is only logged: the stored
+/// credentials are kept, where docs/protocol.md (status classes) drops them and walks the
+/// auth chain again, as the worker does after a 404 on the task stream or the refresh.
+bool worker_heartbeat_404_keeps_credentials(fault_kind k, endpoint e, const std::string&) {
+    return k == fault_kind::not_found && e == endpoint::worker_heartbeat;
+}
+
 bool known_defect(fault_kind k, endpoint e, const std::string& owner) {
     return policy_fetch_ignores_retry_after(k, e, owner) || malformed_completion_counts_as_accepted(k, e, owner) ||
-           worker_refresh_ignores_retry_after(k, e, owner);
+           worker_refresh_ignores_retry_after(k, e, owner) || worker_heartbeat_404_keeps_credentials(k, e, owner);
 }
 
 } // namespace
@@ -961,6 +1003,24 @@ BOOST_AUTO_TEST_CASE(defect_policy_fetch_ignores_retry_after, *boost::unit_test:
 // after a 401, which the sweep never follows with a second failure).
 BOOST_AUTO_TEST_CASE(defect_worker_refresh_ignores_retry_after, *boost::unit_test::expected_failures(1)) {
     run_only<worker_world>(worker_spec{"worker"}, worker_refresh_ignores_retry_after);
+}
+
+// Known defect: see worker_heartbeat_404_keeps_credentials.
+BOOST_AUTO_TEST_CASE(defect_worker_heartbeat_404_keeps_credentials, *boost::unit_test::expected_failures(2)) {
+    run_only<worker_world>(worker_spec{"worker"}, worker_heartbeat_404_keeps_credentials);
+    run_only<sdk_world>(sdk_spec{"sdk"}, worker_heartbeat_404_keeps_credentials);
+}
+
+// Known defect: a refresh made after a 401 (in any call but the stream's) leaves the
+// worker's status showing the token it replaced until the next call reads the store; a
+// worker whose last call did so (the terminate command came in the answer to the retried
+// heartbeat) shows a dead token for good. Run with the exact check over every 401 on a
+// worker heartbeat.
+BOOST_AUTO_TEST_CASE(defect_worker_status_token_stale_after_refresh, *boost::unit_test::expected_failures(1)) {
+    run_only<worker_world>(worker_spec{"worker (status token)", true},
+                           [](fault_kind k, endpoint e, const std::string&) {
+                               return k == fault_kind::unauthorized && e == endpoint::worker_heartbeat;
+                           });
 }
 
 // Known defect: see malformed_completion_counts_as_accepted.

@@ -12,6 +12,7 @@
 
 #include <sekuire/credential_store.hpp>
 #include <sekuire/error.hpp>
+#include <sekuire/mask.hpp>
 #include <sekuire/protocol.hpp>
 #include <sekuire/testing/fake_clock.hpp>
 #include <sekuire/testing/fake_transport.hpp>
@@ -56,6 +57,7 @@ enum class fault_kind {
     malformed,         ///< the endpoint's success status with a body that is not what it promises
     unauthorized,      ///< 401 (with the code the endpoint uses for it)
     not_found,         ///< 404 `not_found` (applied to installation paths only)
+    lost_answer,       ///< the backend handled the request, the answer never came back (a timeout)
 };
 
 inline const char* to_string(fault_kind k) {
@@ -68,13 +70,14 @@ inline const char* to_string(fault_kind k) {
     case fault_kind::malformed: return "malformed-2xx";
     case fault_kind::unauthorized: return "401";
     case fault_kind::not_found: return "404";
+    case fault_kind::lost_answer: return "answer-lost";
     }
     return "?";
 }
 
-inline constexpr fault_kind all_faults[] = {fault_kind::connection_failed, fault_kind::timeout, fault_kind::unavailable,
-                                            fault_kind::rate_limited,      fault_kind::malformed, fault_kind::unauthorized,
-                                            fault_kind::not_found};
+inline constexpr fault_kind all_faults[] = {fault_kind::connection_failed, fault_kind::timeout,      fault_kind::unavailable,
+                                            fault_kind::rate_limited,      fault_kind::malformed,    fault_kind::unauthorized,
+                                            fault_kind::not_found,         fault_kind::lost_answer};
 
 /// The Retry-After the 429 fault asks for.
 inline constexpr seconds fault_retry_after{30};
@@ -97,8 +100,8 @@ struct fault {
         return kind == fault_kind::connection_failed || (kind == fault_kind::timeout && stream_ordinal > 0);
     }
     sekuire::error_code error() const {
-        return kind == fault_kind::timeout ? sekuire::error_code(sekuire::errc::timeout)
-                                           : sekuire::error_code(sekuire::errc::connection_failed);
+        return kind == fault_kind::connection_failed ? sekuire::error_code(sekuire::errc::connection_failed)
+                                                     : sekuire::error_code(sekuire::errc::timeout);
     }
 };
 
@@ -159,9 +162,18 @@ inline bool installation_path(endpoint e) {
            e == endpoint::worker_heartbeat || e == endpoint::stream;
 }
 
-/// Whether the sweep applies `k` to a request for `e`: the 404 of the brief is the one on
-/// an installation path.
-inline bool applies(fault_kind k, endpoint e) { return k != fault_kind::not_found || installation_path(e); }
+/// Whether the sweep applies `k` to a request for `e`: the 404 is the one on an installation
+/// path; a lost answer is tried on the requests a client may repeat (heartbeats,
+/// completions, the policy), not on those whose answer is the only copy of new credentials
+/// (a bootstrap, a refresh: the protocol has no way back from losing those) nor on the
+/// task stream (which has no single answer to lose).
+inline bool applies(fault_kind k, endpoint e) {
+    if (k == fault_kind::not_found) return installation_path(e);
+    if (k == fault_kind::lost_answer)
+        return e == endpoint::heartbeat || e == endpoint::final_heartbeat || e == endpoint::worker_heartbeat ||
+               e == endpoint::complete || e == endpoint::policy;
+    return true;
+}
 
 inline std::string bearer_of(const sekuire::http_request& r) {
     const std::string* v = sekuire::find_header(r.headers, "Authorization");
@@ -276,6 +288,7 @@ public:
         std::string installation_id;
         proto::heartbeat_status status;
         bool revoked_answer = false; ///< answered with the revoked shape
+        bool answer_lost = false;    ///< the client never got the answer
     };
 
     backend(options o, st::fake_clock clock, fake& transport, fault f)
@@ -387,6 +400,12 @@ public:
     /// Every secret the backend knows or issued.
     const std::vector<std::string>& secrets() const { return secrets_; }
     bool install_token_used() const { return install_token_used_; }
+    /// Whether `masked` is the masked form of a runtime token the backend issued.
+    bool issued_masked(const std::string& masked) const {
+        for (const auto& t : secrets_)
+            if (t.rfind("srt_", 0) == 0 && sekuire::mask_token(t) == masked) return true;
+        return false;
+    }
     /// Bootstraps received after the install token was spent.
     std::size_t bootstraps_after_spent() const { return bootstraps_after_spent_; }
     /// The call index (1-based) of the first revoked answer, 0 when none.
@@ -583,8 +602,22 @@ private:
                 clock_.advance(req.timeout); // the attempt takes its whole time limit
                 return fake::reply{0, {}, {}, fault_.error()};
             }
-            return fault_reply(e);
+            if (fault_.kind != fault_kind::lost_answer) return fault_reply(e);
         }
+        const bool lose = fault_.kind == fault_kind::lost_answer && fault_.n > 0 && index == fault_.n;
+        const std::size_t heartbeats_before = heartbeats_.size();
+        fake::reply r = handle(req, rec, e, index);
+        if (lose) {
+            // Handled, but the answer never arrives: the client waits its whole time limit.
+            if (first_revoked_answer_ == index) first_revoked_answer_ = 0;
+            if (heartbeats_.size() > heartbeats_before) heartbeats_.back().answer_lost = true;
+            clock_.advance(req.timeout);
+            return fake::reply{0, {}, {}, fault_.error()};
+        }
+        return r;
+    }
+
+    fake::reply handle(const sekuire::http_request& req, const fake::recorded& rec, endpoint e, std::size_t index) {
         apply_schedule();
         switch (e) {
         case endpoint::bootstrap: return bootstrap(req);
@@ -675,7 +708,7 @@ private:
             protocol_errors_.push_back("heartbeat body: " + err.message());
             return error(400, proto::error_code_name::bad_request);
         }
-        heartbeats_.push_back({clock_.steady_now(), i->id, body.status, i->revoked});
+        heartbeats_.push_back({clock_.steady_now(), i->id, body.status, i->revoked, false});
         i->last_status = body.status;
         proto::heartbeat_response r;
         if (i->revoked) {
@@ -843,6 +876,7 @@ public:
                     if (s.before && clock_.steady_now() >= s.next) s.before();
                     s.next = s.step();
                     note_calls(s.name);
+                    if (after_step) after_step();
                     if (s.next <= now) again = true;
                 }
                 if (!again) break;
@@ -886,6 +920,8 @@ public:
 
     /// Called after each instant (to watch a state change as it happens).
     std::function<void()> observe;
+    /// Called after each step.
+    std::function<void()> after_step;
 
     static constexpr int max_rounds = 64;
     static constexpr std::size_t max_instants = 50000;
