@@ -169,6 +169,9 @@ inline bool installation_path(endpoint e) {
 /// task stream (which has no single answer to lose).
 inline bool applies(fault_kind k, endpoint e) {
     if (k == fault_kind::not_found) return installation_path(e);
+    // A timed-out stream connection is failed by the fake transport at once, as a failed
+    // connection is: the same case twice.
+    if (k == fault_kind::timeout) return e != endpoint::stream;
     if (k == fault_kind::lost_answer)
         return e == endpoint::heartbeat || e == endpoint::final_heartbeat || e == endpoint::worker_heartbeat ||
                e == endpoint::complete || e == endpoint::policy;
@@ -204,15 +207,13 @@ inline std::string make_secret(std::string_view prefix, std::string_view tag, un
     return out;
 }
 
-/// The parts of `secret` that must never appear in a log line or a status: the whole of it
-/// but its last 4 characters (which `mask_token` may show), in 8-character windows.
+/// Parts of `secret` that must never appear in a log line or a status, 8 characters each:
+/// its start, its middle and the 8 characters before its last 4 (which `mask_token` may
+/// show). The secrets of make_secret() are random enough that any of them is a leak.
 inline std::vector<std::string> secret_windows(const std::string& secret) {
-    if (secret.size() < 12) return {secret};
-    std::vector<std::string> out;
+    if (secret.size() < 20) return {secret};
     const std::size_t end = secret.size() - 4;
-    for (std::size_t at = 0; at + 8 <= end; at += 4) out.push_back(secret.substr(at, 8));
-    out.push_back(secret.substr(end - 8, 8));
-    return out;
+    return {secret.substr(0, 8), secret.substr(end / 2 - 4, 8), secret.substr(end - 8, 8)};
 }
 
 // ---- the backend --------------------------------------------------------------------
@@ -244,6 +245,8 @@ public:
         std::int64_t revocation_timeout_ms = 5000;
         /// A task delivered and without a result is delivered again after this long.
         seconds redelivery_after{60};
+        /// The `retry:` field of the task stream.
+        std::chrono::milliseconds stream_retry{15000};
         std::string revocation_reason = "fault sweep: kill switch";
         // The schedule, in time since the start (nullopt: never).
         std::optional<seconds> pause_at, resume_at;     ///< pause / resume in beacon heartbeats
@@ -572,7 +575,8 @@ private:
         if (i->revoked) return refuse(403, proto::error_code_name::installation_revoked);
         if (!token_ok(*i, as.runtime_token)) return refuse(401, proto::error_code_name::unauthorized);
         s.status = 200;
-        s.chunks.push_back(": connected\n\n");
+        // A retry: field, as servers send: it sets the base of the reconnect backoff.
+        s.chunks.push_back(": connected\nretry: " + std::to_string(options_.stream_retry.count()) + "\n\n");
         for (std::size_t k = 0; k < tasks_.size(); ++k) {
             task_record& t = tasks_[k];
             if (t.final_status || elapsed() < t.release) continue;
@@ -938,11 +942,10 @@ private:
 
 /// The most requests made in any 60 s of fake time.
 inline std::size_t busiest_minute(const std::vector<steady_time_point>& times) {
-    std::size_t best = 0;
-    for (std::size_t i = 0; i < times.size(); ++i) {
-        std::size_t n = 0;
-        for (std::size_t j = i; j < times.size() && times[j] < times[i] + std::chrono::seconds(60); ++j) ++n;
-        best = std::max(best, n);
+    std::size_t best = 0, first = 0;
+    for (std::size_t last = 0; last < times.size(); ++last) { // times never go back
+        while (times[last] >= times[first] + std::chrono::seconds(60)) ++first;
+        best = std::max(best, last - first + 1);
     }
     return best;
 }
