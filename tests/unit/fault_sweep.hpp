@@ -92,7 +92,6 @@ struct fault {
     /// makes (its index varies with what the faults before it did). `n` is set when armed.
     bool final = false;
 
-    bool transport_error() const { return kind == fault_kind::connection_failed || kind == fault_kind::timeout; }
     /// Whether the fake transport injects it (`fail_call`, instantly): a failed connection,
     /// and a timeout of the task stream. A send that times out is answered by the backend
     /// instead, after the request's whole time limit of fake time.
@@ -224,10 +223,12 @@ inline std::vector<std::string> secret_windows(const std::string& secret) {
 
     Its rules: an install token works once (409 after); only the current runtime token of
     an installation is accepted; a refresh issues a new runtime token (and rotates the
-    refresh token when configured), the old one stops working; commands are repeated in
-    each heartbeat until the client's reported state shows it obeyed (the client drops
-    repeated ids); tasks are delivered on every connection until they have a result; a
-    rejection for a passing reason (paused, shutting down, rate limited) puts the task back.
+    refresh token when configured) and the old one stops working, as does the one a
+    heartbeat's refreshed_token replaces; commands are repeated in each heartbeat until the
+    client's reported state shows it obeyed (the client drops repeated ids); a task is
+    delivered on the next connection once released, and again `redelivery_after` later
+    while it has no result; a rejection for a passing reason (paused, shutting down, rate
+    limited) puts the task back.
 */
 class backend {
 public:
@@ -270,19 +271,14 @@ public:
         bool token_invalidated = false;
         bool token_pushed = false;
         std::optional<proto::heartbeat_status> last_status;
-        std::optional<proto::worker_state> last_worker_state;
     };
 
     struct task_record {
         std::string id;
         seconds release{};
-        std::optional<proto::task_status> final_status;
+        std::optional<proto::task_status> final_status; ///< the result the backend keeps
         boost::json::value output;
-        std::size_t accepted_posts = 0; ///< completions answered 200
-        std::size_t duplicate_posts = 0; ///< completions answered 409
-        std::size_t requeued = 0;        ///< passing rejections
-        std::size_t deliveries = 0;      ///< task events written
-        std::optional<steady_time_point> delivered_at;
+        std::optional<steady_time_point> delivered_at;  ///< last written to a stream
     };
 
     /// One heartbeat the backend processed.
@@ -353,7 +349,6 @@ public:
         }
         queued_deliveries_.clear();
         ++pushed_streams_;
-        stream_path_ = path;
         if (fault_.stream_ordinal == pushed_streams_ && !fault_.by_fail_call() && fault_.kind != fault_kind::none) {
             fault_hit_ = true;
             transport_->on_stream(path, fault_stream());
@@ -381,9 +376,6 @@ public:
     /// Sends the backend (or a failure standing in for it) answered.
     std::size_t answered() const { return answered_; }
 
-    /// The task stream path of the connection prepared last.
-    const std::string& stream_path() const { return stream_path_; }
-
     /// The runtime token the worker was expected to connect with, per connection.
     const std::vector<std::string>& stream_predictions() const { return predictions_; }
 
@@ -393,16 +385,10 @@ public:
     const std::vector<installation>& installations() const { return installations_; }
     /// The installation created last (nullptr before any).
     const installation* latest() const { return installations_.empty() ? nullptr : &installations_.back(); }
-    const installation* find(const std::string& id) const {
-        for (const auto& i : installations_)
-            if (i.id == id) return &i;
-        return nullptr;
-    }
     const std::vector<task_record>& tasks() const { return tasks_; }
     const std::vector<heartbeat_seen>& heartbeats() const { return heartbeats_; }
     /// Every secret the backend knows or issued.
     const std::vector<std::string>& secrets() const { return secrets_; }
-    bool install_token_used() const { return install_token_used_; }
     /// Whether `masked` is the masked form of a runtime token the backend issued.
     bool issued_masked(const std::string& masked) const {
         for (const auto& t : secrets_)
@@ -423,6 +409,7 @@ public:
     bool first_revocation_had_shape() const { return first_revoked_shape_; }
     /// Requests the client sent that the protocol does not allow (bad bodies): the client's fault.
     const std::vector<std::string>& protocol_errors() const { return protocol_errors_; }
+    /// The hash of the active policy now.
     const std::string& policy_hash() const { return policy_hash_; }
 
     /// Steady time since the start.
@@ -589,7 +576,6 @@ private:
             task.input = boost::json::object{{"text", "input of " + t.id}};
             task.workspace_id = options_.workspace_id;
             task.trace_id = "trace-" + t.id;
-            ++t.deliveries;
             s.chunks.push_back("id: ev" + std::to_string(++event_id_) + "\nevent: task\ndata: " + proto::encode(task) + "\n\n");
         }
         return s;
@@ -751,7 +737,6 @@ private:
             protocol_errors_.push_back("worker heartbeat body: " + err.message());
             return error(400, proto::error_code_name::bad_request);
         }
-        i->last_worker_state = body.state;
         proto::worker_heartbeat_response r;
         if (i->revoked) {
             record_revoked_answer(index, true);
@@ -791,17 +776,13 @@ private:
         auto it = std::find_if(tasks_.begin(), tasks_.end(), [&](const task_record& t) { return t.id == id; });
         if (it == tasks_.end()) return error(404, proto::error_code_name::unknown_task);
         if (it->final_status) {
-            ++it->duplicate_posts;
             return error(409, proto::error_code_name::already_completed);
         }
-        ++it->accepted_posts;
         const bool passing = body.status == proto::task_status::rejected && body.error &&
                              (body.error->code == proto::task_error::worker_paused ||
                               body.error->code == proto::task_error::shutting_down ||
                               body.error->code == proto::task_error::rate_limited);
-        if (passing) {
-            ++it->requeued;
-        } else {
+        if (!passing) {
             it->final_status = body.status;
             it->output = body.output;
         }
@@ -820,7 +801,6 @@ private:
     std::vector<std::string> protocol_errors_;
     std::vector<std::string> predictions_;
     std::string policy_hash_ = "policy_hash_1";
-    std::string stream_path_;
     std::size_t pushed_streams_ = 0;
     std::size_t scripts_used_ = 0;
     std::size_t answered_ = 0;
@@ -895,10 +875,6 @@ public:
             }
             clock_.advance_to(next);
         }
-    }
-
-    bool run_for(std::chrono::milliseconds d, const std::function<bool()>& done = {}) {
-        return run_until(clock_.steady_now() + d, done);
     }
 
     /// Notes the requests made since the last note as made now by `owner` (for requests
