@@ -1,15 +1,24 @@
 // SPDX-License-Identifier: MIT
-// A Beast-style fault sweep (issue 11, item 5): each scenario is a whole lifecycle in fake
-// time against a scripted backend (fault_sweep.hpp). A baseline run counts its requests,
-// M; then for every N in 1..M and every kind of failure, a fresh run fails the N-th request
-// (sends and streams alike), moves time on long enough for every retry, and checks that
-// the beacon, the worker and the credential store end in the state docs/protocol.md
-// promises. As Beast's tests loop `test::fail_count` upward until a run no longer meets
-// the failure, the sweep ends with a run whose failure (call M + 1) is never reached.
+// A Beast-style fault sweep (issue 11, item 5). Each scenario is a whole lifecycle in fake
+// time against a scripted backend (fault_sweep.hpp): the beacon ending revoked, the beacon
+// ending with stop(), the beacon on the recovery bootstrap, the worker, and the SDK with
+// one worker. A baseline run counts the calls of the scenario, M; then for every N in
+// 1..M (and the final heartbeat of stop() or shutdown()) and every kind of failure (a
+// failed connection, a timeout, 503, 429 with Retry-After, a malformed 2xx, 401, 404 on an
+// installation path, an answer lost after the backend handled the request), a fresh run
+// fails the N-th call (sends and streams alike), lets time run on until every retry has
+// happened, and checks the end against docs/protocol.md: the beacon connected, revoked,
+// stopped or degraded exactly as documented, the store holding what the backend issued
+// last, no secret in any log line or status, every task run once and its result at the
+// backend, Retry-After honoured, the request rate bounded, the install token spent once.
+// As Beast's tests loop `test::fail_count` upward until a run no longer meets the failure,
+// each sweep ends with a run whose failure (one past the last call) is never reached.
 //
 // Everything goes through the public API (the templates over testing::fake_transport,
 // testing::fake_clock, memory_store, inline_executor and testing::fixed_probe, driven by
 // their step functions), so that the sweep holds across rewrites of their internals.
+// `--log_level=message` prints each baseline's calls, and the calls of each failed run.
+// Known defects run in their own test cases, at the end of this file.
 #include <sekuire/basic_sdk.hpp>
 
 #include "fault_sweep.hpp"
