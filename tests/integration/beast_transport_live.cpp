@@ -22,6 +22,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #endif
 
+#include <map>
 #include <string>
 #include <thread>
 
@@ -100,20 +101,26 @@ BOOST_AUTO_TEST_CASE(many_concurrent_async_sends_on_one_thread) {
     sekuire::beast_transport t(io.get_executor(), srv.url(), o);
     constexpr int n = 100;
     int good = 0, done = 0;
+    std::map<std::string, int> failures; // what went wrong, for the message
     for (int i = 0; i < n; ++i) {
         sekuire::http_request req;
         req.method = sekuire::http_method::post;
         req.target = "/echo";
         req.body = "{\"i\":" + std::to_string(i) + "}";
         req.timeout = 30s;
-        t.async_send(req, [&good, &done, body = req.body](error_code ec, sekuire::http_response res) {
+        t.async_send(req, [&good, &done, &failures, body = req.body](error_code ec, sekuire::http_response res) {
             ++done;
-            if (!ec && res.status == 200 && res.body == body) ++good;
+            if (!ec && res.status == 200 && res.body == body)
+                ++good;
+            else
+                ++failures[ec ? ec.message() : "status " + std::to_string(res.status)];
         });
     }
     io.run(); // returns when every operation completed
+    std::string why;
+    for (const auto& kv : failures) why += " " + kv.first + " x" + std::to_string(kv.second) + ";";
     BOOST_TEST(done == n);
-    BOOST_TEST(good == n);
+    BOOST_TEST(good == n, why);
 }
 
 BOOST_AUTO_TEST_CASE(per_operation_cancellation_and_cancel_all) {

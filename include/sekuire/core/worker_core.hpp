@@ -174,7 +174,7 @@ public:
         last_byte_at_ = now.steady;
         parser_.reset();
         ++status_.stream_connects;
-        emit(worker_effect::type::wake_control); // the idle watchdog is armed
+        wake_control(); // the idle watchdog is armed
         d.request = std::move(req);
         d.op = stream_op_;
         return d;
@@ -224,7 +224,7 @@ public:
         now_ = now;
         stream_open_ = false;
         status_.last_event_id = resume_id_;
-        emit(worker_effect::type::wake_control);
+        wake_control();
         if (shutting_down_) {
             next_connect_at_ = steady_time_point::max();
             return;
@@ -265,8 +265,10 @@ public:
             detail::http_outcome out =
                 detail::classify(transport_error, std::move(response), true, installation_path, request.sent_backend_now);
             observe(out.server_time);
-            if (out.cls == protocol::status_class::token_rejected && !request.retried) {
-                // One refresh (single-flight with every holder of the store), one retry.
+            if (out.cls == protocol::status_class::token_rejected && !request.retried &&
+                !(auth_error_ && now.steady < session_retry_at_)) {
+                // One refresh (single-flight with every holder of the store), one retry; but
+                // not again before the backoff of a refresh that failed.
                 request.retried = true;
                 request.rejected = std::move(out);
                 waiting_refresh_.push_back(std::move(request));
@@ -319,7 +321,7 @@ public:
             finish_task(rt.task, status, std::move(output), std::move(err), ms);
         }
         dispatch();
-        emit(worker_effect::type::wake_control);
+        wake_control();
     }
 
     void on_refresh_lock(operation_id op, bool owned, std::optional<installation_credentials> stored,
@@ -341,8 +343,7 @@ public:
         if (it == store_ops_.end()) return;
         const store_purpose p = it->second;
         store_ops_.erase(it);
-        stored_answered(p, ec);
-        control();
+        stored_answered(p, ec); // what follows is the control work's, at its next step
     }
 
     void on_adopted(operation_id, detail::adopt_result, const clock_reading&) {}
@@ -390,7 +391,7 @@ public:
     void apply_policy_hash(const std::string& hash) {
         if (options_.gateway.on_heartbeat_response(hash)) {
             policy_fetch_due_ = true;
-            emit(worker_effect::type::wake_control);
+            wake_control();
         }
     }
 
@@ -399,7 +400,7 @@ public:
         if (paused_ == paused) return;
         paused_ = paused;
         log(log_level::info, paused ? "paused" : "resumed");
-        emit(worker_effect::type::wake_control);
+        wake_control();
         emit(worker_effect::type::wake_stream);
     }
 
@@ -651,18 +652,20 @@ private:
     }
 
     // A session that could not be had: the control work tries again after a backoff.
-    void session_failed(const error_code& ec) {
+    void session_failed(const error_code& ec, std::optional<std::chrono::milliseconds> retry_after = std::nullopt) {
         auth_error_ = ec ? ec : error_code(errc::no_credentials);
-        session_retry_at_ = now_.steady + session_backoff_.next(random_);
-        emit(worker_effect::type::wake_control);
+        auto delay = session_backoff_.next(random_);
+        if (retry_after) delay = std::max(delay, *retry_after);
+        session_retry_at_ = now_.steady + delay; // from the failure
+        wake_control();
     }
 
     // The flow under way ended with usable credentials, or without: whoever waited for it
     // (the control work, the stream, requests answered 401) goes on.
-    void auth_settled(bool ok, const error_code& ec = {}) {
-        if (!ok) session_failed(ec ? ec : status_.last_error_code);
+    void auth_settled(bool ok, const error_code& ec = {}, std::optional<std::chrono::milliseconds> retry_after = std::nullopt) {
+        if (!ok) session_failed(ec ? ec : status_.last_error_code, retry_after);
         emit(worker_effect::type::wake_stream);
-        emit(worker_effect::type::wake_control);
+        wake_control();
     }
 
     void bootstrap() {
@@ -742,7 +745,7 @@ private:
                 spent_reason_ = why;
             }
             set_error(ec, why);
-            auth_settled(false, ec);
+            auth_settled(false, ec, r.retry_after);
             return;
         }
         installation_credentials c = detail::credentials_from(r.response, backend_now());
@@ -762,16 +765,15 @@ private:
             if (r.called && r.credentials)
                 log(log_level::info, "runtime token refreshed (" + mask_token(r.credentials->runtime_token) + ")");
             ok = r.credentials.has_value();
+            if (ok) {
+                status_.installation_id = r.credentials->installation_id;
+                status_.runtime_token = mask_token(r.credentials->runtime_token);
+            }
             break;
         case detail::refresh_status::revoked:
             handle_revocation(protocol::revocation{"installation revoked (refresh refused)", std::nullopt});
             break;
-        case detail::refresh_status::gone: {
-            auth_.store_will_hold(std::nullopt);
-            store_op(worker_effect::type::clear, store_purpose::gone);
-            set_error(errc::installation_not_found, "the backend does not know the installation; the credentials were dropped");
-            break;
-        }
+        case detail::refresh_status::gone: installation_gone(); break;
         default: {
             const error_code ec = r.error ? r.error : error_code(errc::invalid_refresh_token);
             set_error(ec, "token refresh failed: " + ec.message());
@@ -800,7 +802,18 @@ private:
                 schedule_reconnect(stream_refusal_error_, {}, stream_retry_after_);
             }
         }
-        auth_settled(ok, ok ? error_code{} : (r.error ? r.error : error_code(errc::invalid_refresh_token)));
+        auth_settled(ok, ok ? error_code{} : (r.error ? r.error : error_code(errc::invalid_refresh_token)), r.retry_after);
+    }
+
+    // A 404 on an installation path: the stored credentials are dropped and the chain is
+    // walked again after the auth backoff (docs/protocol.md), so that a backend refusing
+    // each installation in turn cannot drive a loop.
+    void installation_gone() {
+        auth_.store_will_hold(std::nullopt);
+        store_op(worker_effect::type::clear, store_purpose::gone);
+        session_ready_ = false;
+        set_error(errc::installation_not_found, "the backend does not know the installation; the credentials were dropped");
+        session_failed(errc::installation_not_found);
     }
 
     void stored_answered(store_purpose p, const error_code& ec) {
@@ -920,6 +933,10 @@ private:
     }
 
     void heartbeat_answered(const detail::http_outcome& out) {
+        if (out.cls == protocol::status_class::installation_gone) {
+            installation_gone();
+            return;
+        }
         if (!out.ok()) {
             if (out.cls != protocol::status_class::revoked)
                 set_error(out.error, "worker heartbeat failed: " + out.error.message());
@@ -963,7 +980,9 @@ private:
         }
         const error_code ec = out.ok() ? derr.code : out.error;
         set_error(ec, "the active policy could not be fetched: " + ec.message());
-        policy_retry_at_ = now_.steady + policy_backoff_.next(random_); // from the failure
+        auto delay = policy_backoff_.next(random_);
+        if (out.retry_after) delay = std::max(delay, *out.retry_after);
+        policy_retry_at_ = now_.steady + delay; // from the failure
     }
 
     // ---- deadlines, the idle watchdog, the drain ---------------------------------------
@@ -1059,7 +1078,7 @@ private:
             if (deadline < drain_deadline_) {
                 drain_deadline_ = deadline;
                 log(log_level::info, "the drain now ends in " + std::to_string(timeout.count()) + " ms (" + why + ")");
-                emit(worker_effect::type::wake_control);
+                wake_control();
             }
             return;
         }
@@ -1074,7 +1093,7 @@ private:
         for (auto& t : rejected)
             queue_result(t, protocol::task_status::rejected, {},
                          protocol::completion_error{protocol::task_error::shutting_down, "the worker is shutting down"}, 0);
-        emit(worker_effect::type::wake_control);
+        wake_control();
         emit(worker_effect::type::wake_stream);
     }
 
@@ -1158,10 +1177,26 @@ private:
         }
     }
 
-    void completion_answered(pending_result p, const detail::http_outcome& out, bool from_queue) {
+    void completion_answered(pending_result p, detail::http_outcome out, bool from_queue) {
+        if (out.ok()) {
+            // A 2xx must say it took the result; a body that cannot be read is a transient
+            // failure (docs/protocol.md), never a silent drop.
+            protocol::completion_response r;
+            protocol::decode_error derr;
+            if (!protocol::decode(out.response.body, r, derr)) {
+                out.cls = protocol::status_class::transient;
+                out.error = derr.code;
+            } else if (!r.accepted) {
+                // Answered, and refused: trying again cannot change that.
+                ++status_.results_dropped;
+                release_result(p.task_id);
+                log(log_level::error, "result of task " + p.task_id + " not accepted by the backend; dropped");
+                return;
+            }
+        }
         if (out.ok() || out.response.status == 409) { // 409 already_completed: done
             release_result(p.task_id);
-            if (from_queue) emit(worker_effect::type::wake_control); // the rest of the queue may go
+            if (from_queue) wake_control(); // the rest of the queue may go
             return;
         }
         if (out.response.status == 404 || out.cls == protocol::status_class::permanent ||
@@ -1206,7 +1241,7 @@ private:
         } else {
             std::string id = p.task_id;
             results_.emplace(std::move(id), std::move(p));
-            emit(worker_effect::type::wake_control);
+            wake_control();
             return;
         }
         ++status_.results_dropped;
@@ -1267,9 +1302,7 @@ private:
             handle_revocation(protocol::revocation{protocol::error_message_of(stream_error_body_), std::nullopt});
             return;
         case protocol::status_class::installation_gone:
-            auth_.store_will_hold(std::nullopt);
-            store_op(worker_effect::type::clear, store_purpose::gone);
-            session_ready_ = false;
+            installation_gone();
             schedule_reconnect(ec, {}, stream_retry_after_);
             return;
         default: schedule_reconnect(ec, {}, stream_retry_after_); return;
@@ -1312,7 +1345,7 @@ private:
             protocol::decode_error err;
             if (protocol::decode(e.data, p, err) && options_.gateway.on_heartbeat_response(p.active_policy_hash)) {
                 policy_fetch_due_ = true;
-                emit(worker_effect::type::wake_control);
+                wake_control();
             }
         }
         // Other event types are ignored.
@@ -1393,7 +1426,7 @@ private:
             e.deadline = now_.wall + std::chrono::duration_cast<wall_time_point::duration>(rt.deadline - now_.steady);
             std::string id = rt.task.task_id;
             running_.emplace(std::move(id), std::move(rt));
-            emit(worker_effect::type::wake_control); // arms the deadline
+            wake_control(); // arms the deadline
         }
     }
 
@@ -1416,7 +1449,7 @@ private:
         if (cmd.type == protocol::command_type::terminate)
             shutdown(cmd.shutdown_timeout_ms ? std::chrono::milliseconds(*cmd.shutdown_timeout_ms) : options_.drain_timeout,
                      "terminate command");
-        emit(worker_effect::type::wake_control);
+        wake_control();
         emit(worker_effect::type::wake_stream);
     }
 
@@ -1480,6 +1513,12 @@ private:
         auto& e = emit(worker_effect::type::log);
         e.line.level = level;
         e.line.text = std::move(message);
+    }
+
+    // The control work is due now: tells a threaded driver, and `next_wake()` says so.
+    void wake_control() {
+        next_ = std::min(next_, now_.steady);
+        emit(worker_effect::type::wake_control);
     }
 
     worker_effect& emit(worker_effect::type t) {
