@@ -13,7 +13,7 @@
 
 #include <sekuire/basic_beacon.hpp>
 #include <sekuire/basic_worker.hpp>
-#include <sekuire/policy_gateway.hpp>
+#include <sekuire/sdk_options.hpp>
 
 #include <chrono>
 #include <condition_variable>
@@ -26,44 +26,6 @@
 #include <vector>
 
 namespace sekuire {
-
-/** Options of an SDK: those of its beacon, and whether the beacon heartbeats. Workers
-    created by `create_task_worker()` inherit the base URL, agent id, workspace, logger and
-    transport settings.
-
-    The SDK sets the beacon's `metrics` to the sum of its workers' metrics; a `metrics`
-    given here replaces that sum (the workers' counts are then not reported).
-*/
-struct sdk_options : beacon_options {
-    /// Run the beacon (bootstrap and heartbeats). Off (the seed's `autoHeartbeat: false`):
-    /// no heartbeats are sent and nothing bootstraps; workers authenticate with the
-    /// recovery credentials given here (installation id with a runtime or refresh token).
-    bool auto_heartbeat = true;
-    /// Threads of the handler pool shared by the workers (0: the hardware concurrency, at
-    /// least 4). A worker runs at most its `max_concurrent_handlers` at once on it.
-    std::size_t handler_threads = 0;
-    /// The policy gateway wired into every worker the SDK creates (the seed's
-    /// `policyGateway`): `default_policy_gateway` unless you bring your own.
-    policy_gateway gateway;
-
-    /// Options from the `SEKUIRE_*` environment (protocol.md section 8).
-    static sdk_options from_env() { return from_env(process_env()); }
-    static sdk_options from_env(const env_lookup& lookup) {
-        sdk_options o;
-        static_cast<beacon_options&>(o) = beacon_options::from_env(lookup);
-        return o;
-    }
-};
-
-/** Checks the options of an SDK: those of its beacon (`validate(const beacon_options&,
-    error_code&)`) and `handler_threads`. Returns an empty string when all are valid; else
-    sets `ec` to `errc::invalid_option` and returns a message naming the option at fault.
-*/
-inline std::string validate(const sdk_options& o, error_code& ec) {
-    std::string what = validate(static_cast<const beacon_options&>(o), ec);
-    detail::check_option("sdk", "handler_threads", o.handler_threads, limits::handler_threads, ec, what);
-    return what;
-}
 
 /** A beacon and its task workers, wired together.
 
@@ -230,26 +192,7 @@ public:
     */
     worker_type& create_task_worker(worker_options options = {}) {
         state* st = s_.get();
-        const sdk_options& o = st->options;
-        if (options.api_base_url == protocol::default_api_url) options.api_base_url = o.api_base_url;
-        if (options.api_base_url != o.api_base_url)
-            throw error(errc::invalid_option, "create_task_worker: api_base_url '" + options.api_base_url +
-                                                  "' is not the SDK's ('" + o.api_base_url +
-                                                  "'); the SDK's workers use the SDK's transport");
-        if (options.agent_id.empty()) options.agent_id = o.agent_id;
-        if (options.workspace_id.empty()) options.workspace_id = o.workspace_id;
-        if (!options.logger) options.logger = o.logger;
-        options.install_token.clear();
-        // The SDK's beacon spread the start and read the environment already: its workers
-        // take their credentials from the shared store, at once.
-        options.startup_jitter = std::chrono::milliseconds(0);
-        options.environment = [](const char*) -> std::optional<std::string> { return std::nullopt; };
-        if (!o.auto_heartbeat && options.installation_id.empty()) {
-            // No beacon puts credentials in the store: the worker starts from those given.
-            options.installation_id = o.installation_id;
-            options.runtime_token = o.runtime_token;
-            options.refresh_token = o.refresh_token;
-        }
+        options = detail::sdk_worker_options(st->options, std::move(options));
         options.gateway = st->gateway;
         // The worker is known only once built; its callbacks find it here.
         auto self = std::make_shared<worker_type*>(nullptr);
@@ -373,7 +316,7 @@ private:
         inside_scope& operator=(const inside_scope&) = delete;
     };
 
-    struct state {
+    struct state : detail::sdk_control {
         state(sdk_options o, Transport t, Clock c, CredentialStore s, Executor e)
             : options(std::move(o)), transport(std::move(t)), clock(std::move(c)), store(std::move(s)),
               executor(std::move(e)), gateway(options.gateway) {}
@@ -408,19 +351,6 @@ private:
         std::unique_ptr<beacon_type> beacon;
         std::vector<std::unique_ptr<worker_type>> workers; // only grows until the end
 
-        mutable std::mutex mutex;
-        std::condition_variable cv;
-        bool requested = false;
-        bool closed = false; // the shutdown has taken its last list of workers
-        bool done = false;
-        bool paused = false;                 // a pause command is in force
-        std::uint64_t pause_generation = 0;  // counts pause and resume commands
-        detail::command_log commands;        // ids of pause and resume commands seen
-        std::optional<protocol::revocation> revocation;
-        std::string why;
-        std::thread supervisor;
-        std::mutex shutdown_mutex; // one shutdown() carries out the shutdown at a time
-
         template <class F>
         void for_each_worker(F&& f) {
             std::vector<worker_type*> ws;
@@ -444,14 +374,7 @@ private:
         // A command seen by `from` (a worker) or by the beacon (null) reaches every part;
         // each part runs a command id once.
         void on_command(const protocol::command& c, worker_type* from) {
-            if (c.type == protocol::command_type::pause || c.type == protocol::command_type::resume) {
-                // Recorded before it is passed on, for workers created later.
-                std::lock_guard<std::mutex> lock(mutex);
-                if (commands.first_time(c.id)) {
-                    paused = c.type == protocol::command_type::pause;
-                    ++pause_generation;
-                }
-            }
+            record_command(c); // before it is passed on, for workers created later
             if (from) beacon->apply_command(c);
             for_each_worker([&](worker_type& w) {
                 if (&w != from) w.apply_command(c);
@@ -462,13 +385,9 @@ private:
 
         void on_revoked(const revocation_info& r, worker_type* from) {
             const protocol::revocation rv{r.reason, r.shutdown_timeout.count()};
-            {
-                // The parts tell each other; the SDK acts (and calls back) once. Recorded
-                // before it is passed on, for workers created later.
-                std::lock_guard<std::mutex> lock(mutex);
-                if (revocation) return;
-                revocation = rv;
-            }
+            // The parts tell each other; the SDK acts (and calls back) once. Recorded before
+            // it is passed on, for workers created later.
+            if (!record_revocation(rv)) return;
             if (from) beacon->apply_revocation(rv);
             for_each_worker([&](worker_type& w) {
                 if (&w != from) w.apply_revocation(rv);
@@ -480,31 +399,13 @@ private:
         protocol::heartbeat_metrics worker_metrics() {
             protocol::heartbeat_metrics total;
             std::int64_t weighted = 0;
-            for_each_worker([&](worker_type& w) {
-                const auto m = w.metrics();
-                total.requests_handled += m.requests_handled;
-                total.errors += m.errors;
-                weighted += m.avg_latency_ms * m.requests_handled;
-            });
-            if (total.requests_handled > 0) total.avg_latency_ms = weighted / total.requests_handled;
+            for_each_worker([&](worker_type& w) { detail::add_metrics(total, weighted, w.metrics()); });
             return total;
-        }
-
-        // Notified under the lock: a waiter may destroy the SDK as soon as it wakes.
-        void request(const std::string& reason) {
-            std::lock_guard<std::mutex> lock(mutex);
-            if (requested) return;
-            requested = true;
-            why = reason;
-            cv.notify_all();
         }
 
         void supervise() noexcept {
             const inside_scope in(this);
-            {
-                std::unique_lock<std::mutex> lock(mutex);
-                cv.wait(lock, [&] { return requested; });
-            }
+            wait_requested();
             shut_down();
         }
 
@@ -540,10 +441,7 @@ private:
                 beacon->stop();
             } catch (...) {
             }
-            std::lock_guard<std::mutex> lock(mutex);
-            closed = true;
-            done = true;
-            cv.notify_all();
+            finish();
         }
     };
 

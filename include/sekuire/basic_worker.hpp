@@ -152,7 +152,9 @@ public:
         }
         std::unique_lock<std::mutex> lock(mutex_);
         start_cv_.wait_for(lock, options().start_timeout, [&] { return first_step_done_ || core_.finished(); });
-        stream_thread_ = std::thread([this] { loop(false); });
+        // A stop() meanwhile (from another thread: an SDK shutting down) found no stream
+        // thread to end: none is started.
+        if (!quit_) stream_thread_ = std::thread([this] { loop(false); });
     }
 
     /// As `start(error_code&)`, throwing `sekuire::error`.
@@ -191,18 +193,20 @@ public:
             }
             begin_shutdown(options().drain_timeout, "stopping");
             std::thread control, stream;
+            bool threaded = false;
             {
                 std::lock_guard<std::mutex> lock(mutex_);
+                threaded = threaded_;
                 control.swap(control_thread_);
             }
-            if (control.joinable()) {
-                control.join();
+            if (threaded) {
+                if (control.joinable()) control.join();
                 {
                     std::lock_guard<std::mutex> lock(mutex_);
                     quit_ = true;
                     stream.swap(stream_thread_);
+                    wake(true, true);
                 }
-                wake(true, true);
                 if (stream.joinable()) stream.join();
             } else {
                 for (int i = 0; i < 64 && !finished(); ++i) {
