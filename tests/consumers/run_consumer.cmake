@@ -59,7 +59,7 @@ endfunction()
 
 function(expect_matches text regex what)
   if(NOT text MATCHES "${regex}")
-    fail("${what}: expected a match for\n  ${regex}")
+    fail("${what}: expected a match for\n  ${regex}\n--- in ---\n${text}")
   endif()
 endfunction()
 
