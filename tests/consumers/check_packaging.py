@@ -59,8 +59,8 @@ def file_hash(path, algorithm):
 
 # ---- vcpkg ----------------------------------------------------------------------------------
 
-EXPECTED_DEPENDENCIES = ["boost-assert", "boost-json", "boost-system", "cpp-httplib", "openssl",
-                         "vcpkg-cmake", "vcpkg-cmake-config"]
+EXPECTED_DEPENDENCIES = ["boost-asio", "boost-assert", "boost-beast", "boost-json", "boost-system",
+                         "cpp-httplib", "openssl", "vcpkg-cmake", "vcpkg-cmake-config"]
 
 
 def check_manifest(path, version):
@@ -347,7 +347,7 @@ def conan_recipe(recipe_dir):
     info = ast.unparse(methods["package_info"]) if "package_info" in methods else ""
     for needle in ("set_property('cmake_file_name', 'sekuire')", "set_property('cmake_target_name', 'sekuire::sekuire')",
                    "set_property('pkg_config_name', 'sekuire')", "self.cpp_info.bindirs = []",
-                   "self.cpp_info.libdirs = []", "'boost::json'", "'cpp-httplib::cpp-httplib'", "'openssl::ssl'",
+                   "self.cpp_info.libdirs = []", "'boost::headers'", "'boost::json'", "'cpp-httplib::cpp-httplib'", "'openssl::ssl'",
                    "'openssl::crypto'", "'pthread'"):
         if needle not in info:
             problem(f"{path}: package_info() lacks {needle}")

@@ -279,7 +279,7 @@ function(build_consumer source prefix_path configure_var test_var)
   # The consumer registers exactly one test (sekuire's own tests stay off) and says what it
   # checked.
   expect_contains("${test_out}" "100% tests passed, 0 tests failed out of 1" "the consumer's ctest")
-  expect_matches("${test_out}" "sekuire [0-9.]+ consumer: built sekuire::beacon[^\n]*connected" "the consumer's output")
+  expect_matches("${test_out}" "sekuire [0-9.]+ consumer: built sekuire::beacon \\(not started\\) and https transports \\(httplib, beast\\)[^\n]*connected" "the consumer's output")
   set(${configure_var} "${configure_out}" PARENT_SCOPE)
   set(${test_var} "${test_out}" PARENT_SCOPE)
 endfunction()
@@ -322,7 +322,7 @@ function(build_pkgconfig_consumer pc_path include_flag)
   run_step(pkgconfig-build out "${CXX_COMPILER}" ${cxx_flags} -std=c++${standard} ${CONSUMER_WARNINGS}
            "${CONSUMERS_DIR}/install/main.cpp" -o "${program}" ${pc_flags} ${ld_flags})
   run_step(pkgconfig-run out "${program}")
-  expect_matches("${out}" "sekuire [0-9.]+ consumer: built sekuire::beacon[^\n]*connected" "the pkg-config consumer's output")
+  expect_matches("${out}" "sekuire [0-9.]+ consumer: built sekuire::beacon \\(not started\\) and https transports \\(httplib, beast\\)[^\n]*connected" "the pkg-config consumer's output")
   message(STATUS "pkg-config consumer: ${flags}")
 endfunction()
 

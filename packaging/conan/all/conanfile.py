@@ -37,7 +37,8 @@ class SekuireConan(ConanFile):
         basic_layout(self, src_folder="src")
 
     def requirements(self):
-        # sekuire's headers include all three, so their headers reach the consumer.
+        # sekuire's headers include all three (Boost: Asio, Beast, JSON, System), so their
+        # headers reach the consumer.
         self.requires("boost/1.86.0", transitive_headers=True)
         self.requires("cpp-httplib/0.20.1", transitive_headers=True)
         self.requires("openssl/[>=1.1 <4]", transitive_headers=True)
@@ -76,7 +77,9 @@ class SekuireConan(ConanFile):
         self.cpp_info.set_property("pkg_config_name", "sekuire")
         self.cpp_info.bindirs = []
         self.cpp_info.libdirs = []
+        # Boost.Asio and Boost.Beast (beast_transport.hpp) are headers; Boost.JSON is compiled.
         # The CPPHTTPLIB_* definitions come from cpp-httplib's own package information.
-        self.cpp_info.requires = ["boost::json", "cpp-httplib::cpp-httplib", "openssl::ssl", "openssl::crypto"]
+        self.cpp_info.requires = ["boost::headers", "boost::json", "cpp-httplib::cpp-httplib",
+                                  "openssl::ssl", "openssl::crypto"]
         if self.settings.os in ["Linux", "FreeBSD"]:
             self.cpp_info.system_libs = ["pthread"]
