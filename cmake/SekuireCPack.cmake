@@ -1,5 +1,6 @@
 # CPack settings: a Debian package of everything `cmake --install` installs (the headers,
-# the CMake package, sekuire.pc, and sekuire-mock and sekuire-run when they are built).
+# the CMake package, sekuire.pc, and the programs sekuire-mock, sekuire-run and sekuire when
+# they are built).
 # Included from the top-level CMakeLists.txt when sekuire is the top-level project.
 #
 #   cmake -S . -B build-deb -DCMAKE_BUILD_TYPE=Release -DSEKUIRE_BUILD_TESTS=OFF -DSEKUIRE_BUILD_EXAMPLES=OFF
@@ -25,7 +26,7 @@ set(CPACK_PACKAGE_DESCRIPTION
 leases, token refresh, kill switch), task worker (Server-Sent Events, policy gateway, \
 results) and a protocol-complete mock backend. The package holds the headers, the CMake \
 package (find_package(sekuire)), the pkg-config module sekuire and, when they were built, \
-the programs sekuire-mock and sekuire-run.")
+the programs sekuire-mock, sekuire-run and sekuire.")
 set(CPACK_RESOURCE_FILE_LICENSE "${PROJECT_SOURCE_DIR}/LICENSE")
 set(CPACK_PACKAGE_CHECKSUM SHA256)
 if(NOT CPACK_GENERATOR)
@@ -36,6 +37,8 @@ set(CPACK_PACKAGING_INSTALL_PREFIX "/usr")
 set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
 set(CPACK_DEBIAN_PACKAGE_MAINTAINER "${SEKUIRE_DEB_MAINTAINER}")
 set(CPACK_DEBIAN_PACKAGE_DEPENDS "${SEKUIRE_DEB_DEPENDS}")
+# <sekuire/spdlog.hpp>, the optional logging adapter, needs spdlog.
+set(CPACK_DEBIAN_PACKAGE_SUGGESTS "libspdlog-dev")
 set(CPACK_DEBIAN_PACKAGE_SECTION "libdevel")
 set(CPACK_DEBIAN_PACKAGE_PRIORITY "optional")
 # The programs are machine code: the package is then for this architecture (CPack asks
