@@ -4,10 +4,13 @@
 // no network request: the default beacon is built but never started, and the bootstrap
 // runs on the testing kit's scripted transport and fake clock.
 #include <sekuire/beacon.hpp>
+#include <sekuire/beast_transport.hpp>
 #include <sekuire/worker.hpp>
 #include <sekuire/testing/fake_clock.hpp>
 #include <sekuire/testing/fake_transport.hpp>
 #include <sekuire/testing/fixed_probe.hpp>
+
+#include <boost/asio/io_context.hpp>
 
 #include <chrono>
 #include <cstdio>
@@ -52,6 +55,12 @@ void default_beacon_is_built_offline() {
     sekuire::error_code ec;
     sekuire::httplib_transport tls{"https://127.0.0.1:9", sekuire::transport_options{}, ec};
     check(!ec, "an https base URL is accepted (cpp-httplib with OpenSSL, its definitions reached this program)");
+
+    // The same for the Boost.Asio/Beast transport: Boost's headers and OpenSSL reached this
+    // program (the TLS context is made now; no connection is opened, no operation started).
+    boost::asio::io_context io;
+    sekuire::beast_transport beast{io.get_executor(), "https://127.0.0.1:9", sekuire::transport_options{}, ec};
+    check(!ec, "a beast_transport for an https base URL is built (Boost.Asio, Boost.Beast, OpenSSL)");
 
     // Emitted and linked here, not called (a worker's destructor may contact its backend).
     auto make_worker = static_cast<std::unique_ptr<sekuire::worker> (*)(sekuire::worker_options)>(
@@ -125,7 +134,7 @@ int main() {
         return 1;
     }
     if (failures != 0) return 1;
-    std::printf("sekuire %s consumer: built sekuire::beacon (not started) and an https transport offline, "
+    std::printf("sekuire %s consumer: built sekuire::beacon (not started) and https transports (httplib, beast) offline, "
                 "read beacon_options::from_env through an injected lookup, and a basic_beacon on the "
                 "testing kit bootstrapped (201) and heartbeat (200) to connected\n",
                 sekuire::sdk_version);
