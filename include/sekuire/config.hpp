@@ -7,6 +7,10 @@
 
 #include <boost/assert.hpp>
 
+#if defined(_WIN32)
+#error "sekuire supports POSIX systems only (Linux, macOS, the BSDs): its credential store uses flock() and <unistd.h>. See README.md."
+#endif
+
 #if defined(__cpp_concepts) && __cpp_concepts >= 201907L
 /// Defined to 1 when the compiler has C++20 concepts; the policy requirements are then
 /// also offered as concepts (`sekuire::transport_policy`, ...) for your own templates.
