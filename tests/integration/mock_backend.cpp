@@ -10,6 +10,14 @@
 #include <boost/json.hpp>
 #include <boost/test/unit_test.hpp>
 
+#include <httplib.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -347,9 +355,145 @@ struct fake_env {
     }
 };
 
+// A plain TCP connection to the backend, for what an HTTP client library would not send.
+class raw_connection {
+public:
+    explicit raw_connection(int port) : fd_(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) {
+        sockaddr_in addr{};
+        addr.sin_family = AF_INET;
+        addr.sin_port = htons(static_cast<std::uint16_t>(port));
+        addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        BOOST_REQUIRE(fd_ >= 0);
+        BOOST_REQUIRE(connect(fd_, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0);
+    }
+    raw_connection(const raw_connection&) = delete;
+    raw_connection& operator=(const raw_connection&) = delete;
+    ~raw_connection() { close(fd_); }
+
+    void write(const std::string& data) {
+        BOOST_REQUIRE(send(fd_, data.data(), data.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(data.size()));
+    }
+
+    // Reads until `needle` has arrived `times` times, the peer closes, or `timeout` passes.
+    std::string read_until(std::string_view needle, int times = 1, std::chrono::milliseconds timeout = 5s) {
+        const auto end = std::chrono::steady_clock::now() + timeout;
+        for (;;) {
+            int found = 0;
+            for (auto at = got_.find(needle); at != std::string::npos; at = got_.find(needle, at + 1)) ++found;
+            if (found >= times || closed_) return got_;
+            const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(end - std::chrono::steady_clock::now());
+            if (left.count() <= 0) return got_;
+            pollfd p{fd_, POLLIN, 0};
+            if (poll(&p, 1, static_cast<int>(left.count())) <= 0) continue;
+            char buf[4096];
+            const ssize_t n = recv(fd_, buf, sizeof buf, 0);
+            if (n <= 0) {
+                closed_ = true;
+            } else {
+                got_.append(buf, static_cast<std::size_t>(n));
+            }
+        }
+    }
+
+    // Waits (bounded) for the peer to close the connection.
+    bool wait_closed(std::chrono::milliseconds timeout) {
+        read_until("\x01never", 1, timeout);
+        return closed_;
+    }
+
+    void clear() { got_.clear(); }
+
+private:
+    int fd_;
+    std::string got_;
+    bool closed_ = false;
+};
+
 } // namespace
 
 BOOST_AUTO_TEST_SUITE(mock_backend)
+
+BOOST_AUTO_TEST_CASE(http_edge_cases_get_answers) {
+    fake_env env;
+    const std::string key_header = str(proto::header::api_key) + ": " + default_key + "\r\n";
+
+    // HEAD: the GET answer's headers, without its body.
+    {
+        raw_connection c(env.backend.port());
+        c.write("HEAD " + str(admin::faults) + " HTTP/1.1\r\nHost: x\r\n" + key_header + "\r\n");
+        const auto got = c.read_until("\r\n\r\n");
+        BOOST_TEST(got.rfind("HTTP/1.1 200 OK\r\n", 0) == 0u);
+        BOOST_TEST(got.find("Content-Length: 13\r\n") != std::string::npos); // {"faults":[]}
+        BOOST_TEST(got.substr(got.find("\r\n\r\n") + 4).empty());
+        // The connection stays open for the next request: no stray body arrives before it.
+        c.clear();
+        c.write("GET " + str(admin::faults) + " HTTP/1.1\r\nHost: x\r\n" + key_header + "\r\n");
+        BOOST_TEST(c.read_until("{\"faults\":[]}").rfind("HTTP/1.1 200 OK\r\n", 0) == 0u);
+    }
+    // Expect: 100-continue is answered before the body is sent.
+    {
+        raw_connection c(env.backend.port());
+        const std::string body = R"({"capability":"summarize"})";
+        c.write("POST " + str(admin::tasks) + " HTTP/1.1\r\nHost: x\r\n" + key_header +
+                "Content-Type: application/json\r\nExpect: 100-continue\r\nContent-Length: " +
+                std::to_string(body.size()) + "\r\n\r\n");
+        BOOST_TEST(c.read_until("\r\n\r\n").rfind("HTTP/1.1 100 Continue\r\n\r\n", 0) == 0u);
+        c.write(body);
+        const auto got = c.read_until("}", 2);
+        BOOST_TEST(got.find("HTTP/1.1 201 Created\r\n") != std::string::npos);
+        BOOST_TEST(got.find("\"task_id\":\"task_") != std::string::npos);
+    }
+    // Two requests in one write (pipelining): two answers, in order.
+    {
+        raw_connection c(env.backend.port());
+        const std::string get = "GET " + str(admin::faults) + " HTTP/1.1\r\nHost: x\r\n" + key_header + "\r\n";
+        const std::string missing = "GET /no/such HTTP/1.1\r\nHost: x\r\n\r\n";
+        c.write(get + missing);
+        const auto got = c.read_until("HTTP/1.1 ", 2);
+        const auto first = got.find("HTTP/1.1 200 OK");
+        const auto second = got.find("HTTP/1.1 404 Not Found");
+        BOOST_TEST(first == 0u);
+        BOOST_TEST((second != std::string::npos && second > first));
+    }
+    // A header over 64 KiB gets 431 with an error body; the connection closes after it.
+    {
+        raw_connection c(env.backend.port());
+        c.write("GET " + str(admin::faults) + " HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(70000, 'b') +
+                "\r\n\r\n");
+        const auto got = c.read_until("}}");
+        BOOST_TEST(got.rfind("HTTP/1.1 431 ", 0) == 0u);
+        BOOST_TEST(got.find("\"code\":\"bad_request\"") != std::string::npos);
+        BOOST_TEST(c.wait_closed(5s));
+    }
+    // Not HTTP at all: 400 with an error body, and a Date.
+    {
+        raw_connection c(env.backend.port());
+        c.write("HELLO THERE\r\n\r\n");
+        const auto got = c.read_until("}}");
+        BOOST_TEST(got.rfind("HTTP/1.1 400 Bad Request\r\n", 0) == 0u);
+        BOOST_TEST(got.find("\"code\":\"bad_request\"") != std::string::npos);
+        BOOST_TEST(got.find("Date: Thu, 01 Jan 2026 00:00:00 GMT\r\n") != std::string::npos);
+        BOOST_TEST(c.wait_closed(5s));
+    }
+    // Still serving.
+    auto r = env.http->admin_get(admin::faults);
+    BOOST_REQUIRE(r);
+    BOOST_TEST(r->status == 200);
+}
+
+BOOST_AUTO_TEST_CASE(stop_closes_idle_connections_at_once) {
+    mock_backend_options o;
+    o.keep_alive_timeout = 600s; // so that only stop() can end the idle connection here
+    sekuire::testing::mock_backend b{o};
+    b.start();
+    raw_connection c(b.port());
+    c.write("GET " + str(admin::faults) + " HTTP/1.1\r\nHost: x\r\n" + str(proto::header::api_key) + ": " +
+            default_key + "\r\n\r\n");
+    BOOST_REQUIRE(c.read_until("{\"faults\":[]}").rfind("HTTP/1.1 200 OK\r\n", 0) == 0u);
+    BOOST_REQUIRE(!c.wait_closed(100ms)); // kept alive
+    b.stop();
+    BOOST_TEST(c.wait_closed(5s));
+}
 
 BOOST_AUTO_TEST_CASE(start_reports_url_and_stop_is_idempotent) {
     sekuire::testing::mock_backend b{test_options()};
@@ -1406,9 +1550,7 @@ BOOST_AUTO_TEST_CASE(stop_ends_open_streams_promptly) {
 }
 
 BOOST_AUTO_TEST_CASE(many_concurrent_streams) {
-    mock_backend_options o;
-    o.threads = 64;
-    fake_env env(o);
+    fake_env env; // on the default 2 I/O threads: a stream holds no thread
     auto a = env.http->bootstrap();
     constexpr std::size_t n = 40;
     std::vector<std::unique_ptr<stream_reader>> streams;
