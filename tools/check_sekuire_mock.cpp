@@ -132,6 +132,11 @@ void check_run(const std::string& program, const std::vector<std::string>& args,
         auto res = cli.Post(std::string(sekuire::protocol::path::bootstrap), sekuire::protocol::encode(req),
                             std::string(sekuire::protocol::header::json_type));
         check(res && res->status == 201, name + ": bootstrap answered 201");
+        check(text.find("sekuire-mock: dashboard: " + url + "/dashboard\n") != std::string::npos,
+              name + ": dashboard address printed");
+        auto page = cli.Get("/dashboard");
+        check(page && page->status == 200 && page->get_header_value("Content-Type") == "text/html; charset=utf-8",
+              name + ": the dashboard is served");
     }
     kill(c.pid, signal_number);
     const int code = wait_exit(c.pid, std::chrono::seconds(20));

@@ -143,6 +143,8 @@ int main(int argc, char** argv) {
         std::printf("sekuire-mock: install token: %s\n", token.c_str());
     std::printf("sekuire-mock: api key: %s\n", backend.options().api_key.c_str());
     std::printf("sekuire-mock: workspace: %s\n", backend.options().workspace_id.c_str());
+    std::printf("sekuire-mock: dashboard: %s%s\n", backend.url().c_str(),
+                std::string(sekuire::testing::mock_dashboard_path).c_str());
     std::printf("sekuire-mock listening on %s\n", backend.url().c_str());
     std::fflush(stdout);
 

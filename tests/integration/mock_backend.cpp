@@ -1325,6 +1325,138 @@ BOOST_AUTO_TEST_CASE(admin_routes_require_the_api_key) {
     BOOST_TEST(env.backend.installation(inst)->pending_commands == 0u);
 }
 
+BOOST_AUTO_TEST_CASE(admin_lists_commands_and_heartbeat_timelines) {
+    fake_env env;
+    auto a = env.http->bootstrap();
+    // Before any heartbeat: none counted, an empty timeline.
+    auto fresh = json_of(env.http->admin_get(admin::installation(a.installation_id)));
+    BOOST_TEST(fresh.at("heartbeats").to_number<int>() == 0);
+    BOOST_TEST(fresh.at("recent_heartbeats").as_array().empty());
+
+    auto sent = env.http->admin_post(admin::commands(a.installation_id),
+                                     R"({"type":"terminate","reason":"done","shutdown_timeout_ms":2500})");
+    BOOST_REQUIRE(sent);
+    BOOST_REQUIRE_EQUAL(sent->status, 201);
+    const std::string command_id = json::value_to<std::string>(json_of(sent).at("command_id"));
+    auto pending = json_of(env.http->admin_get(admin::commands_log)).at("commands").as_array();
+    BOOST_REQUIRE_EQUAL(pending.size(), 1u);
+    const auto& p = pending.at(0).as_object();
+    BOOST_TEST(json::value_to<std::string>(p.at("command_id")) == command_id);
+    BOOST_TEST(json::value_to<std::string>(p.at("installation_id")) == a.installation_id);
+    BOOST_TEST(json::value_to<std::string>(p.at("type")) == "terminate");
+    BOOST_TEST(json::value_to<std::string>(p.at("reason")) == "done");
+    BOOST_TEST(p.at("shutdown_timeout_ms").to_number<int>() == 2500);
+    BOOST_TEST(json::value_to<std::string>(p.at("created_at")) == "2026-01-01T00:00:00Z");
+    BOOST_TEST(p.at("delivered_at").is_null());
+    BOOST_TEST(p.at("delivered_via").is_null());
+
+    // The heartbeat delivers it, and is counted and marked on the timeline.
+    env.clock.advance(10s);
+    BOOST_REQUIRE(env.http->heartbeat(a.installation_id, a.runtime_token));
+    env.clock.advance(10s);
+    BOOST_REQUIRE(env.http->heartbeat(a.installation_id, a.runtime_token, proto::heartbeat_status::paused, 2));
+    auto delivered = json_of(env.http->admin_get(admin::commands_log)).at("commands").as_array().at(0).as_object();
+    BOOST_TEST(json::value_to<std::string>(delivered.at("delivered_at")) == "2026-01-01T00:00:10Z");
+    BOOST_TEST(json::value_to<std::string>(delivered.at("delivered_via")) == "heartbeat");
+    auto inst = json_of(env.http->admin_get(admin::installation(a.installation_id)));
+    BOOST_TEST(inst.at("heartbeats").to_number<int>() == 2);
+    const auto& marks = inst.at("recent_heartbeats").as_array();
+    BOOST_REQUIRE_EQUAL(marks.size(), 2u);
+    BOOST_TEST(json::value_to<std::string>(marks.at(0).at("at")) == "2026-01-01T00:00:10Z");
+    BOOST_TEST(json::value_to<std::string>(marks.at(0).at("status")) == "healthy");
+    BOOST_TEST(json::value_to<std::string>(marks.at(1).at("status")) == "paused");
+
+    // A command taken by a task stream says so; the C++ list agrees with the route.
+    auto stream = open_stream(env.backend.url(), a.installation_id, a.runtime_token);
+    BOOST_REQUIRE(env.backend.wait_for_open_streams(1, 5s));
+    env.backend.send_command(a.installation_id, "pause", "by stream");
+    BOOST_REQUIRE(stream->wait_events(1));
+    const auto commands = env.backend.commands();
+    BOOST_REQUIRE_EQUAL(commands.size(), 2u);
+    BOOST_TEST(commands.at(1).type == "pause");
+    BOOST_TEST(commands.at(1).delivered_via == "task_stream");
+    BOOST_TEST(commands.at(1).delivered_at.has_value());
+    // A revoked heartbeat answer is not a heartbeat received.
+    env.backend.revoke(a.installation_id);
+    BOOST_REQUIRE(env.http->heartbeat(a.installation_id, a.runtime_token));
+    BOOST_TEST(env.backend.installation(a.installation_id)->heartbeats == 2);
+
+    auto denied = env.http->admin_get(admin::commands_log, "wrong");
+    BOOST_REQUIRE(denied);
+    BOOST_TEST(denied->status == 401);
+}
+
+BOOST_AUTO_TEST_CASE(timelines_and_the_command_log_are_bounded) {
+    fake_env env;
+    auto a = env.http->bootstrap();
+    for (std::size_t i = 0; i < sekuire::testing::mock_max_heartbeat_marks + 5; ++i) {
+        env.clock.advance(1s);
+        BOOST_REQUIRE(env.http->heartbeat(a.installation_id, a.runtime_token));
+    }
+    const auto info = env.backend.installation(a.installation_id);
+    BOOST_TEST(info->heartbeats == static_cast<std::int64_t>(sekuire::testing::mock_max_heartbeat_marks + 5));
+    BOOST_REQUIRE_EQUAL(info->recent_heartbeats.size(), sekuire::testing::mock_max_heartbeat_marks);
+    BOOST_TEST((info->recent_heartbeats.back().at == env.clock.wall_now())); // the newest last
+    std::string first;
+    for (std::size_t i = 0; i < sekuire::testing::mock_max_command_log + 1; ++i) {
+        const auto id = env.backend.send_command(a.installation_id, "x-probe");
+        if (i == 0) first = id;
+        // Keep the queue short: a heartbeat takes the command.
+        BOOST_REQUIRE(env.http->heartbeat(a.installation_id, a.runtime_token));
+    }
+    const auto log = env.backend.commands();
+    BOOST_TEST(log.size() == sekuire::testing::mock_max_command_log);
+    BOOST_TEST(log.front().command_id != first); // the oldest was forgotten
+}
+
+BOOST_AUTO_TEST_CASE(dashboard_is_served_with_a_strict_policy) {
+    fake_env env;
+    mock_fault everything; // faults never touch the dashboard
+    everything.status = 503;
+    everything.count = 100;
+    env.backend.add_fault(everything);
+    for (const std::string path : {"/", "/dashboard", "/dashboard/"}) {
+        auto page = env.http->get(path);
+        BOOST_REQUIRE(page);
+        BOOST_TEST(page->status == 200, path);
+        BOOST_TEST(page->get_header_value("Content-Type") == "text/html; charset=utf-8");
+        const auto csp = page->get_header_value("Content-Security-Policy");
+        BOOST_TEST(csp.find("script-src 'self'") != std::string::npos);
+        BOOST_TEST(csp.find("default-src 'none'") != std::string::npos);
+        BOOST_TEST(csp.find("unsafe") == std::string::npos);
+        BOOST_TEST(page->get_header_value("X-Content-Type-Options") == "nosniff");
+        BOOST_TEST(!page->get_header_value(str(proto::header::date)).empty());
+        BOOST_TEST(page->body.find(R"(<script src="/dashboard/dashboard.js" defer></script>)") != std::string::npos);
+        // The key is asked for, never embedded; nothing runs inline.
+        BOOST_TEST(page->body.find(default_key) == std::string::npos);
+        BOOST_TEST(page->body.find("<script>") == std::string::npos);
+        BOOST_TEST(page->body.find("style=") == std::string::npos);
+    }
+    auto js = env.http->get("/dashboard/dashboard.js");
+    BOOST_REQUIRE(js);
+    BOOST_TEST(js->status == 200);
+    BOOST_TEST(js->get_header_value("Content-Type") == "text/javascript; charset=utf-8");
+    BOOST_TEST(js->body.find("innerHTML") == std::string::npos);
+    BOOST_TEST(js->body.find("eval(") == std::string::npos);
+    auto css = env.http->get("/dashboard/dashboard.css");
+    BOOST_REQUIRE(css);
+    BOOST_TEST(css->get_header_value("Content-Type") == "text/css; charset=utf-8");
+    for (const std::string path : {"/dashboard/nope.js", "/dashboard/../index.html", "/index.html", "/dashboardx"}) {
+        auto missing = env.http->get(path);
+        BOOST_REQUIRE(missing);
+        BOOST_TEST(missing->status == 404, path);
+        BOOST_TEST(code_of(missing) == str(ek::not_found));
+    }
+    auto post = env.http->post("/dashboard", "{}");
+    BOOST_REQUIRE(post);
+    BOOST_TEST(post->status == 404);
+    // Page loads are not agent requests: not counted, and the fault is still all there.
+    BOOST_TEST(env.backend.request_count("/") == 0u);
+    BOOST_TEST(env.backend.request_count("/dashboard/dashboard.js") == 0u);
+    auto faults = json_of(env.http->admin_get(admin::faults)).at("faults").as_array();
+    BOOST_TEST(faults.at(0).at("remaining").to_number<int>() == 100);
+}
+
 BOOST_AUTO_TEST_CASE(admin_routes_answer) {
     fake_env env;
     auto a = env.http->bootstrap();

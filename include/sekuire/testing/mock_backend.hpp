@@ -20,6 +20,7 @@
 #include <sekuire/clock.hpp>
 #include <sekuire/error.hpp>
 #include <sekuire/protocol.hpp>
+#include <sekuire/testing/detail/mock_dashboard.hpp>
 #include <sekuire/testing/detail/mock_state.hpp>
 #include <sekuire/time.hpp>
 
@@ -264,12 +265,17 @@ private:
         admin_add_fault,
         admin_faults,
         admin_clear_faults,
+        admin_commands_log,
+        page, // the dashboard's files
     };
 
-    enum class route_kind { api, stream, admin };
+    // api routes count requests and take faults; admin routes count requests and need the
+    // API key; pages need neither (their data comes from the admin routes).
+    enum class route_kind { api, stream, admin, page };
 
     static route_kind kind_of(route r) noexcept {
         if (r == route::task_stream) return route_kind::stream;
+        if (r == route::page) return route_kind::page;
         return r >= route::admin_install_tokens ? route_kind::admin : route_kind::api;
     }
 
@@ -301,9 +307,11 @@ private:
             {verb::post, a::faults, route::admin_add_fault},
             {verb::get, a::faults, route::admin_faults},
             {verb::delete_, a::faults, route::admin_clear_faults},
+            {verb::get, a::commands_log, route::admin_commands_log},
         };
         for (const auto& e : exacts)
             if (e.method == method && e.path == path) return e.id;
+        if (method == verb::get && mock_dashboard_find(path)) return route::page;
         static const pattern patterns[] = {
             {verb::post, mock_route_pattern(p::refresh_route), route::refresh},
             {verb::post, mock_route_pattern(p::heartbeat_route), route::heartbeat},
@@ -321,12 +329,32 @@ private:
         return route::none;
     }
 
-    // What a request needs from its headers and body.
+    // What a request needs from its path, headers and body.
     struct request_view {
         std::string_view authorization;
         std::string_view api_key;
         std::string_view body;
+        std::string_view path;
     };
+
+    // A file of the dashboard, with headers that keep the page to its own files: no inline
+    // script or style, no other origin, no framing.
+    static mock_reply page_reply(std::string_view path) {
+        const auto* file = mock_dashboard_find(path);
+        if (!file) return error_reply(404, protocol::error_code_name::not_found, "no such route");
+        mock_reply r;
+        r.status = 200;
+        r.body = mock_dashboard_content(*file);
+        r.headers = {
+            {std::string(protocol::header::content_type), std::string(file->content_type)},
+            {"Content-Security-Policy", std::string(mock_dashboard_csp)},
+            {"X-Content-Type-Options", "nosniff"},
+            {"X-Frame-Options", "DENY"},
+            {"Referrer-Policy", "no-referrer"},
+            {std::string(protocol::header::cache_control), "no-store"},
+        };
+        return r;
+    }
 
     // Runs a (non-stream) route on the core. Never blocks.
     mock_reply execute(route r, const std::string& id, const request_view& q) {
@@ -353,6 +381,8 @@ private:
         case route::admin_add_fault: return core_.admin_add_fault(q.body);
         case route::admin_faults: return core_.admin_faults();
         case route::admin_clear_faults: return core_.admin_clear_faults();
+        case route::admin_commands_log: return core_.admin_commands();
+        case route::page: return page_reply(q.path);
         case route::none:
         case route::task_stream: break;
         }
@@ -574,10 +604,11 @@ private:
         if (route_ == route::none || (head_ && route_ == route::task_stream))
             return send(error_reply(404, protocol::error_code_name::not_found, "no such route"));
         auto& core = server_.core_;
-        core.count_request(path_);
-        core.tick();
         const auto kind = kind_of(route_);
         fault_.reset();
+        if (kind == route_kind::page) return after_delay(); // not counted, never faulted
+        core.count_request(path_);
+        core.tick();
         if (kind == route_kind::admin) {
             if (header(protocol::header::api_key) != core.options().api_key)
                 return send(error_reply(401, protocol::error_code_name::invalid_api_key, "the API key is not valid"));
@@ -619,7 +650,7 @@ private:
         try {
             reply = server_.execute(route_, id_,
                                     request_view{header(protocol::header::authorization),
-                                                 header(protocol::header::api_key), req_.body()});
+                                                 header(protocol::header::api_key), req_.body(), path_});
         } catch (...) {
             reply = error_reply(500, n::unavailable, "internal error");
         }
@@ -1074,6 +1105,10 @@ public:
 
     /// Every installation, oldest first.
     std::vector<mock_installation_info> installations() const { return server_->core().installations(); }
+
+    /// The commands sent (the last `mock_max_command_log`), oldest first, with their
+    /// delivery.
+    std::vector<mock_command_info> commands() const { return server_->core().commands(); }
 
     /// One installation, or empty when unknown.
     std::optional<mock_installation_info> installation(std::string_view id) const {

@@ -213,6 +213,26 @@ struct mock_worker_info {
     wall_time_point last_heartbeat_at{};     ///< when it arrived
 };
 
+/// One heartbeat, as an installation's timeline keeps it.
+struct mock_heartbeat_mark {
+    wall_time_point at{};                                           ///< when it arrived (Clock wall time)
+    protocol::heartbeat_status status = protocol::heartbeat_status::healthy; ///< as sent
+};
+
+/// A command sent to an installation, and its delivery.
+struct mock_command_info {
+    std::string command_id;      ///< `cmd_...`
+    std::string installation_id; ///< the installation it is for
+    std::string type;            ///< the type as sent (`pause`, `resume`, `terminate`, or another name)
+    std::string reason;          ///< as sent
+    std::optional<std::int64_t> shutdown_timeout_ms; ///< as sent (clamped to 24 hours)
+    wall_time_point created_at{};                    ///< when it was queued
+    std::optional<wall_time_point> delivered_at;     ///< when it went out; empty while pending
+    /// The channel that delivered it: `heartbeat`, `worker_heartbeat` or `task_stream`;
+    /// empty while pending.
+    std::string delivered_via;
+};
+
 /// An installation as the backend knows it (never its tokens).
 struct mock_installation_info {
     std::string installation_id; ///< `inst_...`
@@ -236,7 +256,15 @@ struct mock_installation_info {
     std::size_t open_streams = 0;                     ///< open task streams
     std::optional<protocol::revocation> revocation;   ///< set once revoked
     wall_time_point created_at{};                     ///< bootstrap time
+    std::int64_t heartbeats = 0;                      ///< beacon heartbeats received (revoked answers excluded)
+    /// The last heartbeats (at most `mock_max_heartbeat_marks`), oldest first.
+    std::vector<mock_heartbeat_mark> recent_heartbeats;
 };
+
+/// How many heartbeats an installation's timeline keeps.
+inline constexpr std::size_t mock_max_heartbeat_marks = 120;
+/// How many commands the backend's command log keeps (the oldest are forgotten).
+inline constexpr std::size_t mock_max_command_log = 1000;
 
 /** A fault to inject: the next `count` requests whose path starts with `path_prefix`
     (admin paths never) are affected. `delay` may be combined with one of `status`,
@@ -275,6 +303,8 @@ inline constexpr std::string_view installations = "/admin/v1/installations";
 inline constexpr std::string_view policy = "/admin/v1/policy";
 /// `POST`: add a fault; `GET`: list faults; `DELETE`: clear them.
 inline constexpr std::string_view faults = "/admin/v1/faults";
+/// `GET`: the commands sent, and their delivery.
+inline constexpr std::string_view commands_log = "/admin/v1/commands";
 
 /// `/admin/v1/tasks/{task_id}`.
 inline std::string task(std::string_view task_id) {
@@ -370,6 +400,12 @@ inline constexpr std::string_view fault_id = "fault_id";
 inline constexpr std::string_view faults = "faults";
 inline constexpr std::string_view remaining = "remaining";
 inline constexpr std::string_view cleared = "cleared";
+inline constexpr std::string_view heartbeats = "heartbeats";
+inline constexpr std::string_view recent_heartbeats = "recent_heartbeats";
+inline constexpr std::string_view at = "at";
+inline constexpr std::string_view commands = "commands";
+inline constexpr std::string_view delivered_at = "delivered_at";
+inline constexpr std::string_view delivered_via = "delivered_via";
 } // namespace admin_key
 
 // Token and id prefixes.
@@ -676,6 +712,29 @@ inline boost::json::object to_admin_json(const mock_installation_info& i) {
         o[jsv(k::revoked)] = nullptr;
     }
     o[jsv(k::created_at)] = format_rfc3339(i.created_at);
+    o[jsv(k::heartbeats)] = i.heartbeats;
+    boost::json::array marks;
+    for (const auto& m : i.recent_heartbeats)
+        marks.push_back(boost::json::object{{jsv(k::at), format_rfc3339(m.at)},
+                                            {jsv(k::status), protocol::to_string(m.status)}});
+    o[jsv(k::recent_heartbeats)] = std::move(marks);
+    return o;
+}
+
+inline boost::json::object to_admin_json(const mock_command_info& c) {
+    namespace k = admin_key;
+    using protocol::detail::jsv;
+    boost::json::object o;
+    o[jsv(k::command_id)] = jsv(c.command_id);
+    o[jsv(k::installation_id)] = jsv(c.installation_id);
+    o[jsv(k::type)] = jsv(c.type);
+    o[jsv(k::reason)] = jsv(c.reason);
+    o[jsv(k::shutdown_timeout_ms)] =
+        c.shutdown_timeout_ms ? boost::json::value(*c.shutdown_timeout_ms) : boost::json::value(nullptr);
+    o[jsv(k::created_at)] = format_rfc3339(c.created_at);
+    o[jsv(k::delivered_at)] = time_or_null(c.delivered_at);
+    o[jsv(k::delivered_via)] =
+        c.delivered_via.empty() ? boost::json::value(nullptr) : boost::json::value(jsv(c.delivered_via));
     return o;
 }
 
@@ -895,13 +954,16 @@ public:
         in->sdk = std::move(req.sdk);
         if (!req.capabilities.empty()) in->capabilities = std::move(req.capabilities);
         in->last_heartbeat = now;
+        ++in->heartbeat_count;
+        in->recent_heartbeats.push_back(mock_heartbeat_mark{now, req.status});
+        while (in->recent_heartbeats.size() > mock_max_heartbeat_marks) in->recent_heartbeats.pop_front();
         in->lease_expires_at = now + opts_.lease;
 
         resp.installation_id = in->id;
         resp.lease_renewed = true;
         resp.lease_expires_at = in->lease_expires_at;
         if (opts_.heartbeat_interval) resp.next_heartbeat_at = now + *opts_.heartbeat_interval;
-        resp.command = pop_command_locked(*in);
+        resp.command = pop_command_locked(*in, "heartbeat", now);
         resp.active_policy_hash = policy_hash_;
         if (presented->expires_at - now <= opts_.refresh_window) {
             // A client that missed a refreshed token presents the previous one: give it the
@@ -946,7 +1008,7 @@ public:
         w.last_heartbeat_at = now;
         in->worker = std::move(w);
         resp.active_policy_hash = policy_hash_;
-        resp.command = pop_command_locked(*in);
+        resp.command = pop_command_locked(*in, "worker_heartbeat", now);
         return message_reply(200, resp);
     }
 
@@ -1318,6 +1380,19 @@ public:
             c.shutdown_timeout_ms = shutdown_timeout_ms;
             protocol::detail::clamp_shutdown_timeout(c.shutdown_timeout_ms);
             id = c.id;
+            mock_command_info logged;
+            logged.command_id = c.id;
+            logged.installation_id = it->second.id;
+            logged.type = c.type_name;
+            logged.reason = c.reason;
+            logged.shutdown_timeout_ms = c.shutdown_timeout_ms;
+            logged.created_at = clock_.wall();
+            command_log_.emplace(id, std::move(logged));
+            command_log_order_.push_back(id);
+            while (command_log_order_.size() > mock_max_command_log) {
+                command_log_.erase(command_log_order_.front());
+                command_log_order_.pop_front();
+            }
             it->second.commands.push_back(std::move(c));
             for (auto& kv : streams_)
                 if (kv.second.installation_id == it->second.id) mark_locked(kv.second);
@@ -1345,6 +1420,18 @@ public:
         auto it = installations_.find(id);
         if (it == installations_.end()) return std::nullopt;
         return info_locked(it->second, clock_.wall());
+    }
+
+    /// The commands sent (at most `mock_max_command_log`), oldest first.
+    std::vector<mock_command_info> commands() const {
+        std::lock_guard<std::mutex> lk(m_);
+        std::vector<mock_command_info> out;
+        out.reserve(command_log_order_.size());
+        for (const auto& id : command_log_order_) {
+            auto it = command_log_.find(id);
+            if (it != command_log_.end()) out.push_back(it->second);
+        }
+        return out;
     }
 
     /// Replaces the policy content; returns the new hash. A changed hash sends a `policy`
@@ -1511,6 +1598,14 @@ public:
         return json_reply(200, o);
     }
 
+    mock_reply admin_commands() const {
+        boost::json::array a;
+        for (const auto& c : commands()) a.push_back(to_admin_json(c));
+        boost::json::object o;
+        o[protocol::detail::jsv(admin_key::commands)] = std::move(a);
+        return json_reply(200, o);
+    }
+
     mock_reply admin_installation(std::string_view id) const {
         auto i = installation(id);
         if (!i) return unknown_installation();
@@ -1648,6 +1743,8 @@ private:
         std::deque<protocol::command> commands;
         std::uint64_t next_event_id = 1;
         std::map<std::uint64_t, event_rec> events;
+        std::int64_t heartbeat_count = 0;
+        std::deque<mock_heartbeat_mark> recent_heartbeats;
     };
 
     struct task_rec {
@@ -1778,11 +1875,20 @@ private:
         return message_reply(201, resp);
     }
 
-    std::optional<protocol::command> pop_command_locked(installation_rec& in) {
+    std::optional<protocol::command> pop_command_locked(installation_rec& in, std::string_view via,
+                                                        wall_time_point now) {
         if (in.commands.empty()) return std::nullopt;
         protocol::command c = std::move(in.commands.front());
         in.commands.pop_front();
+        log_delivery_locked(c.id, via, now);
         return c;
+    }
+
+    void log_delivery_locked(const std::string& command_id, std::string_view via, wall_time_point now) {
+        auto it = command_log_.find(command_id);
+        if (it == command_log_.end() || it->second.delivered_at) return;
+        it->second.delivered_at = now;
+        it->second.delivered_via = std::string(via);
     }
 
     void revoke_locked(installation_rec& in, std::string reason, std::optional<std::int64_t> shutdown_timeout_ms) {
@@ -1851,6 +1957,8 @@ private:
         i.open_streams = streams_of_locked(in.id);
         i.revocation = in.revoked;
         i.created_at = in.created_at;
+        i.heartbeats = in.heartbeat_count;
+        i.recent_heartbeats.assign(in.recent_heartbeats.begin(), in.recent_heartbeats.end());
         return i;
     }
 
@@ -2060,6 +2168,7 @@ private:
         if (s.closing) return false;
         if (!in.commands.empty()) {
             const std::string data = protocol::encode(in.commands.front());
+            log_delivery_locked(in.commands.front().id, "task_stream", clock_.wall());
             in.commands.pop_front();
             const auto id = in.next_event_id++;
             record_event_locked(in, id, event_rec{std::string(), data});
@@ -2105,6 +2214,8 @@ private:
     std::uint64_t next_stream_id_ = 0;
     std::uint64_t rr_last_ = 0; // the stream chosen last (round-robin)
     std::deque<fault_rec> faults_;
+    std::map<std::string, mock_command_info, std::less<>> command_log_;
+    std::deque<std::string> command_log_order_; // oldest first
     std::uint64_t next_fault_id_ = 0;
     std::map<std::string, std::size_t, std::less<>> request_counts_;
     boost::json::object policy_content_;
