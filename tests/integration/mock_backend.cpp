@@ -13,6 +13,8 @@
 #include <httplib.h>
 
 #include <arpa/inet.h>
+#include <dirent.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -479,6 +481,35 @@ BOOST_AUTO_TEST_CASE(http_edge_cases_get_answers) {
     auto r = env.http->admin_get(admin::faults);
     BOOST_REQUIRE(r);
     BOOST_TEST(r->status == 200);
+}
+
+BOOST_AUTO_TEST_CASE(its_sockets_are_close_on_exec) {
+    // A process started meanwhile (an agent under test, say) must inherit none of them.
+    fake_env env;
+    raw_connection c(env.backend.port()); // an accepted connection too
+    c.write("GET " + str(admin::faults) + " HTTP/1.1\r\nHost: x\r\n" + str(proto::header::api_key) + ": " +
+            default_key + "\r\n\r\n");
+    BOOST_REQUIRE(c.read_until("{\"faults\":[]}").rfind("HTTP/1.1 200 OK\r\n", 0) == 0u);
+    int listening = 0, accepted = 0;
+    DIR* d = opendir("/proc/self/fd");
+    BOOST_REQUIRE(d);
+    while (const dirent* e = readdir(d)) {
+        if (e->d_name[0] == '.') continue;
+        const int fd = std::atoi(e->d_name);
+        sockaddr_in addr{};
+        socklen_t len = sizeof addr;
+        if (getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0 || addr.sin_family != AF_INET ||
+            ntohs(addr.sin_port) != env.backend.port())
+            continue; // not the backend's side of a socket
+        int is_listener = 0;
+        socklen_t ll = sizeof is_listener;
+        getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &is_listener, &ll);
+        ++(is_listener ? listening : accepted);
+        BOOST_TEST((fcntl(fd, F_GETFD) & FD_CLOEXEC) != 0, "fd " << fd << (is_listener ? " (listener)" : " (accepted)"));
+    }
+    closedir(d);
+    BOOST_TEST(listening == 1);
+    BOOST_TEST(accepted >= 1);
 }
 
 BOOST_AUTO_TEST_CASE(stop_closes_idle_connections_at_once) {

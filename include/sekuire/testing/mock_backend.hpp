@@ -43,8 +43,15 @@
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
 
+#if !defined(_WIN32)
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#endif
+
 #include <array>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
@@ -184,12 +191,30 @@ public:
             endpoint = found.begin()->endpoint();
         }
         acceptor_.emplace(boost::asio::make_strand(ioc_));
+        protocol_ = endpoint.protocol();
+        // Close-on-exec, like every socket of the backend, so that a process the program
+        // starts (a test spawning an agent, say) inherits none.
+#if defined(SOCK_CLOEXEC)
+        const int fd = ::socket(endpoint.protocol().family(), SOCK_STREAM | SOCK_CLOEXEC, IPPROTO_TCP);
+        if (fd < 0) {
+            acceptor_.reset();
+            ec = errc::connection_failed;
+            return;
+        }
+        acceptor_->assign(endpoint.protocol(), fd, bec);
+        if (bec) ::close(fd);
+#else
+        acceptor_->open(endpoint.protocol(), bec);
+#if !defined(_WIN32)
+        if (!bec) ::fcntl(acceptor_->native_handle(), F_SETFD, FD_CLOEXEC);
+#endif
+#endif
         // SO_REUSEADDR only: never SO_REUSEPORT, which would let a second server share a
         // port that is in use.
-        acceptor_->open(endpoint.protocol(), bec);
         if (!bec) acceptor_->set_option(tcp::acceptor::reuse_address(true), bec);
         if (!bec) acceptor_->bind(endpoint, bec);
         if (!bec) acceptor_->listen(o.listen_backlog, bec);
+        if (!bec) acceptor_->non_blocking(true, bec); // accept4() must not block the strand
         if (bec) {
             acceptor_.reset();
             ec = errc::connection_failed;
@@ -404,15 +429,51 @@ private:
         }
     }
 
+    // Accepts on the acceptor's strand. Where accept4() exists, the accepted sockets are
+    // close-on-exec from the start; elsewhere they are marked right after.
     void do_accept() {
         if (stopping_ || !acceptor_->is_open()) return;
+#if defined(SOCK_CLOEXEC)
+        acceptor_->async_wait(tcp::acceptor::wait_read, [this](const boost::system::error_code& ec) { on_readable(ec); });
+#else
         acceptor_->async_accept(boost::asio::make_strand(ioc_),
                                 [this](const boost::system::error_code& ec, tcp::socket socket) {
+#if !defined(_WIN32)
+                                    if (!ec) ::fcntl(socket.native_handle(), F_SETFD, FD_CLOEXEC);
+#endif
                                     on_accept(ec, std::move(socket));
                                 });
+#endif
     }
 
+#if defined(SOCK_CLOEXEC)
+    // The listener is readable: accept what is queued (a bounded batch, then wait again).
+    void on_readable(const boost::system::error_code& ec) {
+        if (ec == boost::asio::error::operation_aborted || stopping_) return;
+        if (ec) return on_accept(ec, tcp::socket(ioc_));
+        for (int i = 0; i < 64 && !stopping_; ++i) {
+            const int fd = ::accept4(acceptor_->native_handle(), nullptr, nullptr, SOCK_CLOEXEC);
+            if (fd < 0) {
+                if (errno == EINTR || errno == ECONNABORTED) continue;
+                if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+                // Out of descriptors or memory: on_accept() retries shortly.
+                return on_accept(boost::system::error_code(errno, boost::system::system_category()), tcp::socket(ioc_));
+            }
+            tcp::socket socket(boost::asio::make_strand(ioc_));
+            boost::system::error_code aec;
+            socket.assign(protocol_, fd, aec);
+            if (aec) {
+                ::close(fd);
+                continue;
+            }
+            start_session(std::move(socket));
+        }
+        do_accept();
+    }
+#endif
+
     void on_accept(const boost::system::error_code& ec, tcp::socket socket);
+    void start_session(tcp::socket socket);
 
     // Keep-alive comments, redeliveries and a fake clock that moved: one timer for all streams.
     void tick() {
@@ -453,6 +514,7 @@ private:
     boost::asio::io_context ioc_;
     std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> work_;
     std::optional<tcp::acceptor> acceptor_;
+    tcp protocol_ = tcp::v4();
     boost::asio::steady_timer ticker_{boost::asio::make_strand(ioc_)};
     std::vector<std::thread> threads_;
 };
@@ -919,6 +981,11 @@ inline void mock_server::on_accept(const boost::system::error_code& ec, tcp::soc
         retry->async_wait([this, retry](const boost::system::error_code&) { do_accept(); });
         return;
     }
+    start_session(std::move(socket));
+    do_accept();
+}
+
+inline void mock_server::start_session(tcp::socket socket) {
     std::shared_ptr<session> s;
     {
         std::lock_guard<std::mutex> lk(sessions_m_);
@@ -927,10 +994,7 @@ inline void mock_server::on_accept(const boost::system::error_code& ec, tcp::soc
             sessions_.emplace(s.get(), s);
         }
     }
-    if (s) {
-        boost::asio::post(s->socket_executor(), [s] { s->start(); });
-    }
-    do_accept();
+    if (s) boost::asio::post(s->socket_executor(), [s] { s->start(); });
 }
 
 inline void mock_server::halt_locked() noexcept {
