@@ -68,7 +68,7 @@ int fail(const std::string& why) {
     return 1;
 }
 
-int run() {
+int run(std::chrono::seconds linger) {
     // -- the backend --------------------------------------------------------------------
     testing::mock_backend_options backend_options;
     backend_options.lease = 5s;
@@ -78,6 +78,9 @@ int run() {
     testing::mock_backend backend(backend_options);
     backend.start();
     say("backend", "listening on " + backend.url() + " (workspace " + backend_options.workspace_id + ")");
+    // The mock's well-known default key, as sekuire-mock prints it: it exists for local use.
+    say("backend", "dashboard: " + backend.url() + std::string(testing::mock_dashboard_path) + " (API key " +
+                       std::string(testing::mock_default_api_key) + ")");
 
     // -- the agent ------------------------------------------------------------------------
     std::atomic<int> refreshes{0};
@@ -192,6 +195,11 @@ int run() {
     say("demo", "done: " + std::to_string(s.heartbeats_sent) + " heartbeats, " +
                     std::to_string(worker.get_status().completed) + " tasks completed, " +
                     std::to_string(refreshes.load()) + " token refreshes");
+    if (linger > 0s) {
+        say("demo", "the backend stays up " + std::to_string(linger.count()) + " s more: " + backend.url() +
+                        std::string(testing::mock_dashboard_path));
+        std::this_thread::sleep_for(linger);
+    }
     backend.stop();
     return 0;
 }
@@ -199,21 +207,36 @@ int run() {
 } // namespace
 
 int main(int argc, char** argv) {
+    auto linger = std::chrono::seconds(0);
     for (int i = 1; i < argc; ++i) {
         const std::string_view arg = argv[i];
         if (arg == "--help" || arg == "-h") {
-            std::cout << "usage: demo\n\n"
+            std::cout << "usage: demo [--linger[=SECONDS]]\n\n"
                          "Starts the mock backend in-process on 127.0.0.1 and tells the short life of an\n"
                          "agent on it: bootstrap, heartbeats, tasks, pause and resume, a token refresh, the\n"
-                         "kill switch and the graceful shutdown. Needs no configuration.\n"
+                         "kill switch and the graceful shutdown. Needs no configuration. It prints the\n"
+                         "address of the backend's dashboard.\n\n"
+                         "  --linger[=SECONDS]  keep the backend up this long after the story (default 30),\n"
+                         "                      to look at the dashboard\n\n"
                          "Exit status: 0 when the story went as told, 1 otherwise.\n";
             return 0;
+        }
+        if (arg == "--linger" || arg.rfind("--linger=", 0) == 0) {
+            const std::string value = arg == "--linger" ? "30" : std::string(arg.substr(9));
+            const bool digits = !value.empty() && value.size() <= 5 &&
+                                value.find_first_not_of("0123456789") == std::string::npos;
+            if (!digits || std::stoi(value) > 3600) {
+                std::cerr << "demo: --linger: '" << value << "' is not a number of seconds within 0..3600; try 'demo --help'\n";
+                return 2;
+            }
+            linger = std::chrono::seconds(std::stoi(value));
+            continue;
         }
         std::cerr << "demo: unknown argument '" << arg << "'; try 'demo --help'\n";
         return 2;
     }
     try {
-        return run();
+        return run(linger);
     } catch (const std::exception& e) {
         return sekuire::report_error("demo", e); // one line; 2 for a configuration error
     }

@@ -10,6 +10,16 @@
 #include <boost/json.hpp>
 #include <boost/test/unit_test.hpp>
 
+#include <httplib.h>
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -347,9 +357,174 @@ struct fake_env {
     }
 };
 
+// A plain TCP connection to the backend, for what an HTTP client library would not send.
+class raw_connection {
+public:
+    explicit raw_connection(int port) : fd_(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) {
+        sockaddr_in addr{};
+        addr.sin_family = AF_INET;
+        addr.sin_port = htons(static_cast<std::uint16_t>(port));
+        addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        BOOST_REQUIRE(fd_ >= 0);
+        BOOST_REQUIRE(connect(fd_, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0);
+    }
+    raw_connection(const raw_connection&) = delete;
+    raw_connection& operator=(const raw_connection&) = delete;
+    ~raw_connection() { close(fd_); }
+
+    void write(const std::string& data) {
+        BOOST_REQUIRE(send(fd_, data.data(), data.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(data.size()));
+    }
+
+    // Reads until `needle` has arrived `times` times, the peer closes, or `timeout` passes.
+    std::string read_until(std::string_view needle, int times = 1, std::chrono::milliseconds timeout = 5s) {
+        const auto end = std::chrono::steady_clock::now() + timeout;
+        for (;;) {
+            int found = 0;
+            for (auto at = got_.find(needle); at != std::string::npos; at = got_.find(needle, at + 1)) ++found;
+            if (found >= times || closed_) return got_;
+            const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(end - std::chrono::steady_clock::now());
+            if (left.count() <= 0) return got_;
+            pollfd p{fd_, POLLIN, 0};
+            if (poll(&p, 1, static_cast<int>(left.count())) <= 0) continue;
+            char buf[4096];
+            const ssize_t n = recv(fd_, buf, sizeof buf, 0);
+            if (n <= 0) {
+                closed_ = true;
+            } else {
+                got_.append(buf, static_cast<std::size_t>(n));
+            }
+        }
+    }
+
+    // Waits (bounded) for the peer to close the connection.
+    bool wait_closed(std::chrono::milliseconds timeout) {
+        read_until("\x01never", 1, timeout);
+        return closed_;
+    }
+
+    void clear() { got_.clear(); }
+
+private:
+    int fd_;
+    std::string got_;
+    bool closed_ = false;
+};
+
 } // namespace
 
 BOOST_AUTO_TEST_SUITE(mock_backend)
+
+BOOST_AUTO_TEST_CASE(http_edge_cases_get_answers) {
+    fake_env env;
+    const std::string key_header = str(proto::header::api_key) + ": " + default_key + "\r\n";
+
+    // HEAD: the GET answer's headers, without its body.
+    {
+        raw_connection c(env.backend.port());
+        c.write("HEAD " + str(admin::faults) + " HTTP/1.1\r\nHost: x\r\n" + key_header + "\r\n");
+        const auto got = c.read_until("\r\n\r\n");
+        BOOST_TEST(got.rfind("HTTP/1.1 200 OK\r\n", 0) == 0u);
+        BOOST_TEST(got.find("Content-Length: 13\r\n") != std::string::npos); // {"faults":[]}
+        BOOST_TEST(got.substr(got.find("\r\n\r\n") + 4).empty());
+        // The connection stays open for the next request: no stray body arrives before it.
+        c.clear();
+        c.write("GET " + str(admin::faults) + " HTTP/1.1\r\nHost: x\r\n" + key_header + "\r\n");
+        BOOST_TEST(c.read_until("{\"faults\":[]}").rfind("HTTP/1.1 200 OK\r\n", 0) == 0u);
+    }
+    // Expect: 100-continue is answered before the body is sent.
+    {
+        raw_connection c(env.backend.port());
+        const std::string body = R"({"capability":"summarize"})";
+        c.write("POST " + str(admin::tasks) + " HTTP/1.1\r\nHost: x\r\n" + key_header +
+                "Content-Type: application/json\r\nExpect: 100-continue\r\nContent-Length: " +
+                std::to_string(body.size()) + "\r\n\r\n");
+        BOOST_TEST(c.read_until("\r\n\r\n").rfind("HTTP/1.1 100 Continue\r\n\r\n", 0) == 0u);
+        c.write(body);
+        const auto got = c.read_until("}", 2);
+        BOOST_TEST(got.find("HTTP/1.1 201 Created\r\n") != std::string::npos);
+        BOOST_TEST(got.find("\"task_id\":\"task_") != std::string::npos);
+    }
+    // Two requests in one write (pipelining): two answers, in order.
+    {
+        raw_connection c(env.backend.port());
+        const std::string get = "GET " + str(admin::faults) + " HTTP/1.1\r\nHost: x\r\n" + key_header + "\r\n";
+        const std::string missing = "GET /no/such HTTP/1.1\r\nHost: x\r\n\r\n";
+        c.write(get + missing);
+        const auto got = c.read_until("HTTP/1.1 ", 2);
+        const auto first = got.find("HTTP/1.1 200 OK");
+        const auto second = got.find("HTTP/1.1 404 Not Found");
+        BOOST_TEST(first == 0u);
+        BOOST_TEST((second != std::string::npos && second > first));
+    }
+    // A header over 64 KiB gets 431 with an error body; the connection closes after it.
+    {
+        raw_connection c(env.backend.port());
+        c.write("GET " + str(admin::faults) + " HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(70000, 'b') +
+                "\r\n\r\n");
+        const auto got = c.read_until("}}");
+        BOOST_TEST(got.rfind("HTTP/1.1 431 ", 0) == 0u);
+        BOOST_TEST(got.find("\"code\":\"bad_request\"") != std::string::npos);
+        BOOST_TEST(c.wait_closed(5s));
+    }
+    // Not HTTP at all: 400 with an error body, and a Date.
+    {
+        raw_connection c(env.backend.port());
+        c.write("HELLO THERE\r\n\r\n");
+        const auto got = c.read_until("}}");
+        BOOST_TEST(got.rfind("HTTP/1.1 400 Bad Request\r\n", 0) == 0u);
+        BOOST_TEST(got.find("\"code\":\"bad_request\"") != std::string::npos);
+        BOOST_TEST(got.find("Date: Thu, 01 Jan 2026 00:00:00 GMT\r\n") != std::string::npos);
+        BOOST_TEST(c.wait_closed(5s));
+    }
+    // Still serving.
+    auto r = env.http->admin_get(admin::faults);
+    BOOST_REQUIRE(r);
+    BOOST_TEST(r->status == 200);
+}
+
+BOOST_AUTO_TEST_CASE(its_sockets_are_close_on_exec) {
+    // A process started meanwhile (an agent under test, say) must inherit none of them.
+    fake_env env;
+    raw_connection c(env.backend.port()); // an accepted connection too
+    c.write("GET " + str(admin::faults) + " HTTP/1.1\r\nHost: x\r\n" + str(proto::header::api_key) + ": " +
+            default_key + "\r\n\r\n");
+    BOOST_REQUIRE(c.read_until("{\"faults\":[]}").rfind("HTTP/1.1 200 OK\r\n", 0) == 0u);
+    int listening = 0, accepted = 0;
+    DIR* d = opendir("/proc/self/fd");
+    BOOST_REQUIRE(d);
+    while (const dirent* e = readdir(d)) {
+        if (e->d_name[0] == '.') continue;
+        const int fd = std::atoi(e->d_name);
+        sockaddr_in addr{};
+        socklen_t len = sizeof addr;
+        if (getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0 || addr.sin_family != AF_INET ||
+            ntohs(addr.sin_port) != env.backend.port())
+            continue; // not the backend's side of a socket
+        int is_listener = 0;
+        socklen_t ll = sizeof is_listener;
+        getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &is_listener, &ll);
+        ++(is_listener ? listening : accepted);
+        BOOST_TEST((fcntl(fd, F_GETFD) & FD_CLOEXEC) != 0, "fd " << fd << (is_listener ? " (listener)" : " (accepted)"));
+    }
+    closedir(d);
+    BOOST_TEST(listening == 1);
+    BOOST_TEST(accepted >= 1);
+}
+
+BOOST_AUTO_TEST_CASE(stop_closes_idle_connections_at_once) {
+    mock_backend_options o;
+    o.keep_alive_timeout = 600s; // so that only stop() can end the idle connection here
+    sekuire::testing::mock_backend b{o};
+    b.start();
+    raw_connection c(b.port());
+    c.write("GET " + str(admin::faults) + " HTTP/1.1\r\nHost: x\r\n" + str(proto::header::api_key) + ": " +
+            default_key + "\r\n\r\n");
+    BOOST_REQUIRE(c.read_until("{\"faults\":[]}").rfind("HTTP/1.1 200 OK\r\n", 0) == 0u);
+    BOOST_REQUIRE(!c.wait_closed(100ms)); // kept alive
+    b.stop();
+    BOOST_TEST(c.wait_closed(5s));
+}
 
 BOOST_AUTO_TEST_CASE(start_reports_url_and_stop_is_idempotent) {
     sekuire::testing::mock_backend b{test_options()};
@@ -1181,6 +1356,138 @@ BOOST_AUTO_TEST_CASE(admin_routes_require_the_api_key) {
     BOOST_TEST(env.backend.installation(inst)->pending_commands == 0u);
 }
 
+BOOST_AUTO_TEST_CASE(admin_lists_commands_and_heartbeat_timelines) {
+    fake_env env;
+    auto a = env.http->bootstrap();
+    // Before any heartbeat: none counted, an empty timeline.
+    auto fresh = json_of(env.http->admin_get(admin::installation(a.installation_id)));
+    BOOST_TEST(fresh.at("heartbeats").to_number<int>() == 0);
+    BOOST_TEST(fresh.at("recent_heartbeats").as_array().empty());
+
+    auto sent = env.http->admin_post(admin::commands(a.installation_id),
+                                     R"({"type":"terminate","reason":"done","shutdown_timeout_ms":2500})");
+    BOOST_REQUIRE(sent);
+    BOOST_REQUIRE_EQUAL(sent->status, 201);
+    const std::string command_id = json::value_to<std::string>(json_of(sent).at("command_id"));
+    auto pending = json_of(env.http->admin_get(admin::commands_log)).at("commands").as_array();
+    BOOST_REQUIRE_EQUAL(pending.size(), 1u);
+    const auto& p = pending.at(0).as_object();
+    BOOST_TEST(json::value_to<std::string>(p.at("command_id")) == command_id);
+    BOOST_TEST(json::value_to<std::string>(p.at("installation_id")) == a.installation_id);
+    BOOST_TEST(json::value_to<std::string>(p.at("type")) == "terminate");
+    BOOST_TEST(json::value_to<std::string>(p.at("reason")) == "done");
+    BOOST_TEST(p.at("shutdown_timeout_ms").to_number<int>() == 2500);
+    BOOST_TEST(json::value_to<std::string>(p.at("created_at")) == "2026-01-01T00:00:00Z");
+    BOOST_TEST(p.at("delivered_at").is_null());
+    BOOST_TEST(p.at("delivered_via").is_null());
+
+    // The heartbeat delivers it, and is counted and marked on the timeline.
+    env.clock.advance(10s);
+    BOOST_REQUIRE(env.http->heartbeat(a.installation_id, a.runtime_token));
+    env.clock.advance(10s);
+    BOOST_REQUIRE(env.http->heartbeat(a.installation_id, a.runtime_token, proto::heartbeat_status::paused, 2));
+    auto delivered = json_of(env.http->admin_get(admin::commands_log)).at("commands").as_array().at(0).as_object();
+    BOOST_TEST(json::value_to<std::string>(delivered.at("delivered_at")) == "2026-01-01T00:00:10Z");
+    BOOST_TEST(json::value_to<std::string>(delivered.at("delivered_via")) == "heartbeat");
+    auto inst = json_of(env.http->admin_get(admin::installation(a.installation_id)));
+    BOOST_TEST(inst.at("heartbeats").to_number<int>() == 2);
+    const auto& marks = inst.at("recent_heartbeats").as_array();
+    BOOST_REQUIRE_EQUAL(marks.size(), 2u);
+    BOOST_TEST(json::value_to<std::string>(marks.at(0).at("at")) == "2026-01-01T00:00:10Z");
+    BOOST_TEST(json::value_to<std::string>(marks.at(0).at("status")) == "healthy");
+    BOOST_TEST(json::value_to<std::string>(marks.at(1).at("status")) == "paused");
+
+    // A command taken by a task stream says so; the C++ list agrees with the route.
+    auto stream = open_stream(env.backend.url(), a.installation_id, a.runtime_token);
+    BOOST_REQUIRE(env.backend.wait_for_open_streams(1, 5s));
+    env.backend.send_command(a.installation_id, "pause", "by stream");
+    BOOST_REQUIRE(stream->wait_events(1));
+    const auto commands = env.backend.commands();
+    BOOST_REQUIRE_EQUAL(commands.size(), 2u);
+    BOOST_TEST(commands.at(1).type == "pause");
+    BOOST_TEST(commands.at(1).delivered_via == "task_stream");
+    BOOST_TEST(commands.at(1).delivered_at.has_value());
+    // A revoked heartbeat answer is not a heartbeat received.
+    env.backend.revoke(a.installation_id);
+    BOOST_REQUIRE(env.http->heartbeat(a.installation_id, a.runtime_token));
+    BOOST_TEST(env.backend.installation(a.installation_id)->heartbeats == 2);
+
+    auto denied = env.http->admin_get(admin::commands_log, "wrong");
+    BOOST_REQUIRE(denied);
+    BOOST_TEST(denied->status == 401);
+}
+
+BOOST_AUTO_TEST_CASE(timelines_and_the_command_log_are_bounded) {
+    fake_env env;
+    auto a = env.http->bootstrap();
+    for (std::size_t i = 0; i < sekuire::testing::mock_max_heartbeat_marks + 5; ++i) {
+        env.clock.advance(1s);
+        BOOST_REQUIRE(env.http->heartbeat(a.installation_id, a.runtime_token));
+    }
+    const auto info = env.backend.installation(a.installation_id);
+    BOOST_TEST(info->heartbeats == static_cast<std::int64_t>(sekuire::testing::mock_max_heartbeat_marks + 5));
+    BOOST_REQUIRE_EQUAL(info->recent_heartbeats.size(), sekuire::testing::mock_max_heartbeat_marks);
+    BOOST_TEST((info->recent_heartbeats.back().at == env.clock.wall_now())); // the newest last
+    std::string first;
+    for (std::size_t i = 0; i < sekuire::testing::mock_max_command_log + 1; ++i) {
+        const auto id = env.backend.send_command(a.installation_id, "x-probe");
+        if (i == 0) first = id;
+        // Keep the queue short: a heartbeat takes the command.
+        BOOST_REQUIRE(env.http->heartbeat(a.installation_id, a.runtime_token));
+    }
+    const auto log = env.backend.commands();
+    BOOST_TEST(log.size() == sekuire::testing::mock_max_command_log);
+    BOOST_TEST(log.front().command_id != first); // the oldest was forgotten
+}
+
+BOOST_AUTO_TEST_CASE(dashboard_is_served_with_a_strict_policy) {
+    fake_env env;
+    mock_fault everything; // faults never touch the dashboard
+    everything.status = 503;
+    everything.count = 100;
+    env.backend.add_fault(everything);
+    for (const std::string path : {"/", "/dashboard", "/dashboard/"}) {
+        auto page = env.http->get(path);
+        BOOST_REQUIRE(page);
+        BOOST_TEST(page->status == 200, path);
+        BOOST_TEST(page->get_header_value("Content-Type") == "text/html; charset=utf-8");
+        const auto csp = page->get_header_value("Content-Security-Policy");
+        BOOST_TEST(csp.find("script-src 'self'") != std::string::npos);
+        BOOST_TEST(csp.find("default-src 'none'") != std::string::npos);
+        BOOST_TEST(csp.find("unsafe") == std::string::npos);
+        BOOST_TEST(page->get_header_value("X-Content-Type-Options") == "nosniff");
+        BOOST_TEST(!page->get_header_value(str(proto::header::date)).empty());
+        BOOST_TEST(page->body.find(R"(<script src="/dashboard/dashboard.js" defer></script>)") != std::string::npos);
+        // The key is asked for, never embedded; nothing runs inline.
+        BOOST_TEST(page->body.find(default_key) == std::string::npos);
+        BOOST_TEST(page->body.find("<script>") == std::string::npos);
+        BOOST_TEST(page->body.find("style=") == std::string::npos);
+    }
+    auto js = env.http->get("/dashboard/dashboard.js");
+    BOOST_REQUIRE(js);
+    BOOST_TEST(js->status == 200);
+    BOOST_TEST(js->get_header_value("Content-Type") == "text/javascript; charset=utf-8");
+    BOOST_TEST(js->body.find("innerHTML") == std::string::npos);
+    BOOST_TEST(js->body.find("eval(") == std::string::npos);
+    auto css = env.http->get("/dashboard/dashboard.css");
+    BOOST_REQUIRE(css);
+    BOOST_TEST(css->get_header_value("Content-Type") == "text/css; charset=utf-8");
+    for (const std::string path : {"/dashboard/nope.js", "/dashboard/../index.html", "/index.html", "/dashboardx"}) {
+        auto missing = env.http->get(path);
+        BOOST_REQUIRE(missing);
+        BOOST_TEST(missing->status == 404, path);
+        BOOST_TEST(code_of(missing) == str(ek::not_found));
+    }
+    auto post = env.http->post("/dashboard", "{}");
+    BOOST_REQUIRE(post);
+    BOOST_TEST(post->status == 404);
+    // Page loads are not agent requests: not counted, and the fault is still all there.
+    BOOST_TEST(env.backend.request_count("/") == 0u);
+    BOOST_TEST(env.backend.request_count("/dashboard/dashboard.js") == 0u);
+    auto faults = json_of(env.http->admin_get(admin::faults)).at("faults").as_array();
+    BOOST_TEST(faults.at(0).at("remaining").to_number<int>() == 100);
+}
+
 BOOST_AUTO_TEST_CASE(admin_routes_answer) {
     fake_env env;
     auto a = env.http->bootstrap();
@@ -1406,9 +1713,7 @@ BOOST_AUTO_TEST_CASE(stop_ends_open_streams_promptly) {
 }
 
 BOOST_AUTO_TEST_CASE(many_concurrent_streams) {
-    mock_backend_options o;
-    o.threads = 64;
-    fake_env env(o);
+    fake_env env; // on the default 2 I/O threads: a stream holds no thread
     auto a = env.http->bootstrap();
     constexpr std::size_t n = 40;
     std::vector<std::unique_ptr<stream_reader>> streams;

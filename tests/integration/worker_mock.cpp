@@ -995,6 +995,13 @@ BOOST_AUTO_TEST_CASE(beacon_and_worker_share_one_store_through_refreshes) {
     // ages into a refresh, and the completion is in the client's log before it is read.
     BOOST_REQUIRE(env.recorded(proto::path::complete(id)));
 
+    // The backend records the result before its answer reaches the worker's transport,
+    // which logs the exchange after that: wait for the log's record.
+    BOOST_REQUIRE(eventually([&] {
+        for (const auto& e : env.wire->all())
+            if (e.path == proto::path::complete(id)) return true;
+        return false;
+    }));
     const auto wire = env.wire->all();
     const std::string newest = env.stored()->runtime_token;
     std::size_t unauthorized = 0, worker_calls = 0, beacon_calls = 0, refresh_calls = 0;

@@ -4,13 +4,18 @@
 
 #include <sekuire/protocol.hpp>
 #include <sekuire/testing/fake_clock.hpp>
+#include <sekuire/testing/mock_backend.hpp> // the HTTP layer's pure helpers (no socket opened)
 
 #include <boost/test/unit_test.hpp>
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <limits>
+#include <memory>
+#include <regex>
 #include <string>
+#include <vector>
 
 namespace {
 
@@ -153,12 +158,12 @@ BOOST_AUTO_TEST_CASE(stream_frames_have_ids_types_and_data) {
     auto opened = core.open_stream(b.installation_id, authz(b.runtime_token), std::nullopt, "", std::nullopt);
     BOOST_REQUIRE(opened.id != 0);
     std::string out;
-    BOOST_TEST((core.next_frames(opened.id, 0ms, out) == mock::mock_stream_end::none));
+    BOOST_TEST((core.next_frames(opened.id, out) == mock::mock_stream_end::none));
     BOOST_TEST(out.empty());
 
     const auto id = enqueue(core, "summarize");
     out.clear();
-    BOOST_TEST((core.next_frames(opened.id, 0ms, out) == mock::mock_stream_end::none));
+    BOOST_TEST((core.next_frames(opened.id, out) == mock::mock_stream_end::none));
     proto::task t;
     t.task_id = id;
     t.capability = "summarize";
@@ -169,13 +174,13 @@ BOOST_AUTO_TEST_CASE(stream_frames_have_ids_types_and_data) {
 
     clock.advance(14s);
     out.clear();
-    core.next_frames(opened.id, 0ms, out);
+    core.next_frames(opened.id, out);
     BOOST_TEST(out.empty());
     clock.advance(1s);
-    core.next_frames(opened.id, 0ms, out);
+    core.next_frames(opened.id, out);
     BOOST_TEST(out == ": keep-alive\n\n");
     out.clear();
-    core.next_frames(opened.id, 0ms, out);
+    core.next_frames(opened.id, out);
     BOOST_TEST(out.empty());
 }
 
@@ -190,7 +195,7 @@ BOOST_AUTO_TEST_CASE(closing_a_stream_requeues_unwritten_tasks) {
     BOOST_TEST((core.task(id)->status == mock_task_status::queued));
     auto s2 = core.open_stream(b.installation_id, authz(b.runtime_token), std::nullopt, "", std::nullopt);
     std::string out;
-    core.next_frames(s2.id, 0ms, out);
+    core.next_frames(s2.id, out);
     BOOST_TEST(out.find(id) != std::string::npos);
     BOOST_TEST(core.open_streams() == 1u);
 }
@@ -203,19 +208,19 @@ BOOST_AUTO_TEST_CASE(streams_are_cut_and_revoked) {
     enqueue(core, "summarize");
     auto cut = core.open_stream(b.installation_id, authz(b.runtime_token), std::nullopt, "", std::size_t(1));
     std::string out;
-    BOOST_TEST((core.next_frames(cut.id, 0ms, out) == mock::mock_stream_end::cut));
+    BOOST_TEST((core.next_frames(cut.id, out) == mock::mock_stream_end::cut));
     BOOST_TEST(out.find("id: 1\n") != std::string::npos);
     BOOST_TEST(out.find("id: 2\n") == std::string::npos);
     core.close_stream(cut.id);
 
     auto s = core.open_stream(b.installation_id, authz(b.runtime_token), std::nullopt, "", std::nullopt);
     out.clear();
-    core.next_frames(s.id, 0ms, out);
+    core.next_frames(s.id, out);
     BOOST_TEST(out.find("id: 2\n") != std::string::npos);
     sekuire::error_code ec;
     BOOST_TEST(core.revoke(b.installation_id, "gone", 1000, ec));
     out.clear();
-    BOOST_TEST((core.next_frames(s.id, 0ms, out) == mock::mock_stream_end::done));
+    BOOST_TEST((core.next_frames(s.id, out) == mock::mock_stream_end::done));
     BOOST_TEST(out.find("event: revoked\n") != std::string::npos);
     const auto data_at = out.find("data: ") + 6;
     proto::heartbeat_response shape;
@@ -227,7 +232,7 @@ BOOST_AUTO_TEST_CASE(streams_are_cut_and_revoked) {
     BOOST_TEST(refused.id == 0u);
     BOOST_TEST(refused.error.status == 403);
     core.shutdown();
-    BOOST_TEST((core.next_frames(s.id, 0ms, out) == mock::mock_stream_end::cut));
+    BOOST_TEST((core.next_frames(s.id, out) == mock::mock_stream_end::cut));
 }
 
 BOOST_AUTO_TEST_CASE(faults_are_taken_in_order_and_counted) {
@@ -340,6 +345,142 @@ BOOST_AUTO_TEST_CASE(waiting_for_an_unknown_task_returns_false_at_once) {
     BOOST_TEST(!core.wait_for_task("task_none", mock_task_status::completed, 20s));
     // Without the check it would wait out the 20 s.
     BOOST_TEST((std::chrono::steady_clock::now() - before < 10s));
+}
+
+// -- the boundary between the core and the HTTP layer: wakes -------------------------------
+
+// Counts the wakes of one stream (the HTTP layer would schedule a pull).
+struct wake_counter {
+    std::shared_ptr<int> n = std::make_shared<int>(0);
+    std::function<void()> fn() const {
+        return [n = n] { ++*n; };
+    }
+    int get() const { return *n; }
+};
+
+BOOST_AUTO_TEST_CASE(streams_are_woken_when_they_have_something_to_write) {
+    fake_clock clock;
+    mock_backend_options o;
+    o.keepalive = 15s;
+    mock::mock_core core(o, fns(clock));
+    auto b = bootstrap(core);
+    wake_counter w1, w2;
+    auto s1 = core.open_stream(b.installation_id, authz(b.runtime_token), std::string("summarize"), "", std::nullopt,
+                               w1.fn());
+    auto s2 = core.open_stream(b.installation_id, authz(b.runtime_token), std::string("other"), "", std::nullopt,
+                               w2.fn());
+    BOOST_REQUIRE(s1.id != 0 && s2.id != 0);
+    std::string out;
+    core.next_frames(s1.id, out);
+    core.next_frames(s2.id, out);
+    const int w1_start = w1.get(), w2_start = w2.get();
+
+    // A task is for the stream that offers its capability: that one is woken, once.
+    const auto id = enqueue(core, "summarize");
+    BOOST_TEST(w1.get() == w1_start + 1);
+    BOOST_TEST(w2.get() == w2_start);
+    out.clear();
+    core.next_frames(s1.id, out);
+    BOOST_TEST(out.find(id) != std::string::npos);
+
+    // A command wakes every stream of its installation; a policy change every stream.
+    sekuire::error_code ec;
+    core.send_command(b.installation_id, "pause", "", std::nullopt, ec);
+    BOOST_TEST(w1.get() == w1_start + 2);
+    BOOST_TEST(w2.get() == w2_start + 1);
+    core.set_policy(boost::json::object{{"rate_limits", boost::json::object{}}});
+    BOOST_TEST(w1.get() == w1_start + 3);
+    BOOST_TEST(w2.get() == w2_start + 2);
+
+    // Nothing due: the periodic check wakes nobody; a keep-alive due: it wakes the stream.
+    out.clear();
+    core.next_frames(s1.id, out);
+    core.next_frames(s2.id, out);
+    const int w1_idle = w1.get(), w2_idle = w2.get();
+    core.wake_ready_streams();
+    BOOST_TEST(w1.get() == w1_idle);
+    BOOST_TEST(w2.get() == w2_idle);
+    clock.advance(15s);
+    core.wake_ready_streams();
+    BOOST_TEST(w1.get() == w1_idle + 1);
+    BOOST_TEST(w2.get() == w2_idle + 1);
+    out.clear();
+    core.next_frames(s1.id, out);
+    BOOST_TEST(out == ": keep-alive\n\n");
+
+    // Revocation and shutdown wake the streams, which then end.
+    const int before_revoke = w1.get();
+    BOOST_TEST(core.revoke(b.installation_id, "gone", 0, ec));
+    BOOST_TEST(w1.get() == before_revoke + 1);
+    out.clear();
+    BOOST_TEST((core.next_frames(s1.id, out) == mock::mock_stream_end::done));
+    core.close_stream(s1.id);
+    const int before_shutdown = w2.get();
+    core.shutdown();
+    BOOST_TEST(w2.get() >= before_shutdown + 1);
+    BOOST_TEST((core.next_frames(s2.id, out) == mock::mock_stream_end::cut));
+}
+
+BOOST_AUTO_TEST_CASE(a_redelivery_wakes_the_stream_it_goes_to) {
+    fake_clock clock;
+    mock_backend_options o;
+    o.redelivery_timeout = 60s;
+    o.keepalive = std::chrono::hours(1);
+    mock::mock_core core(o, fns(clock));
+    auto b = bootstrap(core);
+    wake_counter w;
+    auto s = core.open_stream(b.installation_id, authz(b.runtime_token), std::nullopt, "", std::nullopt, w.fn());
+    const auto id = enqueue(core, "summarize");
+    std::string out;
+    core.next_frames(s.id, out);
+    BOOST_TEST((core.task(id)->status == mock_task_status::delivered));
+    const int before = w.get();
+    clock.advance(60s);
+    core.wake_ready_streams(); // the redelivery is due on the clock: the task is queued again
+    BOOST_TEST(w.get() > before);
+    out.clear();
+    core.next_frames(s.id, out);
+    BOOST_TEST(out.find(id) != std::string::npos);
+    BOOST_TEST(core.task(id)->delivery_count == 2);
+}
+
+// -- the HTTP layer's helpers ---------------------------------------------------------------
+
+BOOST_AUTO_TEST_CASE(route_patterns_match_as_the_regular_expressions_do) {
+    const std::vector<const char*> patterns = {
+        proto::path::refresh_route, proto::path::heartbeat_route, proto::path::worker_heartbeat_route,
+        proto::path::revoke_route,  proto::path::complete_route,  proto::path::active_policy_route,
+        proto::path::task_stream_route, sekuire::testing::mock_admin_path::task_route,
+        sekuire::testing::mock_admin_path::installation_route, sekuire::testing::mock_admin_path::commands_route};
+    const std::vector<std::string> paths = {
+        "/api/v1/installations/inst_1/heartbeat", "/api/v1/installations//heartbeat",
+        "/api/v1/installations/a/b/heartbeat", "/api/v1/installations/inst_1/worker/heartbeat",
+        "/api/v1/installations/inst_1/tasks/stream", "/api/v1/installations/inst_1/tasks/streamx",
+        "/api/v1/tasks/task_1/complete", "/api/v1/workspaces/ws/policies/active", "/admin/v1/tasks/task_1",
+        "/admin/v1/tasks/", "/admin/v1/installations/inst_1", "/admin/v1/installations/inst_1/commands",
+        "/admin/v1/installations/inst 1/commands", "/x/api/v1/installations/inst_1/heartbeat", "", "/"};
+    for (const char* pattern : patterns) {
+        const std::regex re(pattern);
+        const mock::mock_route_pattern mine(pattern);
+        for (const auto& path : paths) {
+            std::smatch m;
+            const bool expected = std::regex_match(path, m, re);
+            std::string id;
+            BOOST_TEST(mine.match(path, id) == expected, pattern << " on " << path);
+            if (expected) BOOST_TEST(id == m[1].str());
+        }
+    }
+}
+
+BOOST_AUTO_TEST_CASE(paths_and_queries_are_percent_decoded) {
+    BOOST_TEST(mock::mock_url_decode("/a%20b/%2Fc+d", false) == "/a b//c+d");
+    BOOST_TEST(mock::mock_url_decode("a+b%2", true) == "a b%2");
+    BOOST_TEST(mock::mock_url_decode("%zz%4", false) == "%zz%4");
+    BOOST_TEST(mock::mock_query_param("capabilities=a,b%2Cc&x=1", "capabilities").value_or("-") == "a,b,c");
+    BOOST_TEST(mock::mock_query_param("x=1&capabilities", "capabilities").value_or("-") == "");
+    BOOST_TEST(mock::mock_query_param("x=1&capabilities=a&capabilities=b", "capabilities").value_or("-") == "a");
+    BOOST_TEST(!mock::mock_query_param("x=1", "capabilities"));
+    BOOST_TEST(!mock::mock_query_param("", "capabilities"));
 }
 
 BOOST_AUTO_TEST_SUITE_END()

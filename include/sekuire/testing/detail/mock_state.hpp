@@ -85,12 +85,17 @@ struct mock_backend_options {
     bool rotate_refresh_tokens = true;
     /// `shutdown_timeout_ms` of a revocation that does not give one.
     std::int64_t revoke_shutdown_timeout_ms = 5000;
-    /// Server worker threads: each open task stream holds one.
-    std::size_t threads = 64;
+    /// I/O threads of the server. Requests and task streams are served asynchronously, so
+    /// a stream holds no thread: a few threads serve thousands of streams.
+    std::size_t threads = 2;
+    /// The listen backlog: how many connections the kernel queues before they are accepted
+    /// (it caps the value at `net.core.somaxconn`). A large one lets a burst of agents
+    /// connect at once without a dropped SYN.
+    int listen_backlog = 4096;
     /// Largest accepted request body, in bytes (larger ones get 413).
     std::size_t max_body = 1 << 20;
-    /// How long an idle keep-alive connection is kept open. `stop()` may wait this long for
-    /// a client that holds an idle connection.
+    /// How long an idle keep-alive connection is kept open (`stop()` closes idle
+    /// connections at once).
     std::chrono::seconds keep_alive_timeout{5};
     /// Most tasks kept; when full, the oldest finished tasks are forgotten, and new tasks
     /// are refused (429) when none is finished.
@@ -208,6 +213,26 @@ struct mock_worker_info {
     wall_time_point last_heartbeat_at{};     ///< when it arrived
 };
 
+/// One heartbeat, as an installation's timeline keeps it.
+struct mock_heartbeat_mark {
+    wall_time_point at{};                                           ///< when it arrived (Clock wall time)
+    protocol::heartbeat_status status = protocol::heartbeat_status::healthy; ///< as sent
+};
+
+/// A command sent to an installation, and its delivery.
+struct mock_command_info {
+    std::string command_id;      ///< `cmd_...`
+    std::string installation_id; ///< the installation it is for
+    std::string type;            ///< the type as sent (`pause`, `resume`, `terminate`, or another name)
+    std::string reason;          ///< as sent
+    std::optional<std::int64_t> shutdown_timeout_ms; ///< as sent (clamped to 24 hours)
+    wall_time_point created_at{};                    ///< when it was queued
+    std::optional<wall_time_point> delivered_at;     ///< when it went out; empty while pending
+    /// The channel that delivered it: `heartbeat`, `worker_heartbeat` or `task_stream`;
+    /// empty while pending.
+    std::string delivered_via;
+};
+
 /// An installation as the backend knows it (never its tokens).
 struct mock_installation_info {
     std::string installation_id; ///< `inst_...`
@@ -231,7 +256,15 @@ struct mock_installation_info {
     std::size_t open_streams = 0;                     ///< open task streams
     std::optional<protocol::revocation> revocation;   ///< set once revoked
     wall_time_point created_at{};                     ///< bootstrap time
+    std::int64_t heartbeats = 0;                      ///< beacon heartbeats received (revoked answers excluded)
+    /// The last heartbeats (at most `mock_max_heartbeat_marks`), oldest first.
+    std::vector<mock_heartbeat_mark> recent_heartbeats;
 };
+
+/// How many heartbeats an installation's timeline keeps.
+inline constexpr std::size_t mock_max_heartbeat_marks = 120;
+/// How many commands the backend's command log keeps (the oldest are forgotten).
+inline constexpr std::size_t mock_max_command_log = 1000;
 
 /** A fault to inject: the next `count` requests whose path starts with `path_prefix`
     (admin paths never) are affected. `delay` may be combined with one of `status`,
@@ -270,6 +303,8 @@ inline constexpr std::string_view installations = "/admin/v1/installations";
 inline constexpr std::string_view policy = "/admin/v1/policy";
 /// `POST`: add a fault; `GET`: list faults; `DELETE`: clear them.
 inline constexpr std::string_view faults = "/admin/v1/faults";
+/// `GET`: the commands sent, and their delivery.
+inline constexpr std::string_view commands_log = "/admin/v1/commands";
 
 /// `/admin/v1/tasks/{task_id}`.
 inline std::string task(std::string_view task_id) {
@@ -365,6 +400,12 @@ inline constexpr std::string_view fault_id = "fault_id";
 inline constexpr std::string_view faults = "faults";
 inline constexpr std::string_view remaining = "remaining";
 inline constexpr std::string_view cleared = "cleared";
+inline constexpr std::string_view heartbeats = "heartbeats";
+inline constexpr std::string_view recent_heartbeats = "recent_heartbeats";
+inline constexpr std::string_view at = "at";
+inline constexpr std::string_view commands = "commands";
+inline constexpr std::string_view delivered_at = "delivered_at";
+inline constexpr std::string_view delivered_via = "delivered_via";
 } // namespace admin_key
 
 // Token and id prefixes.
@@ -485,6 +526,7 @@ inline std::string validate_options(const mock_backend_options& o) {
         return "redelivery_timeout must be within 1 s..1 year";
     if (o.revoke_shutdown_timeout_ms < 0) return "revoke_shutdown_timeout_ms must not be negative";
     if (o.threads < 1 || o.threads > 4096) return "threads must be within 1..4096";
+    if (o.listen_backlog < 1 || o.listen_backlog > 65535) return "listen_backlog must be within 1..65535";
     if (o.max_body < 1024 || o.max_body > (std::size_t(1) << 30)) return "max_body must be within 1 KiB..1 GiB";
     if (o.keep_alive_timeout < seconds(1) || o.keep_alive_timeout > hours(1))
         return "keep_alive_timeout must be within 1 s..1 h";
@@ -670,6 +712,29 @@ inline boost::json::object to_admin_json(const mock_installation_info& i) {
         o[jsv(k::revoked)] = nullptr;
     }
     o[jsv(k::created_at)] = format_rfc3339(i.created_at);
+    o[jsv(k::heartbeats)] = i.heartbeats;
+    boost::json::array marks;
+    for (const auto& m : i.recent_heartbeats)
+        marks.push_back(boost::json::object{{jsv(k::at), format_rfc3339(m.at)},
+                                            {jsv(k::status), protocol::to_string(m.status)}});
+    o[jsv(k::recent_heartbeats)] = std::move(marks);
+    return o;
+}
+
+inline boost::json::object to_admin_json(const mock_command_info& c) {
+    namespace k = admin_key;
+    using protocol::detail::jsv;
+    boost::json::object o;
+    o[jsv(k::command_id)] = jsv(c.command_id);
+    o[jsv(k::installation_id)] = jsv(c.installation_id);
+    o[jsv(k::type)] = jsv(c.type);
+    o[jsv(k::reason)] = jsv(c.reason);
+    o[jsv(k::shutdown_timeout_ms)] =
+        c.shutdown_timeout_ms ? boost::json::value(*c.shutdown_timeout_ms) : boost::json::value(nullptr);
+    o[jsv(k::created_at)] = format_rfc3339(c.created_at);
+    o[jsv(k::delivered_at)] = time_or_null(c.delivered_at);
+    o[jsv(k::delivered_via)] =
+        c.delivered_via.empty() ? boost::json::value(nullptr) : boost::json::value(jsv(c.delivered_via));
     return o;
 }
 
@@ -699,6 +764,13 @@ enum class mock_stream_end {
 
 /** The state and rules of the mock backend. Every public member locks one mutex; none
     blocks on I/O while holding it.
+
+    Streams: the HTTP layer opens a stream with a `wake` function and pulls its frames with
+    `next_frames()`, which never blocks. The core calls `wake` (outside its lock, possibly
+    from any thread, so it must only schedule a pull) whenever the stream may have something
+    to write: a task chosen for it, a command, a `policy` or `revoked` event, shutdown.
+    Time-driven output (keep-alive comments, redeliveries, a fake clock that moved) is found
+    by `wake_ready_streams()`, which the HTTP layer calls periodically.
 */
 class mock_core {
 public:
@@ -716,24 +788,20 @@ public:
 
     // -- lifecycle -----------------------------------------------------------------------
 
-    /// Ends every stream and wakes every waiter; later waits return at once.
+    /// Ends every stream (their next `next_frames()` says `cut`) and wakes every waiter;
+    /// later waits return at once.
     void shutdown() {
         {
             std::lock_guard<std::mutex> lk(m_);
             shutdown_ = true;
+            for (auto& kv : streams_) mark_locked(kv.second);
         }
-        cv_.notify_all();
+        notify();
     }
 
     bool is_shut_down() const {
         std::lock_guard<std::mutex> lk(m_);
         return shutdown_;
-    }
-
-    /// Waits `d` of real time; false when interrupted by `shutdown()`.
-    bool pause_for(std::chrono::milliseconds d) {
-        std::unique_lock<std::mutex> lk(m_);
-        return !cv_.wait_for(lk, d, [&] { return shutdown_; });
     }
 
     /// Queues again the tasks whose delivery timed out (Clock steady time).
@@ -743,7 +811,21 @@ public:
             std::lock_guard<std::mutex> lk(m_);
             changed = tick_locked(clock_.steady());
         }
-        if (changed) cv_.notify_all();
+        if (changed) notify();
+    }
+
+    /// Runs the redelivery check and wakes every stream that has something to write now,
+    /// a keep-alive comment included (Clock steady time). Called periodically by the HTTP
+    /// layer, so that time-driven output needs no timer per stream.
+    void wake_ready_streams() {
+        {
+            std::lock_guard<std::mutex> lk(m_);
+            const auto steady = clock_.steady();
+            tick_locked(steady);
+            for (auto& kv : streams_)
+                if (stream_ready_locked(kv.second, steady)) mark_locked(kv.second);
+        }
+        notify();
     }
 
     /// Counts one request to `path`.
@@ -794,6 +876,7 @@ public:
                                                std::move(req.sdk), now);
             dispatch_locked();
         }
+        notify();
         return reply;
     }
 
@@ -805,10 +888,14 @@ public:
         if (!protocol::decode(body, req, err, decode_opts())) return bad_request(err);
         if (req.workspace_id != opts_.workspace_id)
             return error_reply(403, n::workspace_mismatch, "the API key does not belong to this workspace");
-        std::lock_guard<std::mutex> lk(m_);
-        auto reply = create_installation_locked(req.agent_id, std::move(req.capabilities), std::move(req.platform),
-                                                std::move(req.sdk), clock_.wall());
-        dispatch_locked();
+        mock_reply reply;
+        {
+            std::lock_guard<std::mutex> lk(m_);
+            reply = create_installation_locked(req.agent_id, std::move(req.capabilities), std::move(req.platform),
+                                               std::move(req.sdk), clock_.wall());
+            dispatch_locked();
+        }
+        notify();
         return reply;
     }
 
@@ -846,6 +933,7 @@ public:
         protocol::heartbeat_request req;
         protocol::decode_error err;
         const bool decoded = protocol::decode(body, req, err, decode_opts());
+        const notify_on_exit notifier{*this}; // a heartbeat's capabilities can make tasks deliverable
         std::lock_guard<std::mutex> lk(m_);
         const auto now = clock_.wall();
         installation_rec* in = nullptr;
@@ -866,13 +954,16 @@ public:
         in->sdk = std::move(req.sdk);
         if (!req.capabilities.empty()) in->capabilities = std::move(req.capabilities);
         in->last_heartbeat = now;
+        ++in->heartbeat_count;
+        in->recent_heartbeats.push_back(mock_heartbeat_mark{now, req.status});
+        while (in->recent_heartbeats.size() > mock_max_heartbeat_marks) in->recent_heartbeats.pop_front();
         in->lease_expires_at = now + opts_.lease;
 
         resp.installation_id = in->id;
         resp.lease_renewed = true;
         resp.lease_expires_at = in->lease_expires_at;
         if (opts_.heartbeat_interval) resp.next_heartbeat_at = now + *opts_.heartbeat_interval;
-        resp.command = pop_command_locked(*in);
+        resp.command = pop_command_locked(*in, "heartbeat", now);
         resp.active_policy_hash = policy_hash_;
         if (presented->expires_at - now <= opts_.refresh_window) {
             // A client that missed a refreshed token presents the previous one: give it the
@@ -917,7 +1008,7 @@ public:
         w.last_heartbeat_at = now;
         in->worker = std::move(w);
         resp.active_policy_hash = policy_hash_;
-        resp.command = pop_command_locked(*in);
+        resp.command = pop_command_locked(*in, "worker_heartbeat", now);
         return message_reply(200, resp);
     }
 
@@ -983,7 +1074,7 @@ public:
             resp.accepted = true;
             reply = message_reply(200, resp);
         }
-        if (changed) cv_.notify_all();
+        if (changed) notify();
         return reply;
     }
 
@@ -1004,7 +1095,7 @@ public:
             revoke_locked(it->second, std::move(req.reason), req.shutdown_timeout_ms);
             reply = message_reply(200, *it->second.revoked);
         }
-        cv_.notify_all();
+        notify();
         return reply;
     }
 
@@ -1016,9 +1107,10 @@ public:
         mock_reply error;
     };
 
+    /// `wake` is called (outside the core's lock) when the stream may have frames to write.
     stream_open open_stream(std::string_view installation_id, std::string_view authorization,
                             const std::optional<std::string>& capabilities, std::string_view last_event_id,
-                            std::optional<std::size_t> cut_after) {
+                            std::optional<std::size_t> cut_after, std::function<void()> wake = {}) {
         stream_open result;
         {
             std::lock_guard<std::mutex> lk(m_);
@@ -1039,6 +1131,7 @@ public:
             stream_rec s;
             s.id = ++next_stream_id_;
             s.installation_id = in->id;
+            s.installation = in;
             if (capabilities && !capabilities->empty()) {
                 std::vector<std::string> caps;
                 std::string_view rest(*capabilities);
@@ -1052,6 +1145,7 @@ public:
                 s.capabilities = std::move(caps);
             }
             s.cut_after = cut_after;
+            s.wake = std::move(wake);
             s.last_write = clock_.steady();
             if (const auto from = parse_event_id(last_event_id)) {
                 for (auto e = in->events.upper_bound(*from); e != in->events.end(); ++e) {
@@ -1068,42 +1162,38 @@ public:
             streams_.emplace(s.id, std::move(s));
             dispatch_locked();
         }
-        cv_.notify_all();
+        notify();
         return result;
     }
 
-    /** Appends to `out` the frames the stream should write now, waiting up to `max_wait`
-        of real time when there are none. Tells how the stream ends after them.
+    /** Appends to `out` the frames the stream should write now (possibly none, possibly a
+        keep-alive comment); never blocks. Tells how the stream ends after them.
     */
-    mock_stream_end next_frames(std::uint64_t stream_id, std::chrono::milliseconds max_wait, std::string& out) {
+    mock_stream_end next_frames(std::uint64_t stream_id, std::string& out) {
         mock_stream_end end = mock_stream_end::none;
         bool produced = false;
         {
-            std::unique_lock<std::mutex> lk(m_);
-            for (int round = 0; round < 2; ++round) {
-                if (shutdown_) return mock_stream_end::cut;
-                auto it = streams_.find(stream_id);
-                if (it == streams_.end()) return mock_stream_end::cut;
-                auto& s = it->second;
-                const auto steady = clock_.steady();
-                if (tick_locked(steady)) produced = true;
-                for (;;) {
-                    if (s.cut_after && s.events_sent >= *s.cut_after) {
-                        end = mock_stream_end::cut;
-                        break;
-                    }
-                    if (!pop_frame_locked(s, steady, out)) break;
-                    produced = true;
+            std::lock_guard<std::mutex> lk(m_);
+            if (shutdown_) return mock_stream_end::cut;
+            auto it = streams_.find(stream_id);
+            if (it == streams_.end()) return mock_stream_end::cut;
+            auto& s = it->second;
+            const auto steady = clock_.steady();
+            if (tick_locked(steady)) produced = true;
+            for (;;) {
+                if (s.cut_after && s.events_sent >= *s.cut_after) {
+                    end = mock_stream_end::cut;
+                    break;
                 }
-                if (end == mock_stream_end::none && s.closing && s.outbox.empty()) end = mock_stream_end::done;
-                if (out.empty() && end == mock_stream_end::none && steady - s.last_write >= opts_.keepalive)
-                    out += mock_keepalive_frame;
-                if (!out.empty()) s.last_write = steady;
-                if (!out.empty() || end != mock_stream_end::none || round == 1) break;
-                cv_.wait_for(lk, max_wait);
+                if (!pop_frame_locked(s, steady, out)) break;
+                produced = true;
             }
+            if (end == mock_stream_end::none && s.closing && s.outbox.empty()) end = mock_stream_end::done;
+            if (out.empty() && end == mock_stream_end::none && steady - s.last_write >= opts_.keepalive)
+                out += mock_keepalive_frame;
+            if (!out.empty()) s.last_write = steady;
         }
-        if (produced) cv_.notify_all();
+        if (produced) notify();
         return end;
     }
 
@@ -1118,7 +1208,7 @@ public:
             streams_.erase(it);
             dispatch_locked();
         }
-        cv_.notify_all();
+        notify();
     }
 
     std::size_t open_streams() const {
@@ -1219,7 +1309,7 @@ public:
             queue_.push_back(id);
             dispatch_locked();
         }
-        cv_.notify_all();
+        notify();
         return id;
     }
 
@@ -1290,9 +1380,24 @@ public:
             c.shutdown_timeout_ms = shutdown_timeout_ms;
             protocol::detail::clamp_shutdown_timeout(c.shutdown_timeout_ms);
             id = c.id;
+            mock_command_info logged;
+            logged.command_id = c.id;
+            logged.installation_id = it->second.id;
+            logged.type = c.type_name;
+            logged.reason = c.reason;
+            logged.shutdown_timeout_ms = c.shutdown_timeout_ms;
+            logged.created_at = clock_.wall();
+            command_log_.emplace(id, std::move(logged));
+            command_log_order_.push_back(id);
+            while (command_log_order_.size() > mock_max_command_log) {
+                command_log_.erase(command_log_order_.front());
+                command_log_order_.pop_front();
+            }
             it->second.commands.push_back(std::move(c));
+            for (auto& kv : streams_)
+                if (kv.second.installation_id == it->second.id) mark_locked(kv.second);
         }
-        cv_.notify_all();
+        notify();
         return id;
     }
 
@@ -1317,6 +1422,18 @@ public:
         return info_locked(it->second, clock_.wall());
     }
 
+    /// The commands sent (at most `mock_max_command_log`), oldest first.
+    std::vector<mock_command_info> commands() const {
+        std::lock_guard<std::mutex> lk(m_);
+        std::vector<mock_command_info> out;
+        out.reserve(command_log_order_.size());
+        for (const auto& id : command_log_order_) {
+            auto it = command_log_.find(id);
+            if (it != command_log_.end()) out.push_back(it->second);
+        }
+        return out;
+    }
+
     /// Replaces the policy content; returns the new hash. A changed hash sends a `policy`
     /// event on every open stream.
     std::string set_policy(boost::json::object content) {
@@ -1334,16 +1451,16 @@ public:
                 const std::string data = protocol::encode(ev);
                 for (auto& kv : streams_) {
                     if (kv.second.closing) continue;
-                    auto in = installations_.find(kv.second.installation_id);
-                    if (in == installations_.end() || in->second.workspace_id != opts_.workspace_id) continue;
+                    if (kv.second.installation->workspace_id != opts_.workspace_id) continue;
                     pending_frame f;
                     f.type = std::string(protocol::event_type::policy);
                     f.data = data;
                     kv.second.outbox.push_back(std::move(f));
+                    mark_locked(kv.second);
                 }
             }
         }
-        if (changed) cv_.notify_all();
+        if (changed) notify();
         return hash;
     }
 
@@ -1368,7 +1485,7 @@ public:
             }
             revoke_locked(it->second, std::move(reason), shutdown_timeout_ms);
         }
-        cv_.notify_all();
+        notify();
         return true;
     }
 
@@ -1478,6 +1595,14 @@ public:
         for (const auto& i : installations()) a.push_back(to_admin_json(i));
         boost::json::object o;
         o[protocol::detail::jsv(admin_key::installations)] = std::move(a);
+        return json_reply(200, o);
+    }
+
+    mock_reply admin_commands() const {
+        boost::json::array a;
+        for (const auto& c : commands()) a.push_back(to_admin_json(c));
+        boost::json::object o;
+        o[protocol::detail::jsv(admin_key::commands)] = std::move(a);
         return json_reply(200, o);
     }
 
@@ -1618,6 +1743,8 @@ private:
         std::deque<protocol::command> commands;
         std::uint64_t next_event_id = 1;
         std::map<std::uint64_t, event_rec> events;
+        std::int64_t heartbeat_count = 0;
+        std::deque<mock_heartbeat_mark> recent_heartbeats;
     };
 
     struct task_rec {
@@ -1641,6 +1768,7 @@ private:
     struct stream_rec {
         std::uint64_t id = 0;
         std::string installation_id;
+        installation_rec* installation = nullptr; // never null: installations are never erased
         std::optional<std::vector<std::string>> capabilities; // from the query, else the installation's
         std::deque<pending_frame> outbox;                     // replays, policy, revoked
         std::deque<std::string> assigned;                     // task ids chosen for this stream
@@ -1648,6 +1776,8 @@ private:
         std::optional<std::size_t> cut_after;
         std::size_t events_sent = 0;
         steady_time_point last_write{};
+        std::function<void()> wake; // from the HTTP layer: schedules a pull
+        bool wake_marked = false;   // in wake_ids_
     };
 
     struct fault_rec {
@@ -1745,11 +1875,20 @@ private:
         return message_reply(201, resp);
     }
 
-    std::optional<protocol::command> pop_command_locked(installation_rec& in) {
+    std::optional<protocol::command> pop_command_locked(installation_rec& in, std::string_view via,
+                                                        wall_time_point now) {
         if (in.commands.empty()) return std::nullopt;
         protocol::command c = std::move(in.commands.front());
         in.commands.pop_front();
+        log_delivery_locked(c.id, via, now);
         return c;
+    }
+
+    void log_delivery_locked(const std::string& command_id, std::string_view via, wall_time_point now) {
+        auto it = command_log_.find(command_id);
+        if (it == command_log_.end() || it->second.delivered_at) return;
+        it->second.delivered_at = now;
+        it->second.delivered_via = std::string(via);
     }
 
     void revoke_locked(installation_rec& in, std::string reason, std::optional<std::int64_t> shutdown_timeout_ms) {
@@ -1769,6 +1908,7 @@ private:
             f.data = data;
             s.outbox.push_back(std::move(f));
             s.closing = true;
+            mark_locked(s);
             unassign_locked(s);
         }
         dispatch_locked();
@@ -1817,6 +1957,8 @@ private:
         i.open_streams = streams_of_locked(in.id);
         i.revocation = in.revoked;
         i.created_at = in.created_at;
+        i.heartbeats = in.heartbeat_count;
+        i.recent_heartbeats.assign(in.recent_heartbeats.begin(), in.recent_heartbeats.end());
         return i;
     }
 
@@ -1850,34 +1992,37 @@ private:
         return std::find(caps.begin(), caps.end(), capability) != caps.end();
     }
 
-    // Chooses a stream for each queued task, round-robin among the eligible ones.
+    bool eligible_locked(const stream_rec& s, const task_rec& t) const {
+        if (s.closing) return false;
+        const auto& in = *s.installation;
+        return !in.revoked && in.workspace_id == t.info.workspace_id && stream_offers_locked(s, in, t.info.capability);
+    }
+
+    // Chooses a stream for each queued task, round-robin among the eligible ones: the first
+    // eligible stream after the one chosen last (in opening order), wrapping around. With
+    // most streams eligible, a choice costs O(log n), so that a burst of tasks over
+    // thousands of streams is not quadratic.
     void dispatch_locked() {
         if (queue_.empty() || streams_.empty()) return;
         std::deque<std::string> rest;
-        std::vector<stream_rec*> eligible;
         for (auto& id : queue_) {
             auto t = tasks_.find(id);
             if (t == tasks_.end() || t->second.info.status != mock_task_status::queued ||
                 t->second.assigned_stream != 0)
                 continue;
-            eligible.clear();
-            for (auto& kv : streams_) {
-                auto& s = kv.second;
-                if (s.closing) continue;
-                auto in = installations_.find(s.installation_id);
-                if (in == installations_.end() || in->second.revoked ||
-                    in->second.workspace_id != t->second.info.workspace_id ||
-                    !stream_offers_locked(s, in->second, t->second.info.capability))
-                    continue;
-                eligible.push_back(&s);
-            }
-            if (eligible.empty()) {
+            stream_rec* chosen = nullptr;
+            for (auto it = streams_.upper_bound(rr_last_); it != streams_.end() && !chosen; ++it)
+                if (eligible_locked(it->second, t->second)) chosen = &it->second;
+            for (auto it = streams_.begin(); it != streams_.end() && it->first <= rr_last_ && !chosen; ++it)
+                if (eligible_locked(it->second, t->second)) chosen = &it->second;
+            if (!chosen) {
                 rest.push_back(std::move(id));
                 continue;
             }
-            stream_rec* chosen = eligible[rr_++ % eligible.size()];
+            rr_last_ = chosen->id;
             t->second.assigned_stream = chosen->id;
             chosen->assigned.push_back(t->first);
+            mark_locked(*chosen);
         }
         queue_ = std::move(rest);
     }
@@ -1908,6 +2053,53 @@ private:
         }
         if (changed) dispatch_locked();
         return changed;
+    }
+
+    // Remembers to wake stream `s` once the lock is released (see notify()).
+    void mark_locked(stream_rec& s) {
+        if (!s.wake || s.wake_marked) return;
+        s.wake_marked = true;
+        wake_ids_.push_back(s.id);
+    }
+
+    // Wakes the waiters, then calls the wake functions of the streams marked meanwhile,
+    // outside the lock: they schedule work on the HTTP layer's threads, never wait for it.
+    void notify() noexcept {
+        std::vector<std::function<void()>> calls;
+        try {
+            std::lock_guard<std::mutex> lk(m_);
+            calls.reserve(wake_ids_.size());
+            for (auto id : wake_ids_) {
+                auto it = streams_.find(id);
+                if (it == streams_.end()) continue;
+                it->second.wake_marked = false;
+                calls.push_back(it->second.wake);
+            }
+            wake_ids_.clear();
+        } catch (...) {
+            // Out of memory: the periodic wake_ready_streams() catches up.
+        }
+        cv_.notify_all();
+        for (auto& f : calls) {
+            try {
+                f();
+            } catch (...) {
+            }
+        }
+    }
+
+    // Calls notify() when it goes out of scope: declared before a lock_guard, after it.
+    struct notify_on_exit {
+        mock_core& core;
+        ~notify_on_exit() { core.notify(); }
+    };
+
+    // Whether next_frames() on `s` would write or end something now.
+    bool stream_ready_locked(const stream_rec& s, steady_time_point steady) const {
+        if (shutdown_ || s.closing || !s.outbox.empty() || !s.assigned.empty()) return true;
+        if (s.cut_after && s.events_sent >= *s.cut_after) return true;
+        if (steady - s.last_write >= opts_.keepalive) return true;
+        return !s.installation->commands.empty();
     }
 
     static void append_frame(std::string& out, std::uint64_t id, std::string_view type, std::string_view data) {
@@ -1953,9 +2145,7 @@ private:
     // Appends the next frame of stream `s`, if any: its outbox (replays, policy, revoked),
     // then the installation's commands, then the tasks chosen for it.
     bool pop_frame_locked(stream_rec& s, steady_time_point steady, std::string& out) {
-        auto in_it = installations_.find(s.installation_id);
-        if (in_it == installations_.end()) return false;
-        auto& in = in_it->second;
+        auto& in = *s.installation;
         while (!s.outbox.empty()) {
             pending_frame f = std::move(s.outbox.front());
             s.outbox.pop_front();
@@ -1978,6 +2168,7 @@ private:
         if (s.closing) return false;
         if (!in.commands.empty()) {
             const std::string data = protocol::encode(in.commands.front());
+            log_delivery_locked(in.commands.front().id, "task_stream", clock_.wall());
             in.commands.pop_front();
             const auto id = in.next_event_id++;
             record_event_locked(in, id, event_rec{std::string(), data});
@@ -2019,9 +2210,12 @@ private:
     std::set<std::string> in_flight_;  // delivered tasks, watched for redelivery
     steady_time_point next_redelivery_ = steady_time_point::max(); // no redelivery is due before
     std::map<std::uint64_t, stream_rec> streams_;
+    std::vector<std::uint64_t> wake_ids_; // streams to wake once the lock is released
     std::uint64_t next_stream_id_ = 0;
-    std::size_t rr_ = 0;
+    std::uint64_t rr_last_ = 0; // the stream chosen last (round-robin)
     std::deque<fault_rec> faults_;
+    std::map<std::string, mock_command_info, std::less<>> command_log_;
+    std::deque<std::string> command_log_order_; // oldest first
     std::uint64_t next_fault_id_ = 0;
     std::map<std::string, std::size_t, std::less<>> request_counts_;
     boost::json::object policy_content_;
