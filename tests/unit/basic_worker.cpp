@@ -540,6 +540,42 @@ BOOST_FIXTURE_TEST_CASE(stream_401_refreshes_and_reconnects_at_once, fixture) {
     BOOST_TEST(transport.count(http_method::post, refresh_path) == 1u);
 }
 
+BOOST_FIXTURE_TEST_CASE(a_stream_step_that_had_to_authenticate_first_asks_again_soon, fixture) {
+    // The stored runtime token has expired: the stream's step refreshes it before it can
+    // connect, and returns without a connection. It must name a near time to ask again
+    // (the stream's 1 s floor), not "never": a driver that misses the wake-up (a loop that
+    // only watches the clock) would otherwise never connect again.
+    sekuire::installation_credentials c;
+    c.installation_id = installation;
+    c.runtime_token = runtime_1;
+    c.refresh_token = refresh_1;
+    c.runtime_token_expires_at = clock.wall_now() - 1s;
+    sekuire::error_code ec;
+    store.save(c, ec);
+    BOOST_TEST_REQUIRE(!ec);
+    transport.on(http_method::post, refresh_path).handle([this](const sekuire::http_request&) {
+        proto::refresh_response r;
+        r.runtime_token = runtime_2;
+        r.expires_at = clock.wall_now() + 24h;
+        return st::fake_transport::reply{200, proto::encode(r), {}, {}};
+    });
+    stream({": ok\n\n"});
+    auto o = options();
+    o.runtime_token.clear();
+    o.refresh_token.clear();
+    auto& w = make(o);
+    const auto t0 = clock.steady_now();
+    const auto next = w.stream_step();
+    BOOST_TEST(transport.count(http_method::post, refresh_path) == 1u);
+    BOOST_TEST(stream_requests().empty());
+    BOOST_TEST((next <= t0 + 1s));
+    clock.advance_to(next);
+    w.stream_step();
+    const auto streams = stream_requests();
+    BOOST_TEST_REQUIRE(streams.size() == 1u);
+    BOOST_TEST(header(streams[0], "Authorization") == "Bearer " + runtime_2);
+}
+
 BOOST_FIXTURE_TEST_CASE(garbage_and_oversized_lines_end_the_connection_with_an_error, fixture) {
     auto o = options();
     auto& w = make(o);

@@ -152,7 +152,10 @@ public:
                 schedule_reconnect(ec, {});
                 d.next = next_connect_at_;
             }
-            return d; // else: authentication under way; `wake_stream` follows it
+            // Else authentication is under way: `wake_stream` follows it. A driver that
+            // does not see wake-ups (or misses one) asks again at the stream's floor.
+            if (!ec) d.next = now.steady + detail::pacing::min_stream_reconnect_delay;
+            return d;
         }
         http_request req = detail::make_request(http_method::get,
                                                 protocol::path::task_stream(c->installation_id, capabilities()), {},
