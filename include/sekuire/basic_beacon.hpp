@@ -14,6 +14,7 @@
 #include <sekuire/config.hpp>
 #include <sekuire/core/beacon_core.hpp>
 #include <sekuire/credential_store.hpp>
+#include <sekuire/detail/beacon_driver.hpp>
 #include <sekuire/detail/make_policy.hpp>
 #include <sekuire/detail/store_effects.hpp>
 #include <sekuire/error.hpp>
@@ -23,7 +24,6 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <exception>
 #include <mutex>
 #include <optional>
@@ -33,7 +33,6 @@
 #include <vector>
 
 namespace sekuire {
-
 
 /** The Beacon: bootstraps an installation, keeps its lease alive with heartbeats,
     refreshes its runtime token, and obeys the kill switch and commands.
@@ -114,23 +113,18 @@ public:
     */
     void start(error_code& ec) {
         ec = {};
-        {
-            std::lock_guard<std::mutex> lock(loop_mutex_);
-            if (thread_.joinable() || stopped_) {
-                ec = errc::already_started;
-                return;
-            }
-            stop_requested_ = false;
-            first_pass_done_ = false;
+        if (thread_.joinable() || stopped_) {
+            ec = errc::already_started;
+            return;
         }
+        loop_.reset();
         running_ = true;
         {
             std::lock_guard<std::mutex> lock(mutex_);
             status_.is_running = true;
         }
         thread_ = std::thread([this] { run(); });
-        std::unique_lock<std::mutex> lock(loop_mutex_);
-        started_cv_.wait_for(lock, options().start_timeout, [&] { return first_pass_done_; });
+        loop_.wait_first_pass(options().start_timeout);
     }
 
     /// As `start(error_code&)`, throwing `sekuire::error`.
@@ -151,13 +145,13 @@ public:
     void stop() noexcept {
         try {
             if (stepping_thread_.load() == std::this_thread::get_id()) {
-                request_stop();
-                log(log_level::info, "stop requested from a beacon callback; it completes when stop() is called "
+                loop_.request_stop();
+                detail::deliver_log(options().logger, log_level::info, "stop requested from a beacon callback; it completes when stop() is called "
                                      "from another thread or the beacon is destroyed");
                 return;
             }
             if (stopped_.exchange(true)) return;
-            request_stop();
+            loop_.request_stop();
             if (thread_.joinable()) thread_.join();
             // The thread has ended: the core is ours now. A revocation applied from
             // elsewhere and not stepped yet takes effect first (no final heartbeat).
@@ -206,9 +200,9 @@ public:
             flush();
             return next;
         } catch (const std::exception& e) {
-            log(log_level::error, std::string("internal error: ") + e.what());
+            detail::deliver_log(options().logger, log_level::error, std::string("internal error: ") + e.what());
         } catch (...) {
-            log(log_level::error, "internal error");
+            detail::deliver_log(options().logger, log_level::error, "internal error");
         }
         return clock_.steady_now() + std::chrono::seconds(1);
     }
@@ -293,46 +287,13 @@ private:
                 std::lock_guard<std::mutex> lock(mutex_);
                 first_pass = core_.first_pass_done();
             }
-            std::unique_lock<std::mutex> lock(loop_mutex_);
-            if (!first_pass_done_ && first_pass) {
-                first_pass_done_ = true;
-                started_cv_.notify_all();
-            }
-            if (stop_requested_) break;
-            try {
-                clock_.wait_until(lock, loop_cv_, next, [this] { return stop_requested_ || wake_; });
-            } catch (...) {
-                // A clock that throws cannot be waited on; stop rather than spin.
-                break;
-            }
-            wake_ = false;
-            if (stop_requested_) break;
+            if (first_pass) loop_.first_pass_done();
+            if (!loop_.wait(clock_, next)) break;
         }
-        std::lock_guard<std::mutex> lock(loop_mutex_);
-        first_pass_done_ = true;
-        started_cv_.notify_all();
+        loop_.first_pass_done();
     }
 
-    void request_stop() {
-        {
-            std::lock_guard<std::mutex> lock(loop_mutex_);
-            stop_requested_ = true;
-        }
-        loop_cv_.notify_all();
-    }
-
-    bool stop_asked() {
-        std::lock_guard<std::mutex> lock(loop_mutex_);
-        return stop_requested_;
-    }
-
-    void wake() {
-        {
-            std::lock_guard<std::mutex> lock(loop_mutex_);
-            wake_ = true;
-        }
-        loop_cv_.notify_all();
-    }
+    void wake() { loop_.wake(); }
 
     // ---- driving the core (mutex_ held) -----------------------------------------------
 
@@ -357,7 +318,7 @@ private:
                     if (!detail::perform_store_effect(store_, core_, e, clock_)) notifications_.push_back(std::move(e));
                     continue;
                 }
-                if (!stopping && stop_asked()) continue; // left outstanding; the core's stop() gives it up
+                if (!stopping && loop_.stop_requested()) continue; // left outstanding; the core's stop() gives it up
                 lock.unlock();
                 flush();
                 error_code ec;
@@ -388,34 +349,7 @@ private:
             std::lock_guard<std::mutex> lock(mutex_);
             ready.swap(notifications_);
         }
-        const beacon_options& o = options();
-        for (const beacon_effect& e : ready) {
-            switch (e.what) {
-            case beacon_effect::type::log: log(e.line.level, e.line.text); break;
-            case beacon_effect::type::status_changed:
-                detail::invoke_callback(o.on_status_change, o.logger, "on_status_change", get_status());
-                break;
-            case beacon_effect::type::command:
-                detail::invoke_callback(o.on_command, o.logger, "on_command", e.command);
-                break;
-            case beacon_effect::type::revoked:
-                detail::invoke_callback(o.on_revoked, o.logger, "on_revoked", e.revocation);
-                break;
-            case beacon_effect::type::policy_hash:
-                detail::invoke_callback(o.on_policy_hash, o.logger, "on_policy_hash", e.text);
-                break;
-            default: break;
-            }
-        }
-    }
-
-    void log(log_level level, const std::string& message) const {
-        const log_handler& logger = options().logger;
-        if (!logger) return;
-        try {
-            logger(level, message);
-        } catch (...) {
-        }
+        detail::deliver(options(), ready, [this] { return get_status(); });
     }
 
     // ---- members -----------------------------------------------------------------------
@@ -432,12 +366,7 @@ private:
     std::vector<beacon_effect> notifications_;
 
     std::atomic<std::thread::id> stepping_thread_{};
-    std::mutex loop_mutex_;
-    std::condition_variable loop_cv_;
-    std::condition_variable started_cv_;
-    bool stop_requested_ = false;
-    bool wake_ = false;
-    bool first_pass_done_ = false;
+    detail::wake_loop loop_;
     std::atomic<bool> running_{false};
     std::atomic<bool> stopped_{false};
     std::thread thread_;

@@ -16,14 +16,13 @@
 #include <sekuire/credential_store.hpp>
 #include <sekuire/detail/make_policy.hpp>
 #include <sekuire/detail/store_effects.hpp>
+#include <sekuire/detail/worker_driver.hpp>
 #include <sekuire/error.hpp>
 #include <sekuire/executor.hpp>
 #include <sekuire/fwd.hpp>
 #include <sekuire/stop_token.hpp>
 #include <sekuire/transport.hpp>
 #include <sekuire/worker_options.hpp>
-
-#include <boost/json/value.hpp>
 
 #include <atomic>
 #include <chrono>
@@ -92,7 +91,11 @@ public:
                  CredentialStore store = CredentialStore(), Executor executor = Executor())
         : transport_(std::move(transport)), clock_(std::move(clock)), store_(std::move(store)),
           executor_(std::move(executor)), core_(detail::prepare(std::move(options))) {
-        refuse_a_runtime_token_alone();
+        // The stream's path names the installation, which a runtime token alone does not
+        // (tokens are opaque): unless the store names it, say at once what else to give.
+        error_code ec;
+        const std::string why = detail::runtime_token_alone(core_.options(), store_.load(ec));
+        if (!why.empty()) throw error(errc::invalid_option, why);
     }
 
     basic_worker(const basic_worker&) = delete;
@@ -173,7 +176,7 @@ public:
     */
     void stop() noexcept {
         try {
-            if (active_ == this) {
+            if (in_own_context()) {
                 // From a callback or a handler of this worker: waiting here would wait for
                 // the very thread (or handler) that asked. Start the drain and return;
                 // `wait()`, a later `stop()` from elsewhere, or the destructor ends it.
@@ -203,9 +206,8 @@ public:
                 if (control.joinable()) control.join();
                 {
                     std::lock_guard<std::mutex> lock(mutex_);
-                    quit_ = true;
+                    quit();
                     stream.swap(stream_thread_);
-                    wake(true, true);
                 }
                 if (stream.joinable()) stream.join();
             } else {
@@ -265,7 +267,7 @@ public:
 
     /// True when the calling thread is running one of this worker's steps, callbacks or
     /// handlers (where waiting for the worker to stop would wait for itself).
-    bool in_own_context() const noexcept { return active_ == this; }
+    bool in_own_context() const noexcept { return scope::inside(this); }
 
     /// Applies a command that arrived another way (a beacon's heartbeat); each command id
     /// acts once. Thread-safe.
@@ -292,7 +294,7 @@ public:
         returns the next deadline. Never throws.
     */
     steady_time_point step() noexcept {
-        const active_scope active(this);
+        const scope active(this);
         try {
             std::unique_lock<std::mutex> lock(mutex_);
             see_store();
@@ -307,7 +309,7 @@ public:
             flush();
             return next;
         } catch (const std::exception& e) {
-            log(log_level::error, std::string("internal error: ") + e.what());
+            detail::deliver_log(options().logger, log_level::error, std::string("internal error: ") + e.what());
         } catch (...) {
         }
         return clock_.steady_now() + std::chrono::seconds(1);
@@ -318,11 +320,11 @@ public:
         its events; returns when the next connection is due. Never throws.
     */
     steady_time_point stream_step() noexcept {
-        const active_scope active(this);
+        const scope active(this);
         try {
             return stream_once();
         } catch (const std::exception& e) {
-            log(log_level::error, std::string("internal error: ") + e.what());
+            detail::deliver_log(options().logger, log_level::error, std::string("internal error: ") + e.what());
         } catch (...) {
         }
         return clock_.steady_now() + std::chrono::seconds(1);
@@ -336,39 +338,9 @@ public:
     CredentialStore& credential_store() noexcept { return store_; }
 
 private:
-    // The worker whose callback or handler this thread is running (nested scopes restore
-    // the outer one): stop() from there must not wait for itself.
-    inline static thread_local const void* active_ = nullptr;
-    struct active_scope {
-        const void* outer;
-        explicit active_scope(const void* w) noexcept : outer(active_) { active_ = w; }
-        ~active_scope() { active_ = outer; }
-        active_scope(const active_scope&) = delete;
-        active_scope& operator=(const active_scope&) = delete;
-    };
-
-    // Counts the handler runs under way; once closed, no run starts.
-    struct run_gate {
-        std::mutex mutex;
-        std::condition_variable idle;
-        std::size_t inside = 0;
-        bool closed = false;
-        bool enter() {
-            std::lock_guard<std::mutex> lock(mutex);
-            if (closed) return false;
-            ++inside;
-            return true;
-        }
-        void leave() {
-            std::lock_guard<std::mutex> lock(mutex);
-            if (--inside == 0) idle.notify_all();
-        }
-        void close_and_wait() {
-            std::unique_lock<std::mutex> lock(mutex);
-            closed = true;
-            idle.wait(lock, [&] { return inside == 0; });
-        }
-    };
+    // The worker whose callback or handler this thread is running: stop() from there must
+    // not wait for itself.
+    using scope = detail::inside_scope<basic_worker>;
 
     // A template: only the options-only constructor needs it.
     template <class E = Executor>
@@ -380,51 +352,28 @@ private:
         }
     }
 
-    // The stream's path names the installation, which a runtime token alone does not
-    // (tokens are opaque: protocol.md section 0). Unless the store already holds it, or an
-    // install token can make one, say at once what else to give (docs/protocol.md).
-    void refuse_a_runtime_token_alone() {
-        const auto& o = options();
-        if (o.runtime_token.empty() && !o.token_provider) return;
-        if (!o.installation_id.empty() || !o.refresh_token.empty() || !o.install_token.empty()) return;
-        error_code ec;
-        const std::optional<installation_credentials> stored = store_.load(ec);
-        if (!ec && stored && !stored->installation_id.empty()) return;
-        throw error(errc::invalid_option,
-                    std::string("worker: a runtime token") + (o.token_provider ? " (from token_provider)" : "") +
-                        " alone does not name the installation whose task stream to open; give installation_id "
-                        "(SEKUIRE_INSTALLATION_ID) with it, or a credential store that holds the installation (share "
-                        "the beacon's), or an install token");
-    }
-
     // ---- threads -----------------------------------------------------------------------
 
     void loop(bool control) noexcept {
+        detail::wake_loop& l = control ? control_loop_ : stream_loop_;
         for (;;) {
             const steady_time_point next = control ? step() : stream_step();
-            std::unique_lock<std::mutex> lock(mutex_);
-            bool& woken = control ? control_wake_ : stream_wake_;
-            if (quit_ || (control && core_.finished())) break;
-            try {
-                clock_.wait_until(lock, control ? control_cv_ : stream_cv_, next, [&] { return quit_ || woken; });
-            } catch (...) {
-                break;
-            }
-            woken = false;
-            if (quit_) break;
+            if (control && finished()) break;
+            if (!l.wait(clock_, next)) break;
         }
     }
 
     // mutex_ held.
     void wake(bool control, bool stream) {
-        if (control) {
-            control_wake_ = true;
-            control_cv_.notify_all();
-        }
-        if (stream) {
-            stream_wake_ = true;
-            stream_cv_.notify_all();
-        }
+        if (control) control_loop_.wake();
+        if (stream) stream_loop_.wake();
+    }
+
+    // mutex_ held.
+    void quit() {
+        quit_ = true;
+        control_loop_.request_stop();
+        stream_loop_.request_stop();
     }
 
     bool finished() const {
@@ -493,8 +442,7 @@ private:
                 case t::wake_control: wake(true, false); break;
                 case t::wake_stream: wake(false, true); break;
                 case t::finished:
-                    quit_ = true;
-                    wake(true, true);
+                    quit();
                     finished_cv_.notify_all();
                     notifications_.push_back(std::move(e));
                     break;
@@ -532,7 +480,7 @@ private:
 
     void run_task(protocol::task task, wall_time_point deadline, const std::shared_ptr<stop_source>& stop,
                   task_handler handler) noexcept {
-        const active_scope active(this);
+        const scope active(this);
         {
             std::lock_guard<std::mutex> lock(mutex_);
             if (!core_.handler_starting(task.task_id, read_clock(clock_))) {
@@ -540,36 +488,11 @@ private:
                 return;
             }
         }
-        task_context ctx;
-        ctx.task_id = task.task_id;
-        ctx.capability = task.capability;
-        ctx.workspace_id = task.workspace_id;
-        ctx.trace_id = task.trace_id;
-        ctx.requester_agent_id = task.requester_agent_id;
-        ctx.parent_task_id = task.parent_task_id;
-        ctx.workflow_id = task.workflow_id;
-        ctx.deadline = deadline;
-        ctx.stop = stop->get_token();
-        protocol::task_status status = protocol::task_status::completed;
-        boost::json::value output;
-        std::optional<protocol::completion_error> err;
-        try {
-            if (!handler) throw task_failure(protocol::task_error::no_handler, "the handler was removed");
-            output = handler(ctx, task.input);
-        } catch (const task_failure& f) {
-            status = protocol::task_status::failed;
-            err = protocol::completion_error{f.code(), f.what()};
-        } catch (const std::exception& ex) {
-            status = protocol::task_status::failed;
-            err = protocol::completion_error{protocol::task_error::handler_error, ex.what()};
-        } catch (...) {
-            status = protocol::task_status::failed;
-            err = protocol::completion_error{protocol::task_error::handler_error, "the handler threw a non-standard exception"};
-        }
+        detail::handler_outcome out = detail::run_handler(handler, task, deadline, stop->get_token());
         try {
             feed([&] {
                 handler_stops_.erase(task.task_id);
-                core_.on_handler_done(task.task_id, status, std::move(output), std::move(err), read_clock(clock_));
+                core_.on_handler_done(task.task_id, out.status, std::move(out.output), std::move(out.error), read_clock(clock_));
             });
         } catch (...) {
             // Out of memory while reporting: the result stays unreported and is redelivered.
@@ -637,29 +560,7 @@ private:
             ready.swap(notifications_);
             own = command_handler_;
         }
-        const worker_options& o = options();
-        for (const worker_effect& e : ready) {
-            switch (e.what) {
-            case worker_effect::type::log: log(e.line.level, e.line.text); break;
-            case worker_effect::type::command:
-                detail::invoke_callback(own, o.logger, "on_command", e.command);
-                detail::invoke_callback(o.on_command, o.logger, "on_command", e.command);
-                break;
-            case worker_effect::type::revoked:
-                detail::invoke_callback(o.on_revoked, o.logger, "on_revoked", e.revocation);
-                break;
-            default: break;
-            }
-        }
-    }
-
-    void log(log_level level, const std::string& message) const {
-        const log_handler& logger = options().logger;
-        if (!logger) return;
-        try {
-            logger(level, message);
-        } catch (...) {
-        }
+        detail::deliver(options(), own, ready);
     }
 
     // ---- members -----------------------------------------------------------------------
@@ -681,11 +582,10 @@ private:
     bool threaded_ = false;
     bool quit_ = false;
     bool first_step_done_ = false;
-    bool control_wake_ = false;
-    bool stream_wake_ = false;
-    std::condition_variable control_cv_, stream_cv_, start_cv_, finished_cv_;
+    std::condition_variable start_cv_, finished_cv_;
+    detail::wake_loop control_loop_, stream_loop_;
     std::thread control_thread_, stream_thread_;
-    std::shared_ptr<run_gate> gate_ = std::make_shared<run_gate>();
+    std::shared_ptr<detail::run_gate> gate_ = std::make_shared<detail::run_gate>();
 };
 
 } // namespace sekuire

@@ -10,6 +10,7 @@
 #include <sekuire/error.hpp>
 #include <sekuire/protocol.hpp>
 
+#include <cctype>
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
@@ -45,6 +46,9 @@ struct env_settings {
     std::string credentials_file;
     std::optional<std::chrono::seconds> heartbeat_interval;
     std::optional<std::chrono::seconds> startup_jitter;
+    /// `SEKUIRE_ALLOW_INSECURE_HTTP`: plain http to hosts other than loopback (for a
+    /// docker-compose network, say); nullopt when unset.
+    std::optional<bool> allow_insecure_http;
 
     /// The recovery credentials given by the environment, when there is an installation id
     /// and a refresh or runtime token.
@@ -112,6 +116,19 @@ inline env_settings read_env(const env_lookup& lookup, error_code& ec, std::stri
     std::string message;
     s.heartbeat_interval = detail::env_seconds(e::heartbeat_interval, get(e::heartbeat_interval), 1, 86400, ec, message);
     s.startup_jitter = detail::env_seconds(e::startup_jitter, get(e::startup_jitter), 0, 300, ec, message);
+    const std::string insecure = get(e::allow_insecure_http);
+    if (!insecure.empty()) {
+        std::string v = insecure;
+        for (char& c : v) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        if (v == "1" || v == "true" || v == "yes" || v == "on") {
+            s.allow_insecure_http = true;
+        } else if (v == "0" || v == "false" || v == "no" || v == "off") {
+            s.allow_insecure_http = false;
+        } else if (!ec) {
+            ec = errc::invalid_option;
+            message = std::string(e::allow_insecure_http) + " must be 1, true, yes, on, or 0, false, no, off";
+        }
+    }
     if (what) *what = std::move(message);
     return s;
 }
@@ -129,6 +146,7 @@ void apply_common_env(const env_settings& e, Options& o) {
     o.runtime_token = e.runtime_token;
     o.credentials_file = e.credentials_file;
     if (e.startup_jitter) o.startup_jitter = *e.startup_jitter;
+    if (e.allow_insecure_http) o.transport.allow_insecure_http = *e.allow_insecure_http;
 }
 } // namespace detail
 

@@ -116,6 +116,9 @@ inline constexpr const char* heartbeat_interval = "SEKUIRE_HEARTBEAT_INTERVAL";
 inline constexpr const char* credentials_file = "SEKUIRE_CREDENTIALS_FILE";
 /// Not in Sekuire's documentation: the startup jitter of this SDK, in seconds.
 inline constexpr const char* startup_jitter = "SEKUIRE_STARTUP_JITTER";
+/// Not in Sekuire's documentation: allows plain http to hosts other than loopback
+/// (`transport_options::allow_insecure_http`); 1, true, yes, on or 0, false, no, off.
+inline constexpr const char* allow_insecure_http = "SEKUIRE_ALLOW_INSECURE_HTTP";
 } // namespace env
 
 /// Error codes carried in error bodies (`{"error": {"code": ...}}`).

@@ -116,6 +116,29 @@ BOOST_FIXTURE_TEST_CASE(recovery_credentials_without_runtime_token_refresh_first
     BOOST_TEST(b.is_connected());
 }
 
+BOOST_FIXTURE_TEST_CASE(a_structured_logger_gets_the_event_and_the_installation, fixture) {
+    script_bootstrap_ok();
+    script_heartbeat_ok();
+    std::vector<std::pair<std::string, std::string>> records; // event, installation id
+    auto o = options();
+    o.logger = [&](const sekuire::log_record& r) {
+        records.emplace_back(std::string(r.event), std::string(r.installation_id));
+    };
+    auto& b = make(o);
+    b.step();
+    BOOST_TEST_REQUIRE(b.is_connected());
+    beacon.reset(); // its last lines (the final heartbeat) go to `records` while they exist
+    bool bootstrapped = false;
+    for (const auto& r : records) {
+        BOOST_TEST(!r.first.empty());
+        if (r.first == "bootstrapped") {
+            bootstrapped = true;
+            BOOST_TEST(r.second == installation);
+        }
+    }
+    BOOST_TEST(bootstrapped);
+}
+
 BOOST_FIXTURE_TEST_CASE(present_runtime_token_is_validated_before_refreshing, fixture) {
     script_refresh_ok(runtime_2);
     script_heartbeat_ok();

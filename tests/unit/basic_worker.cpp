@@ -289,6 +289,44 @@ BOOST_FIXTURE_TEST_CASE(pause_rejects_new_tasks_and_resume_accepts_them_again, f
     BOOST_TEST((all[1].body.status == proto::task_status::completed));
 }
 
+BOOST_FIXTURE_TEST_CASE(a_structured_logger_gets_the_event_installation_task_and_capability, fixture) {
+    struct record {
+        std::string event, installation, task, capability, trace, message;
+    };
+    std::vector<record> records;
+    auto o = options();
+    o.logger = [&](const sekuire::log_record& r) {
+        records.push_back({std::string(r.event), std::string(r.installation_id), std::string(r.task_id),
+                           std::string(r.capability), std::string(r.trace_id), std::string(r.message)});
+    };
+    auto& w = make(o);
+    w.on_task("summarize", echo);
+    stream({sse("command", R"({"id":"cmd_1","type":"pause","reason":"maintenance"})"),
+            task_event(make_task("t_paused", "summarize"))});
+    w.step();
+    connect();
+    const auto find = [&](const std::string& event) -> const record* {
+        for (const auto& r : records)
+            if (r.event == event) return &r;
+        return nullptr;
+    };
+    const record* command = find("command_received");
+    BOOST_TEST_REQUIRE(command != nullptr);
+    BOOST_TEST(command->installation == installation);
+    BOOST_TEST(command->task.empty());
+    const record* rejected = find("task_rejected");
+    BOOST_TEST_REQUIRE(rejected != nullptr);
+    BOOST_TEST(rejected->installation == installation);
+    BOOST_TEST(rejected->task == "t_paused");
+    BOOST_TEST(rejected->capability == "summarize");
+    BOOST_TEST(rejected->trace == "trace-t_paused");
+    BOOST_TEST(rejected->message.find("t_paused") != std::string::npos);
+    BOOST_TEST_REQUIRE(find("stream_connected") != nullptr);
+    worker.reset(); // its last lines go to `records` while they exist
+    BOOST_TEST(find("worker_stopped") != nullptr);
+    for (const auto& r : records) BOOST_TEST(!r.event.empty(), "no event name for: " << r.message);
+}
+
 BOOST_FIXTURE_TEST_CASE(a_task_refused_while_paused_runs_when_delivered_again, fixture) {
     auto& w = make();
     int runs = 0;

@@ -6,6 +6,8 @@
 
 #include "env_lookup.hpp"
 
+#include <sekuire/beacon_options.hpp>
+
 #include <map>
 #include <stdlib.h>
 
@@ -39,6 +41,30 @@ BOOST_AUTO_TEST_CASE(reads_every_variable_of_section_8) {
     BOOST_TEST(c->installation_id == "inst_1");
     BOOST_TEST(c->refresh_token == "rt");
     BOOST_TEST(c->runtime_token == "srt");
+}
+
+BOOST_AUTO_TEST_CASE(plain_http_to_other_hosts_is_allowed_only_when_asked) {
+    BOOST_TEST(!sekuire::read_env(env_from({})).allow_insecure_http.has_value());
+    for (const char* yes : {"1", "true", "YES", " on "}) {
+        const auto s = sekuire::read_env(env_from({{"SEKUIRE_ALLOW_INSECURE_HTTP", yes}}));
+        BOOST_TEST_REQUIRE(s.allow_insecure_http.has_value());
+        BOOST_TEST(*s.allow_insecure_http);
+    }
+    for (const char* no : {"0", "false", "No", "off"}) {
+        const auto s = sekuire::read_env(env_from({{"SEKUIRE_ALLOW_INSECURE_HTTP", no}}));
+        BOOST_TEST_REQUIRE(s.allow_insecure_http.has_value());
+        BOOST_TEST(!*s.allow_insecure_http);
+    }
+    sekuire::error_code ec;
+    std::string what;
+    sekuire::read_env(env_from({{"SEKUIRE_ALLOW_INSECURE_HTTP", "maybe"}}), ec, &what);
+    BOOST_TEST((ec == sekuire::errc::invalid_option));
+    BOOST_TEST(what.find("SEKUIRE_ALLOW_INSECURE_HTTP") != std::string::npos);
+    BOOST_TEST(what.find("maybe") == std::string::npos);
+    // The options built from the environment carry it to their transport.
+    sekuire::beacon_options o;
+    sekuire::detail::apply_common_env(sekuire::read_env(env_from({{"SEKUIRE_ALLOW_INSECURE_HTTP", "1"}})), o);
+    BOOST_TEST(o.transport.allow_insecure_http);
 }
 
 BOOST_AUTO_TEST_CASE(empty_values_count_as_unset) {

@@ -156,12 +156,12 @@ public:
         waiting_ = op_kind::none;
         if (r.error) {
             // Kept in memory and saved again at each step until the store takes it.
-            log(log_level::error, "the refreshed token could not be persisted yet: " + r.error.message());
+            log("token_save_failed", log_level::error, "the refreshed token could not be persisted yet: " + r.error.message());
             if (r.credentials) auth_.remember_unsaved(*r.credentials);
         }
         if (r.credentials) creds_ = r.credentials;
         if (r.adopted && creds_)
-            log(log_level::info, "runtime token replaced by the heartbeat (" + mask_token(creds_->runtime_token) + ")");
+            log("token_replaced", log_level::info, "runtime token replaced by the heartbeat (" + mask_token(creds_->runtime_token) + ")");
         continue_run();
     }
 
@@ -171,7 +171,7 @@ public:
         if (!expecting(op)) return;
         now_ = now;
         waiting_ = op_kind::none;
-        if (ec) log(log_level::error, "the rejected runtime token could not be removed from the store: " + ec.message());
+        if (ec) log("token_remove_failed", log_level::error, "the rejected runtime token could not be removed from the store: " + ec.message());
         if (!ec && c && !c->installation_id.empty()) {
             creds_ = std::move(c);
         } else if (creds_ && creds_->runtime_token == forgotten_) {
@@ -436,7 +436,7 @@ private:
             c.runtime_token = options_.runtime_token;
             stored = c;
             recovered_from_env_ = options_.recovered_from_env;
-            log(log_level::info, "recovering installation " + c.installation_id + " from " +
+            log("recovering", log_level::info, "recovering installation " + c.installation_id + " from " +
                                      (options_.recovered_from_env ? "the environment" : "the options"));
             creds_ = stored;
             auth_.store_will_hold(stored);
@@ -644,7 +644,7 @@ private:
             if (!ec) {
                 auth_.forget_unsaved();
             } else if (phase_ == phase::running) {
-                log(log_level::error, "the refreshed credentials still cannot be saved (" + ec.message() +
+                log("credentials_save_failed", log_level::error, "the refreshed credentials still cannot be saved (" + ec.message() +
                                           "); they stay in memory");
             }
             // The session step goes on with the memory copy, saved or not.
@@ -659,14 +659,14 @@ private:
             if (checked_after_clear_ != (creds_ ? creds_->installation_id : std::string())) {
                 checked_after_clear_ = creds_ ? creds_->installation_id : std::string();
                 next_beat_at_ = std::min(next_beat_at_, now_.steady);
-                log(log_level::warning, "the credential store was emptied by another holder; checking installation " +
+                log("store_emptied", log_level::warning, "the credential store was emptied by another holder; checking installation " +
                                             checked_after_clear_ + " with the backend" +
                                             (ec ? " (the store cannot be written: " + ec.message() + ")" : std::string()));
             }
             return;
         case store_purpose::bootstrap:
             if (ec) record_error(ec, "the credential store cannot be written: " + ec.message());
-            log(log_level::info, bootstrap_log_);
+            log("bootstrapped", log_level::info, bootstrap_log_);
             go_running();
             return;
         case store_purpose::refresh:
@@ -674,17 +674,17 @@ private:
             // store refused them they are kept in memory and saved again at each step.
             auth_.refresh_saved(ec);
             if (ec)
-                log(log_level::error, "the refreshed credentials could not be saved (" + ec.message() +
+                log("credentials_save_failed", log_level::error, "the refreshed credentials could not be saved (" + ec.message() +
                                           "); they are kept in memory and saved again at each step");
             emit_unlock();
             refresh_done();
             return;
         case store_purpose::drop:
-            if (ec) log(log_level::error, "the stored credentials could not be removed: " + ec.message());
+            if (ec) log("credentials_remove_failed", log_level::error, "the stored credentials could not be removed: " + ec.message());
             if (phase_ == phase::running) walk_chain_again();
             return;
         case store_purpose::revoke:
-            if (ec) log(log_level::error, "the revoked credentials could not be removed: " + ec.message());
+            if (ec) log("credentials_remove_failed", log_level::error, "the revoked credentials could not be removed: " + ec.message());
             return;
         }
     }
@@ -731,10 +731,10 @@ private:
         const steady_time_point now = now_.steady;
         if (lease_deadline_ && !lease_expired_ && now >= *lease_deadline_) {
             lease_expired_ = true;
-            log(log_level::warning, "lease expired before it was renewed");
+            log("lease_expired", log_level::warning, "lease expired before it was renewed");
         }
         if (auth_.store_error()) {
-            log(log_level::warning, "the credential store cannot be read (" + auth_.store_error().message() +
+            log("store_unreadable", log_level::warning, "the credential store cannot be read (" + auth_.store_error().message() +
                                         "); going on with the credentials in memory");
         } else {
             bool save_again = false;
@@ -804,7 +804,7 @@ private:
         switch (r.status) {
         case detail::refresh_status::refreshed:
             if (r.credentials) creds_ = r.credentials;
-            if (r.called) log(log_level::info, "runtime token refreshed (" + mask_token(creds_->runtime_token) + ")");
+            if (r.called) log("token_refreshed", log_level::info, "runtime token refreshed (" + mask_token(creds_->runtime_token) + ")");
             if (r.called && creds_ && detail::token_needs_refresh(*creds_, backend_now())) {
                 // Due again the moment it was issued: its expiry is in the past of the
                 // backend's own clock. Refreshing at once would repeat for ever; use the
@@ -854,7 +854,7 @@ private:
 
     void observe(const std::optional<wall_time_point>& server_time) {
         if (auth_.observe(server_time, now_.wall))
-            log(log_level::warning, auth_.clock().describe_offset() + "; token expiry is judged on the backend's clock");
+            log("clock_offset", log_level::warning, auth_.clock().describe_offset() + "; token expiry is judged on the backend's clock");
     }
 
     protocol::heartbeat_status reported_status() const {
@@ -874,7 +874,7 @@ private:
             try {
                 body.metrics = options_.metrics();
             } catch (...) {
-                log(log_level::warning, "the metrics callback threw; sending zero metrics");
+                log("metrics_callback_threw", log_level::warning, "the metrics callback threw; sending zero metrics");
             }
         }
         body.capabilities = options_.capabilities;
@@ -1064,11 +1064,11 @@ private:
         case protocol::command_type::unknown: break;
         }
         if (cmd.type == protocol::command_type::unknown) {
-            if (heard) log(log_level::warning, "ignoring a command of unknown type '" + cmd.type_name + "'");
+            if (heard) log("command_unknown", log_level::warning, "ignoring a command of unknown type '" + cmd.type_name + "'");
             return true;
         }
         if (heard)
-            log(log_level::info, std::string("command ") + protocol::to_string(cmd.type) +
+            log("command_received", log_level::info, std::string("command ") + protocol::to_string(cmd.type) +
                                      (cmd.reason.empty() ? std::string() : ": " + cmd.reason));
         emit(beacon_effect::type::command).command = cmd;
         return true;
@@ -1117,11 +1117,11 @@ private:
                 revoke(*r.revoked);
                 return;
             }
-            log(log_level::info, "final heartbeat sent");
+            log("final_heartbeat_sent", log_level::info, "final heartbeat sent");
         } else if (out.cls == protocol::status_class::revoked) {
             revoke({protocol::error_message_of(out.response.body), std::nullopt});
         } else {
-            log(log_level::warning, "final heartbeat failed: " + out.error.message() + describe_body(out));
+            log("final_heartbeat_failed", log_level::warning, "final heartbeat failed: " + out.error.message() + describe_body(out));
         }
     }
 
@@ -1140,20 +1140,23 @@ private:
     void record_error(const error_code& ec, std::string what) {
         last_error_code_ = ec;
         last_error_ = std::move(what);
-        log(ec == errc::revoked ? log_level::error : log_level::warning, last_error_);
+        log("error", ec == errc::revoked ? log_level::error : log_level::warning, last_error_);
     }
 
     void clear_error_if_recovered(bool was_failing) {
-        if (was_failing && !last_error_.empty()) log(log_level::info, "heartbeat succeeded; connection restored");
+        if (was_failing && !last_error_.empty()) log("connection_restored", log_level::info, "heartbeat succeeded; connection restored");
         last_error_.clear();
         last_error_code_ = {};
     }
 
-    void log(log_level level, std::string message) {
+    // `event` names what happened, for structured loggers (log_record::event).
+    void log(const char* event, log_level level, std::string message) {
         if (!options_.logger) return; // nobody would read it
         auto& e = emit(beacon_effect::type::log);
         e.line.level = level;
         e.line.text = std::move(message);
+        e.line.event = event;
+        if (creds_) e.line.installation_id = creds_->installation_id;
     }
 
     beacon_state derive_state() const {

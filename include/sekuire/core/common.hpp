@@ -45,6 +45,10 @@ using operation_id = std::uint64_t;
 struct log_line {
     log_level level = log_level::info;
     std::string text;
+    /// A short stable name of what happened (`log_record::event`); static storage.
+    const char* event = "";
+    /// The installation, task and capability the line is about (empty: none).
+    std::string installation_id, task_id, capability, trace_id;
 };
 
 namespace detail {

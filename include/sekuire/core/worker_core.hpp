@@ -193,7 +193,7 @@ public:
             const std::optional<wall_time_point> d = date ? parse_http_date(*date) : std::nullopt;
             stream_retry_after_ = parse_retry_after(*ra, d ? detail::within_date(*d, backend_now()) : backend_now());
         }
-        if (status == 200) log(log_level::info, "task stream connected");
+        if (status == 200) log("stream_connected", log_level::info, "task stream connected");
     }
 
     /// A chunk of the stream connection `op`; false: end the connection.
@@ -308,7 +308,7 @@ public:
         if (it == running_.end()) return;
         queued_.push_front(std::move(it->second.task));
         running_.erase(it);
-        log(log_level::error, "a handler could not be started (the executor refused it); the task waits in the queue");
+        log("handler_not_started", &queued_.front(), log_level::error, "a handler could not be started (the executor refused it); the task waits in the queue");
     }
 
     /// A handler's outcome: its output, or the failure it threw.
@@ -402,7 +402,7 @@ public:
     void set_paused(bool paused) {
         if (paused_ == paused) return;
         paused_ = paused;
-        log(log_level::info, paused ? "paused" : "resumed");
+        log(paused ? "paused" : "resumed", log_level::info, paused ? "paused" : "resumed");
         wake_control();
         emit(worker_effect::type::wake_stream);
     }
@@ -634,7 +634,7 @@ private:
                     c->runtime_token_issued_at.reset();
                 }
             } catch (...) {
-                log(log_level::warning, "the token provider threw");
+                log("token_provider_threw", log_level::warning, "the token provider threw");
             }
         }
         if (detail::token_expired(*c, backend_now()) && !c->refresh_token.empty()) {
@@ -753,7 +753,7 @@ private:
         }
         installation_credentials c = detail::credentials_from(r.response, backend_now());
         auth_.store_will_hold(c);
-        log(log_level::info, "bootstrapped installation " + c.installation_id + " (runtime token " +
+        log("bootstrapped", log_level::info, "bootstrapped installation " + c.installation_id + " (runtime token " +
                                  mask_token(c.runtime_token) + ")");
         store_op(worker_effect::type::save, store_purpose::bootstrap, std::move(c));
         auth_settled(true);
@@ -766,7 +766,7 @@ private:
         switch (r.status) {
         case detail::refresh_status::refreshed:
             if (r.called && r.credentials)
-                log(log_level::info, "runtime token refreshed (" + mask_token(r.credentials->runtime_token) + ")");
+                log("token_refreshed", log_level::info, "runtime token refreshed (" + mask_token(r.credentials->runtime_token) + ")");
             ok = r.credentials.has_value();
             if (ok) {
                 status_.installation_id = r.credentials->installation_id;
@@ -829,13 +829,13 @@ private:
             if (!ec)
                 auth_.forget_unsaved();
             else
-                log(log_level::error, "the refreshed credentials still cannot be saved (" + ec.message() +
+                log("credentials_save_failed", log_level::error, "the refreshed credentials still cannot be saved (" + ec.message() +
                                           "); they stay in memory");
             return;
         case store_purpose::refresh:
             auth_.refresh_saved(ec);
             if (ec)
-                log(log_level::error, "the refreshed credentials could not be saved (" + ec.message() +
+                log("credentials_save_failed", log_level::error, "the refreshed credentials could not be saved (" + ec.message() +
                                           "); they are kept in memory and saved again at each use");
             unlock();
             refresh_done();
@@ -857,7 +857,7 @@ private:
 
     void observe(const std::optional<wall_time_point>& server_time) {
         if (auth_.observe(server_time, now_.wall))
-            log(log_level::warning, auth_.clock().describe_offset() +
+            log("clock_offset", log_level::warning, auth_.clock().describe_offset() +
                                         "; token expiry and task deadlines are judged on the backend's clock");
     }
 
@@ -962,7 +962,7 @@ private:
     void fetch_policy() {
         if (options_.workspace_id.empty()) {
             policy_fetch_due_ = false;
-            log(log_level::warning, "no workspace id: the active policy cannot be fetched");
+            log("policy_unavailable", log_level::warning, "no workspace id: the active policy cannot be fetched");
             return;
         }
         if (!send(request_kind::policy, detail::make_request(http_method::get,
@@ -975,7 +975,7 @@ private:
         protocol::policy_document doc;
         protocol::decode_error derr;
         if (out.ok() && protocol::decode(out.response.body, doc, derr)) {
-            log(log_level::info, "policy " + doc.hash + " is active");
+            log("policy_active", log_level::info, "policy " + doc.hash + " is active");
             options_.gateway.set_policy(std::move(doc));
             policy_fetch_due_ = false;
             policy_backoff_.reset();
@@ -1021,7 +1021,7 @@ private:
     void check_stream_idle() {
         if (!stream_open_ || stream_closing_ || now_.steady < last_byte_at_ + options_.stream_idle_timeout) return;
         idle_cut_ = true;
-        log(log_level::warning, "the task stream was silent too long; reconnecting");
+        log("stream_idle", log_level::warning, "the task stream was silent too long; reconnecting");
         close_stream();
     }
 
@@ -1066,9 +1066,9 @@ private:
         }
         finished_ = true;
         next_ = steady_time_point::max();
-        for (const auto& id : lost) log(log_level::error, "result of task " + id + " could not be reported before the end of the drain");
-        if (gave_up && lost.empty()) log(log_level::warning, "the drain ended with handlers still running");
-        log(log_level::info, "worker stopped");
+        for (const auto& id : lost) log("task_result_lost", nullptr, id, log_level::error, "result of task " + id + " could not be reported before the end of the drain");
+        if (gave_up && lost.empty()) log("drain_incomplete", log_level::warning, "the drain ended with handlers still running");
+        log("worker_stopped", log_level::info, "worker stopped");
         close_stream();
         emit(worker_effect::type::finished);
     }
@@ -1080,7 +1080,7 @@ private:
         if (shutting_down_) {
             if (deadline < drain_deadline_) {
                 drain_deadline_ = deadline;
-                log(log_level::info, "the drain now ends in " + std::to_string(timeout.count()) + " ms (" + why + ")");
+                log("drain_shortened", log_level::info, "the drain now ends in " + std::to_string(timeout.count()) + " ms (" + why + ")");
                 wake_control();
             }
             return;
@@ -1090,7 +1090,7 @@ private:
         drain_deadline_ = deadline;
         std::deque<protocol::task> rejected;
         rejected.swap(queued_);
-        log(log_level::info, "shutting down (" + why + ")");
+        log("shutting_down", log_level::info, "shutting down (" + why + ")");
         close_stream();
         // The control work reports these (due at once).
         for (auto& t : rejected)
@@ -1145,7 +1145,7 @@ private:
     }
 
     void reject(const protocol::task& t, protocol::task_error code, const std::string& why) {
-        log(log_level::info, "task " + t.task_id + " rejected: " + why);
+        log("task_rejected", &t, log_level::info, "task " + t.task_id + " rejected: " + why);
         finish_task(t, protocol::task_status::rejected, {}, protocol::completion_error{code, why}, 0);
     }
 
@@ -1193,7 +1193,7 @@ private:
                 // Answered, and refused: trying again cannot change that.
                 ++status_.results_dropped;
                 release_result(p.task_id);
-                log(log_level::error, "result of task " + p.task_id + " not accepted by the backend; dropped");
+                log("task_result_dropped", nullptr, p.task_id, log_level::error, "result of task " + p.task_id + " not accepted by the backend; dropped");
                 return;
             }
         }
@@ -1206,7 +1206,7 @@ private:
             (out.cls == protocol::status_class::revoked && revoked_)) {
             ++status_.results_dropped;
             release_result(p.task_id);
-            log(log_level::error, "result of task " + p.task_id + " refused (" + out.error.message() + describe_body(out) +
+            log("task_result_refused", nullptr, p.task_id, log_level::error, "result of task " + p.task_id + " refused (" + out.error.message() + describe_body(out) +
                                       "); dropped");
             return;
         }
@@ -1248,7 +1248,7 @@ private:
             return;
         }
         ++status_.results_dropped;
-        log(log_level::error, "result of task " + p.task_id + " could not be reported: " + why);
+        log("task_result_failed", nullptr, p.task_id, log_level::error, "result of task " + p.task_id + " could not be reported: " + why);
     }
 
     // The backend has the result (or refused it for good): a redelivery needs no copy of it,
@@ -1337,7 +1337,7 @@ private:
             if (protocol::decode(e.data, cmd, err))
                 handle_command(cmd);
             else
-                log(log_level::warning, "malformed command event ignored: " + err.message());
+                log("command_malformed", log_level::warning, "malformed command event ignored: " + err.message());
         } else if (e.type == protocol::event_type::revoked) {
             protocol::revocation r;
             protocol::decode_error err;
@@ -1360,7 +1360,7 @@ private:
         if (!protocol::decode(data, t, err)) {
             // Report it when at least its id can be read, so that it is not redelivered forever.
             const std::string id = protocol::task_id_of(data);
-            log(log_level::warning, "malformed task event (" + err.message() + ")" + (id.empty() ? "; ignored" : ""));
+            log("task_malformed", log_level::warning, "malformed task event (" + err.message() + ")" + (id.empty() ? "; ignored" : ""));
             if (!id.empty()) {
                 protocol::task stub;
                 stub.task_id = id;
@@ -1443,10 +1443,10 @@ private:
         default: break;
         }
         if (cmd.type == protocol::command_type::unknown) {
-            log(log_level::warning, "ignoring a command of unknown type '" + cmd.type_name + "'");
+            log("command_unknown", log_level::warning, "ignoring a command of unknown type '" + cmd.type_name + "'");
             return;
         }
-        log(log_level::info, std::string("command ") + protocol::to_string(cmd.type) +
+        log("command_received", log_level::info, std::string("command ") + protocol::to_string(cmd.type) +
                                  (cmd.reason.empty() ? std::string() : ": " + cmd.reason));
         emit(worker_effect::type::command).command = cmd;
         if (cmd.type == protocol::command_type::terminate)
@@ -1508,14 +1508,30 @@ private:
     void set_error(const error_code& ec, const std::string& what) {
         status_.last_error = what;
         status_.last_error_code = ec;
-        log(ec == errc::revoked ? log_level::error : log_level::warning, what);
+        log("error", ec == errc::revoked ? log_level::error : log_level::warning, what);
     }
 
-    void log(log_level level, std::string message) {
+    // `event` names what happened, for structured loggers (log_record::event); a line about
+    // a task names it (and its capability and trace id when the task is at hand).
+    void log(const char* event, log_level level, std::string message) {
+        log(event, nullptr, std::string(), level, std::move(message));
+    }
+    void log(const char* event, const protocol::task* task, log_level level, std::string message) {
+        log(event, task, task ? task->task_id : std::string(), level, std::move(message));
+    }
+    void log(const char* event, const protocol::task* task, const std::string& task_id, log_level level,
+             std::string message) {
         if (!options_.logger) return; // nobody would read it
         auto& e = emit(worker_effect::type::log);
         e.line.level = level;
         e.line.text = std::move(message);
+        e.line.event = event;
+        e.line.installation_id = status_.installation_id;
+        e.line.task_id = task_id;
+        if (task) {
+            e.line.capability = task->capability;
+            e.line.trace_id = task->trace_id.value_or(std::string());
+        }
     }
 
     // The control work is due now: tells a threaded driver, and `next_wake()` says so.
