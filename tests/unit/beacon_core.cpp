@@ -929,6 +929,75 @@ BOOST_AUTO_TEST_CASE(a_refreshed_token_in_a_heartbeat_is_saved_before_the_next_r
     BOOST_TEST(r.core->status().runtime_token.find("srt_rotated") == std::string::npos); // masked
 }
 
+// docs/protocol.md "Tokens": a token that a heartbeat brought while the lock was busy is used
+// from memory and saved at the next step.
+BOOST_AUTO_TEST_CASE(a_token_a_heartbeat_brought_while_the_lock_was_busy_is_used_and_saved_at_the_next_step) {
+    rig r;
+    r.register_now();
+    r.advance_to(60s);
+    r.save_error = errc::store_locked; // the adopt finds the lock busy
+    r.respond(200, r.beat_ok(180s, R"(,"refreshed_token":{"runtime_token":"srt_rotated","expires_at":")" +
+                                       iso(60s + 90 * 24h) + R"(","token_version":5})"));
+    BOOST_TEST(r.store->runtime_token == "srt_live");
+    BOOST_TEST(r.logged("could not be persisted"));
+    r.save_error = {};
+    r.trace.clear();
+    r.advance_to(61s);
+    BOOST_TEST(r.trace.at(0) == "save");
+    BOOST_TEST(r.store->runtime_token == "srt_rotated");
+    r.advance_to(120s);
+    BOOST_TEST(header(r.pending(), "Authorization") == "Bearer srt_rotated");
+}
+
+// docs/protocol.md "Tokens": a runtime token is refreshed before any other call once expired:
+// while the refresh fails, no heartbeat goes out with the expired token.
+BOOST_AUTO_TEST_CASE(an_expired_token_is_never_sent_while_its_refresh_fails) {
+    auto o = rig::defaults();
+    o.install_token = "skt_install";
+    rig r(o);
+    r.advance();
+    r.respond(201, bootstrap_body("inst_1", "srt_boot", "srf_boot", 150s, 23h)); // due at 50 s, expires at 150 s
+    r.respond(200, r.beat_ok(23h));
+    std::size_t beats_before = 0, beats_after = 0, refreshes = 0;
+    while (r.time.elapsed < 400s) {
+        r.advance_to(std::chrono::duration_cast<ms>(r.core->next_wake() - steady_base()));
+        while (!r.idle()) {
+            if (line_of(r.pending()) == refresh_line) {
+                ++refreshes;
+                r.respond(503);
+            } else {
+                BOOST_TEST(header(r.pending(), "Authorization") == "Bearer srt_boot");
+                ++(r.time.elapsed < 150s ? beats_before : beats_after);
+                r.respond(200, r.beat_ok(23h));
+            }
+        }
+    }
+    BOOST_TEST(beats_before >= 2u); // the token still works until it expires: the beats go on
+    BOOST_TEST(beats_after == 0u);  // then refreshes only
+    BOOST_TEST(refreshes >= 5u);
+    r.advance_to(std::chrono::duration_cast<ms>(r.core->next_wake() - steady_base()));
+    BOOST_REQUIRE(line_of(r.pending()) == refresh_line);
+    r.respond(200, refresh_body("srt_next", r.time.elapsed + 90 * 24h));
+    BOOST_TEST(line_of(r.pending()) == heartbeat_line);
+    BOOST_TEST(header(r.pending(), "Authorization") == "Bearer srt_next");
+}
+
+// docs/protocol.md "Tokens": the status shows the offset in clock_offset, and an offset of a
+// minute or more is logged once.
+BOOST_AUTO_TEST_CASE(a_clock_offset_of_a_minute_or_more_is_shown_and_logged_once) {
+    rig r;
+    r.store = stored_creds();
+    r.advance();
+    r.respond(200, r.beat_ok(), {{"Date", http_date(-2h)}});
+    r.advance_to(60s);
+    r.respond(200, r.beat_ok(), {{"Date", http_date(60s - 2h)}});
+    BOOST_TEST(r.core->status().clock_offset.count() == -7200000 + 1000);
+    std::size_t n = 0;
+    for (const auto& l : r.logs)
+        if (l.text.find("the local clock is") != std::string::npos) ++n;
+    BOOST_TEST(n == 1u);
+}
+
 // docs/protocol.md "Tokens": token expiry is judged against the backend's clock as last seen
 // in a Date header: an agent whose clock is days off neither refreshes a fresh token again
 // and again nor keeps an expired one.

@@ -460,6 +460,40 @@ BOOST_AUTO_TEST_CASE(a_401_on_a_worker_call_refreshes_once_and_retries_once) {
     BOOST_TEST(r.count("send " + refresh_line) == 1u);
 }
 
+// docs/protocol.md "Status classes" (404 row): a 404 on an installation path drops the stored
+// credentials and walks the chain again, after the auth backoff.
+BOOST_AUTO_TEST_CASE(a_404_on_a_worker_call_drops_the_credentials_and_walks_the_chain_after_the_backoff) {
+    auto o = rig::defaults();
+    o.runtime_token.clear();
+    o.installation_id.clear();
+    o.install_token = "skt_install";
+    rig r(o);
+    r.store = full_creds();
+    r.advance();
+    r.respond(rig::heartbeat_line(), 404, error_body("installation_not_found"));
+    BOOST_TEST(r.count("clear") == 1u);
+    BOOST_TEST(!r.store.has_value());
+    BOOST_TEST((r.status().last_error_code == errc::installation_not_found));
+    r.advance_to(99ms);
+    BOOST_TEST(r.waiting(bootstrap_line) == 0u);
+    r.advance_to(100ms);
+    BOOST_TEST(r.waiting(bootstrap_line) == 1u);
+}
+
+// docs/protocol.md "Authentication", Worker: with nothing to authenticate with, the worker says
+// so (the constructor of basic_worker refuses such options; the core reports degraded).
+BOOST_AUTO_TEST_CASE(with_nothing_to_authenticate_with_the_worker_is_degraded_and_sends_nothing) {
+    auto o = rig::defaults();
+    o.runtime_token.clear();
+    o.installation_id.clear();
+    rig r(o);
+    r.advance();
+    BOOST_TEST(!r.connect().has_value());
+    BOOST_TEST(r.sent.empty());
+    BOOST_TEST((r.status().last_error_code == errc::no_credentials));
+    BOOST_TEST(r.status().state == sekuire::worker_state::degraded);
+}
+
 // ==== The task stream =======================================================================
 
 // docs/protocol.md "Requests" and "The task stream": GET .../tasks/stream?capabilities=a,b,
@@ -993,6 +1027,41 @@ BOOST_AUTO_TEST_CASE(draining_retries_pending_results_at_once_until_the_drain_ti
     BOOST_TEST(r.finished);
     BOOST_TEST(r.logged("result of task t1"));
     BOOST_TEST(r.status().results_dropped == 1u);
+}
+
+// docs/protocol.md "Results": one retry entry per task id; at max_pending_results new tasks are
+// refused with rate_limited and further refusals are not kept (each logged and counted in
+// results_dropped); a handler's result is always kept.
+BOOST_AUTO_TEST_CASE(at_max_pending_results_new_tasks_are_refused_and_their_refusals_not_kept) {
+    auto o = rig::defaults();
+    o.max_pending_results = 1;
+    rig r(o);
+    r.start();
+    r.data(sse("task", task_json("a"), "1") + sse("task", task_json("b"), "2"));
+    r.handler_done("a");
+    r.respond(complete_line("a"), 503);
+    BOOST_TEST(r.status().pending_results == 1u);
+    r.data(sse("task", task_json("c"), "3"));
+    BOOST_TEST(error_code_in(r.request(complete_line("c"))) == "rate_limited");
+    r.respond(complete_line("c"), 503);
+    BOOST_TEST(r.status().pending_results == 1u);
+    BOOST_TEST(r.status().results_dropped == 1u);
+    BOOST_TEST(r.logged("result of task c could not be reported"));
+    r.handler_done("b"); // a handler's result, over the limit: kept
+    r.respond(complete_line("b"), 503);
+    BOOST_TEST(r.status().pending_results == 2u);
+    BOOST_TEST(r.status().results_dropped == 1u);
+}
+
+// docs/protocol.md "The task stream": lines and events are bounded to 1 MiB; a longer line
+// ends the connection, which reconnects with the stream's pacing.
+BOOST_AUTO_TEST_CASE(a_stream_line_over_the_limit_ends_the_connection_and_reconnects) {
+    rig r;
+    r.start();
+    BOOST_TEST(!r.data("data: " + std::string((1u << 20) + 16, 'x')));
+    r.end(errc::canceled);
+    BOOST_TEST((r.status().last_error_code == errc::stream_line_too_long));
+    BOOST_TEST((r.core->stream_next() == at(1s)));
 }
 
 // docs/protocol.md "Results": a 401 on a result refreshes the token once and sends it again.
