@@ -504,7 +504,7 @@ private:
         case detail::refresh_status::store_failed: auth_retry(r.error, r.retry_after); return;
         case detail::refresh_status::revoked: revoke({"installation revoked (refresh refused)", std::nullopt}); return;
         case detail::refresh_status::gone:
-            stage_ = stage::bootstrap;
+            walk_chain_again(); // after the auth backoff, as a 404 on any installation path
             drop_credentials("the backend does not know the installation");
             return;
         case detail::refresh_status::rejected:

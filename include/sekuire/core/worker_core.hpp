@@ -384,10 +384,24 @@ public:
         finish(gave_up);
     }
 
-    /// Applies a command that arrived another way (a beacon's heartbeat).
+    /// Applies a command that arrived another way (a beacon's heartbeat) at `now`: a
+    /// terminate's drain deadline counts from then.
+    void apply_command(const protocol::command& cmd, const clock_reading& now) {
+        now_ = now;
+        handle_command(cmd);
+    }
+    /// As above, at the time the core was last fed (a terminate's drain deadline counts from
+    /// then, which may be long past: prefer the overload with `now`).
     void apply_command(const protocol::command& cmd) { handle_command(cmd); }
 
-    /// Applies a revocation that arrived another way (a beacon's heartbeat).
+    /// Applies a revocation that arrived another way (a beacon's heartbeat) at `now`: its
+    /// `shutdown_timeout_ms` counts from then.
+    void apply_revocation(const protocol::revocation& r, const clock_reading& now) {
+        now_ = now;
+        handle_revocation(r);
+    }
+    /// As above, at the time the core was last fed (the shutdown timeout counts from then,
+    /// which may be long past: prefer the overload with `now`).
     void apply_revocation(const protocol::revocation& r) { handle_revocation(r); }
 
     /// The backend's active policy hash seen elsewhere: fetched again when it changed.
