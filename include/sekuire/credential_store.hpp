@@ -174,6 +174,7 @@ struct check_credential_store {
                   "CredentialStore requirements not met: missing `void clear(error_code&)`");
     static_assert(detail::store_has_refresh_lock<T>::value,
                   "CredentialStore requirements not met: missing `void lock_refresh()` and `void unlock_refresh()`");
+    /// Always true: naming it instantiates the checks above.
     static constexpr bool value = true;
 };
 
@@ -182,6 +183,8 @@ struct check_credential_store {
 /// your own (`template <SEKUIRE_... T>`), and is plain `class` before C++20.
 template <class T>
 concept credential_store_policy = is_credential_store<T>::value;
+/// Names `credential_store_policy` in a template head of your own (`template <SEKUIRE_CREDENTIAL_STORE T>`); plain
+/// `class` before C++20.
 #define SEKUIRE_CREDENTIAL_STORE ::sekuire::credential_store_policy
 #else
 #define SEKUIRE_CREDENTIAL_STORE class

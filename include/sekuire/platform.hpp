@@ -82,6 +82,7 @@ struct check_platform_probe {
                   "PlatformProbe requirements not met: T must be copy constructible");
     static_assert(detail::probe_has_probe<T>::value,
                   "PlatformProbe requirements not met: missing `platform_info probe()`");
+    /// Always true: naming it instantiates the checks above.
     static constexpr bool value = true;
 };
 
@@ -90,6 +91,8 @@ struct check_platform_probe {
 /// your own (`template <SEKUIRE_... T>`), and is plain `class` before C++20.
 template <class T>
 concept platform_probe_policy = is_platform_probe<T>::value;
+/// Names `platform_probe_policy` in a template head of your own (`template <SEKUIRE_PLATFORM_PROBE T>`); plain
+/// `class` before C++20.
 #define SEKUIRE_PLATFORM_PROBE ::sekuire::platform_probe_policy
 #else
 #define SEKUIRE_PLATFORM_PROBE class

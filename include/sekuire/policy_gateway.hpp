@@ -232,6 +232,7 @@ struct check_policy_gateway {
     static_assert(detail::gateway_has_on_heartbeat_response<T>::value,
                   "PolicyGateway requirements not met: missing `bool on_heartbeat_response(const "
                   "std::optional<std::string>&)`");
+    /// Always true: naming it instantiates the checks above.
     static constexpr bool value = true;
 };
 
@@ -240,6 +241,8 @@ struct check_policy_gateway {
 /// your own (`template <SEKUIRE_... T>`), and is plain `class` before C++20.
 template <class T>
 concept policy_gateway_policy = is_policy_gateway<T>::value;
+/// Names `policy_gateway_policy` in a template head of your own (`template <SEKUIRE_POLICY_GATEWAY T>`); plain
+/// `class` before C++20.
 #define SEKUIRE_POLICY_GATEWAY ::sekuire::policy_gateway_policy
 #else
 #define SEKUIRE_POLICY_GATEWAY class
