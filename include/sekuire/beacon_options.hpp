@@ -225,6 +225,7 @@ struct beacon_options {
     static beacon_options from_env() { return from_env(process_env()); }
 
     /// Options read through `lookup`.
+    /// @throws sekuire::error (`errc::invalid_option`) when a variable has an invalid value.
     static beacon_options from_env(const env_lookup& lookup) {
         const env_settings e = read_env(lookup);
         beacon_options o;

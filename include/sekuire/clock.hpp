@@ -113,8 +113,8 @@ struct check_clock {
 /// your own (`template <SEKUIRE_... T>`), and is plain `class` before C++20.
 template <class T>
 concept clock_policy = is_clock<T>::value;
-/// Names `clock_policy` in a template head of your own (`template <SEKUIRE_CLOCK T>`); plain
-/// `class` before C++20.
+/// Names `clock_policy` in a template head of your own:
+/// `template <SEKUIRE_CLOCK T>`. Plain `class` before C++20.
 #define SEKUIRE_CLOCK ::sekuire::clock_policy
 #else
 #define SEKUIRE_CLOCK class

@@ -156,8 +156,8 @@ struct check_executor {
 /// your own (`template <SEKUIRE_... T>`), and is plain `class` before C++20.
 template <class T>
 concept executor_policy = is_executor<T>::value;
-/// Names `executor_policy` in a template head of your own (`template <SEKUIRE_EXECUTOR T>`); plain
-/// `class` before C++20.
+/// Names `executor_policy` in a template head of your own:
+/// `template <SEKUIRE_EXECUTOR T>`. Plain `class` before C++20.
 #define SEKUIRE_EXECUTOR ::sekuire::executor_policy
 #else
 #define SEKUIRE_EXECUTOR class

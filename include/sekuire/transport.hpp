@@ -294,15 +294,15 @@ struct check_async_transport {
 /// your own (`template <SEKUIRE_... T>`), and is plain `class` before C++20.
 template <class T>
 concept transport_policy = is_transport<T>::value;
-/// Names `transport_policy` in a template head of your own (`template <SEKUIRE_TRANSPORT T>`); plain
-/// `class` before C++20.
+/// Names `transport_policy` in a template head of your own:
+/// `template <SEKUIRE_TRANSPORT T>`. Plain `class` before C++20.
 #define SEKUIRE_TRANSPORT ::sekuire::transport_policy
 /// The AsyncTransport requirements as a C++20 concept; `SEKUIRE_ASYNC_TRANSPORT` names it in
 /// a template head, and is plain `class` before C++20.
 template <class T>
 concept async_transport_policy = is_async_transport<T>::value;
-/// Names `async_transport_policy` in a template head of your own (`template <SEKUIRE_ASYNC_TRANSPORT T>`); plain
-/// `class` before C++20.
+/// Names `async_transport_policy` in a template head of your own:
+/// `template <SEKUIRE_ASYNC_TRANSPORT T>`. Plain `class` before C++20.
 #define SEKUIRE_ASYNC_TRANSPORT ::sekuire::async_transport_policy
 #else
 #define SEKUIRE_TRANSPORT class

@@ -258,9 +258,11 @@ struct worker_options {
     std::string credentials_file;
 
     /// Options from the `SEKUIRE_*` environment (protocol.md section 8).
+    /// @throws sekuire::error (`errc::invalid_option`) when a variable has an invalid value.
     static worker_options from_env() { return from_env(process_env()); }
     /// Options from the `SEKUIRE_*` settings that `lookup` finds (protocol.md section 8); tests
     /// pass a map instead of the process environment.
+    /// @throws sekuire::error (`errc::invalid_option`) when a variable has an invalid value.
     static worker_options from_env(const env_lookup& lookup) {
         worker_options o;
         const env_settings e = read_env(lookup);
