@@ -9,3 +9,7 @@ s/\[([^]]*)\]\(#[^)]*\)/\1/g
 #    taken for a link to `cpp` ("explicit link request ... could not be resolved"): a `%`
 #    before the word after the hyphen stops that, and Doxygen does not print it.
 s/`([A-Za-z0-9_.]+)-([A-Za-z0-9_.-]*::[^`]*)`/`\1-%\2`/g
+# 3. A code span as a link's text keeps its backticks on the page: keep the text plain.
+s/\[`([^`]*)`\]\(/[\1](/g
+# 4. A code span in a heading shows as a literal <tt> tag: keep the heading's text plain.
+/^#+ /s/`//g
