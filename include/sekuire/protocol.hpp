@@ -480,11 +480,11 @@ enum class heartbeat_status { healthy, degraded, paused, draining, stopped };
 
 /// Section 5: the `metrics` object.
 struct heartbeat_metrics {
-    /// Requests (tasks) handled since start.
+    /// Requests handled since start (a worker counts the tasks that ran: completed or failed).
     std::int64_t requests_handled = 0;
-    /// Of those, how many failed.
+    /// Requests that failed since start (a worker counts its failed and rejected tasks).
     std::int64_t errors = 0;
-    /// Their mean handling time, in milliseconds.
+    /// The mean handling time of the handled requests, in milliseconds.
     std::int64_t avg_latency_ms = 0;
 };
 

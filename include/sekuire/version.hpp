@@ -5,11 +5,11 @@
 /// @file
 /// Version of sekuire-cpp, as sent in `User-Agent` and in the `sdk` object of the protocol.
 
-/// The major version: changes break the API.
+/// The version's major number.
 #define SEKUIRE_VERSION_MAJOR 0
-/// The minor version.
+/// The version's minor number.
 #define SEKUIRE_VERSION_MINOR 1
-/// The patch version.
+/// The version's patch number.
 #define SEKUIRE_VERSION_PATCH 0
 /// `major * 10000 + minor * 100 + patch`.
 #define SEKUIRE_VERSION (SEKUIRE_VERSION_MAJOR * 10000 + SEKUIRE_VERSION_MINOR * 100 + SEKUIRE_VERSION_PATCH)

@@ -246,11 +246,11 @@ struct worker_options {
     random_source random;
     /// Receives the worker's log lines; empty: nothing is logged.
     log_handler logger;
-    /// Called on the worker's thread with each control command; an exception it throws is logged
-    /// and ignored.
+    /// Called with each control command, on the worker thread that received it (task stream or
+    /// control loop); an exception it throws is logged and ignored.
     command_handler on_command;
-    /// Called on the worker's thread when the installation is revoked; an exception it throws is
-    /// logged and ignored.
+    /// Called when the installation is revoked, on the worker thread that learnt it; an exception
+    /// it throws is logged and ignored.
     std::function<void(const revocation_info&)> on_revoked;
     /// Settings of the default transport, and the default store's file.
     transport_options transport;
