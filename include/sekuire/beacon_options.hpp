@@ -65,12 +65,17 @@ inline const char* to_string(beacon_state s) noexcept {
     `recovered_from_env`) and more. Never holds a token in full.
 */
 struct beacon_status {
+    /// True between `start()` and `stop()`.
     bool is_running = false;
+    /// Where the beacon stands.
     beacon_state state = beacon_state::idle;
+    /// The installation's id (empty until one is known).
     std::string installation_id;
     /// The runtime token, masked (`mask_token()`).
     std::string runtime_token;
+    /// When the runtime token expires, as the backend gave it.
     std::optional<wall_time_point> runtime_token_expires_at;
+    /// The installation's page in Sekuire, when the backend gave one.
     std::string deployment_url;
     /// Wall time of the last successful heartbeat.
     std::optional<wall_time_point> last_heartbeat;
@@ -82,21 +87,27 @@ struct beacon_status {
     bool recovered_from_env = false;
     /// The lease expiry the backend gave last.
     std::optional<wall_time_point> lease_expires_at;
+    /// True while the lease has run out without a renewal.
     bool lease_expired = false;
     /// Set by pause and resume commands.
     bool paused = false;
     /// Set by a terminate command (the owner decides how to shut down).
     bool terminate_requested = false;
+    /// True once the installation was revoked (the kill switch).
     bool revoked = false;
+    /// The reason the revocation gave.
     std::string revoked_reason;
     /// The time the backend grants for a graceful shutdown after a revocation.
     std::optional<std::chrono::milliseconds> shutdown_timeout;
     /// The last error, readable; never holds a token.
     std::string last_error;
+    /// The code of `last_error`.
     error_code last_error_code;
     /// Successful heartbeats since start.
     std::uint64_t heartbeats_sent = 0;
+    /// The last `active_policy_hash` the backend sent (empty: none).
     std::string active_policy_hash;
+    /// The heartbeat interval in use (the backend may have changed it).
     std::chrono::seconds heartbeat_interval{protocol::timing::default_heartbeat_interval};
     /// The backend's clock minus the local one, from the last `Date` header (0 when within
     /// 2 s). Token expiry is judged on the backend's clock.
@@ -131,6 +142,7 @@ inline std::string to_string(const beacon_status& s) {
 
 /// What a revocation callback receives.
 struct revocation_info {
+    /// Why, as the operator wrote it.
     std::string reason;
     /// The backend's `shutdown_timeout_ms`, or `default_shutdown_timeout` when absent.
     std::chrono::milliseconds shutdown_timeout{10000};
@@ -151,6 +163,7 @@ struct beacon_options {
     std::string install_token;
     /// API key (`sk_live_...`) and workspace id for the recovery bootstrap.
     std::string api_key;
+    /// The workspace the API key belongs to (`ws_...`).
     std::string workspace_id;
     /// Interval between heartbeats; the backend may override it.
     std::chrono::seconds heartbeat_interval{protocol::timing::default_heartbeat_interval};
@@ -161,7 +174,9 @@ struct beacon_options {
     /// none is given, they are taken from `environment` (the seed's restart story:
     /// `SEKUIRE_INSTALLATION_ID` with `SEKUIRE_REFRESH_TOKEN` and/or `SEKUIRE_RUNTIME_TOKEN`).
     std::string installation_id;
+    /// The refresh token of that installation.
     std::string refresh_token;
+    /// A runtime token of that installation, tried as is before a refresh.
     std::string runtime_token;
     /// Whether the recovery credentials came from the environment (shown in the status
     /// when they were used). Set by `from_env()` and by the lookup of `environment`.
@@ -210,6 +225,7 @@ struct beacon_options {
     static beacon_options from_env() { return from_env(process_env()); }
 
     /// Options read through `lookup`.
+    /// @throws sekuire::error (`errc::invalid_option`) when a variable has an invalid value.
     static beacon_options from_env(const env_lookup& lookup) {
         const env_settings e = read_env(lookup);
         beacon_options o;

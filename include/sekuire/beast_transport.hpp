@@ -214,6 +214,7 @@ public:
         (`bind_cancellation_slot`); a terminal, partial or total signal ends the operation
         with `errc::canceled` and closes its connection. `cancel_all()` and `close()` too.
 
+        @param req the request; its target is relative to the base URL.
         @param token a completion token: a handler, `use_future`, `use_awaitable`, ...
     */
     template <class CompletionToken>

@@ -104,6 +104,7 @@ struct check_clock {
     static_assert(detail::clock_has_wait_until<T>::value,
                   "Clock requirements not met: missing `bool wait_until(std::unique_lock<std::mutex>&, "
                   "std::condition_variable&, steady_time_point, Pred)`");
+    /// Always true: naming it instantiates the checks above.
     static constexpr bool value = true;
 };
 
@@ -112,6 +113,8 @@ struct check_clock {
 /// your own (`template <SEKUIRE_... T>`), and is plain `class` before C++20.
 template <class T>
 concept clock_policy = is_clock<T>::value;
+/// Names `clock_policy` in a template head of your own:
+/// `template <SEKUIRE_CLOCK T>`. Plain `class` before C++20.
 #define SEKUIRE_CLOCK ::sekuire::clock_policy
 #else
 #define SEKUIRE_CLOCK class

@@ -49,8 +49,11 @@ namespace sekuire {
     without a new install token; the runtime token is optional (it may have expired).
 */
 struct installation_credentials {
+    /// The installation's id (`inst_...`).
     std::string installation_id;
+    /// The long-lived token that gets new runtime tokens.
     std::string refresh_token;
+    /// The Bearer token of installation-scoped calls (may be empty or expired).
     std::string runtime_token;
     /// Expiry of `runtime_token`, when known.
     std::optional<wall_time_point> runtime_token_expires_at;
@@ -63,11 +66,13 @@ struct installation_credentials {
     /// True when the installation can refresh its runtime token.
     bool can_refresh() const noexcept { return !installation_id.empty() && !refresh_token.empty(); }
 
+    /// True when every field is equal.
     friend bool operator==(const installation_credentials& a, const installation_credentials& b) {
         return a.installation_id == b.installation_id && a.refresh_token == b.refresh_token &&
                a.runtime_token == b.runtime_token && a.runtime_token_expires_at == b.runtime_token_expires_at &&
                a.runtime_token_issued_at == b.runtime_token_issued_at && a.token_version == b.token_version;
     }
+    /// True when a field differs.
     friend bool operator!=(const installation_credentials& a, const installation_credentials& b) {
         return !(a == b);
     }
@@ -174,6 +179,7 @@ struct check_credential_store {
                   "CredentialStore requirements not met: missing `void clear(error_code&)`");
     static_assert(detail::store_has_refresh_lock<T>::value,
                   "CredentialStore requirements not met: missing `void lock_refresh()` and `void unlock_refresh()`");
+    /// Always true: naming it instantiates the checks above.
     static constexpr bool value = true;
 };
 
@@ -182,6 +188,8 @@ struct check_credential_store {
 /// your own (`template <SEKUIRE_... T>`), and is plain `class` before C++20.
 template <class T>
 concept credential_store_policy = is_credential_store<T>::value;
+/// Names `credential_store_policy` in a template head of your own:
+/// `template <SEKUIRE_CREDENTIAL_STORE T>`. Plain `class` before C++20.
 #define SEKUIRE_CREDENTIAL_STORE ::sekuire::credential_store_policy
 #else
 #define SEKUIRE_CREDENTIAL_STORE class
@@ -194,6 +202,8 @@ concept credential_store_policy = is_credential_store<T>::value;
 template <class Store>
 class refresh_lock {
 public:
+    /// Tries to take `s`'s refresh lock, without waiting where the store allows it; released by the
+    /// destructor when taken.
     explicit refresh_lock(Store& s) : store_(s) { owns_ = detail::try_lock_refresh(store_, ec_); }
     ~refresh_lock() {
         if (owns_) store_.unlock_refresh();

@@ -35,16 +35,27 @@ inline env_lookup process_env() {
     (an empty variable counts as unset).
 */
 struct env_settings {
+    /// `SEKUIRE_API_URL`: the API base URL.
     std::string api_url;
+    /// `SEKUIRE_AGENT_ID`: the agent's Sekuire id.
     std::string agent_id;
+    /// `SEKUIRE_INSTALL_TOKEN`: the one-time install token.
     std::string install_token;
+    /// `SEKUIRE_API_KEY`: the API key of the recovery bootstrap.
     std::string api_key;
+    /// `SEKUIRE_WORKSPACE_ID`: the workspace of the recovery bootstrap.
     std::string workspace_id;
+    /// `SEKUIRE_INSTALLATION_ID`: the installation to recover.
     std::string installation_id;
+    /// `SEKUIRE_REFRESH_TOKEN`: its refresh token.
     std::string refresh_token;
+    /// `SEKUIRE_RUNTIME_TOKEN`: a runtime token of it.
     std::string runtime_token;
+    /// `SEKUIRE_CREDENTIALS_FILE`: the path of a `file_store`.
     std::string credentials_file;
+    /// `SEKUIRE_HEARTBEAT_INTERVAL`, in seconds, when set.
     std::optional<std::chrono::seconds> heartbeat_interval;
+    /// `SEKUIRE_STARTUP_JITTER`, in seconds, when set.
     std::optional<std::chrono::seconds> startup_jitter;
     /// `SEKUIRE_ALLOW_INSECURE_HTTP`: plain http to hosts other than loopback (for a
     /// docker-compose network, say); nullopt when unset.

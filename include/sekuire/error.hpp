@@ -199,7 +199,9 @@ inline bool is_transient(const error_code& ec) noexcept {
 */
 class error : public boost::system::system_error {
 public:
+    /// An exception for `ec`, with its message as `what()`.
     explicit error(const error_code& ec) : boost::system::system_error(ec) {}
+    /// An exception for `ec`; `what()` is `what_arg`, a colon and the code's message.
     error(const error_code& ec, const std::string& what_arg) : boost::system::system_error(ec, what_arg) {}
 };
 

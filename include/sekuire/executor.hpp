@@ -147,6 +147,7 @@ struct check_executor {
     static_assert(std::is_copy_constructible<T>::value, "Executor requirements not met: T must be copy constructible");
     static_assert(detail::executor_has_post<T>::value,
                   "Executor requirements not met: missing `void post(std::function<void()>)`");
+    /// Always true: naming it instantiates the checks above.
     static constexpr bool value = true;
 };
 
@@ -155,6 +156,8 @@ struct check_executor {
 /// your own (`template <SEKUIRE_... T>`), and is plain `class` before C++20.
 template <class T>
 concept executor_policy = is_executor<T>::value;
+/// Names `executor_policy` in a template head of your own:
+/// `template <SEKUIRE_EXECUTOR T>`. Plain `class` before C++20.
 #define SEKUIRE_EXECUTOR ::sekuire::executor_policy
 #else
 #define SEKUIRE_EXECUTOR class

@@ -804,6 +804,7 @@ public:
         it is bounded by `connect_timeout`, a name lookup by the system resolver). Any
         HTTP status is a response, 3xx included.
 
+        @param req the request; its target is relative to the base URL.
         @param ec set only when no complete response arrived: `errc::connection_failed`,
         `errc::tls_failed`, `errc::timeout`, `errc::connection_lost`,
         `errc::response_too_large` (body over `max_response_size`), `errc::invalid_url`
@@ -840,6 +841,9 @@ public:
         finished (httplib 0.11 cannot interrupt them; each network wait in them is bounded
         by `connect_timeout`).
 
+        @param req the request; its target is relative to the base URL.
+        @param cb the callbacks that receive the head and the body's chunks.
+        @param stop ends the stream when stopped, from any thread.
         @param ec `errc::canceled` after a stop; `errc::timeout` when the idle timeout
         fired; `errc::connection_failed` (also when the watchdog thread cannot be
         started), `errc::tls_failed`, `errc::connection_lost`, or the request errors

@@ -23,13 +23,17 @@ namespace sekuire {
 
 /// A closed range of durations, `[min, max]`.
 struct duration_range {
+    /// The smallest value allowed.
     std::chrono::milliseconds min;
+    /// The largest value allowed.
     std::chrono::milliseconds max;
 };
 
 /// A closed range of counts or sizes, `[min, max]`.
 struct size_range {
+    /// The smallest value allowed.
     std::size_t min;
+    /// The largest value allowed.
     std::size_t max;
 };
 

@@ -35,8 +35,11 @@ namespace sekuire {
     that could not be found are absent, never invented. `pid` is sent as a number.
 */
 struct platform_info {
+    /// The platform type (`protocol::platform::type_*`).
     std::string type = "bare_metal";
+    /// The string-valued keys and their values, in the order sent.
     std::vector<std::pair<std::string, std::string>> attributes;
+    /// The process id, when known.
     std::optional<std::int64_t> pid;
 
     /// The value of attribute `key`, or null.
@@ -56,9 +59,11 @@ struct platform_info {
         attributes.emplace_back(std::move(key), std::move(value));
     }
 
+    /// True when type, attributes (in order) and pid are equal.
     friend bool operator==(const platform_info& a, const platform_info& b) {
         return a.type == b.type && a.attributes == b.attributes && a.pid == b.pid;
     }
+    /// True when they differ.
     friend bool operator!=(const platform_info& a, const platform_info& b) { return !(a == b); }
 };
 
@@ -82,6 +87,7 @@ struct check_platform_probe {
                   "PlatformProbe requirements not met: T must be copy constructible");
     static_assert(detail::probe_has_probe<T>::value,
                   "PlatformProbe requirements not met: missing `platform_info probe()`");
+    /// Always true: naming it instantiates the checks above.
     static constexpr bool value = true;
 };
 
@@ -90,6 +96,8 @@ struct check_platform_probe {
 /// your own (`template <SEKUIRE_... T>`), and is plain `class` before C++20.
 template <class T>
 concept platform_probe_policy = is_platform_probe<T>::value;
+/// Names `platform_probe_policy` in a template head of your own:
+/// `template <SEKUIRE_PLATFORM_PROBE T>`. Plain `class` before C++20.
 #define SEKUIRE_PLATFORM_PROBE ::sekuire::platform_probe_policy
 #else
 #define SEKUIRE_PLATFORM_PROBE class

@@ -43,17 +43,29 @@ inline constexpr std::string_view default_api_url = "https://api.sekuire.ai";
 
 /// Header and media type names.
 namespace header {
+/// `Bearer <runtime_token>` on installation-scoped calls.
 inline constexpr std::string_view authorization = "Authorization";
+/// The API key of the recovery bootstrap and the revoke call.
 inline constexpr std::string_view api_key = "X-API-Key";
+/// Always `application/json` on a request with a body.
 inline constexpr std::string_view content_type = "Content-Type";
+/// `application/json`, or `text/event-stream` on the task stream.
 inline constexpr std::string_view accept = "Accept";
+/// `sekuire-cpp/<version>` on every request.
 inline constexpr std::string_view user_agent = "User-Agent";
+/// Seconds or an HTTP date: the least wait before a retry.
 inline constexpr std::string_view retry_after = "Retry-After";
+/// The last task-stream event id, sent when resuming.
 inline constexpr std::string_view last_event_id = "Last-Event-ID";
+/// The backend's clock, from which the client learns its skew.
 inline constexpr std::string_view date = "Date";
+/// Sent as `no-cache` with the task stream request.
 inline constexpr std::string_view cache_control = "Cache-Control";
+/// What precedes the runtime token in `Authorization`.
 inline constexpr std::string_view bearer_prefix = "Bearer ";
+/// The media type of the JSON bodies.
 inline constexpr std::string_view json_type = "application/json";
+/// The media type of the task stream.
 inline constexpr std::string_view event_stream_type = "text/event-stream";
 } // namespace header
 
@@ -63,38 +75,67 @@ inline constexpr std::string_view event_stream_type = "text/event-stream";
 
 /// Platform types and keys, and the environment variables and files they are read from.
 namespace platform {
+/// `type` when `KUBERNETES_SERVICE_HOST` is set (checked first).
 inline constexpr std::string_view type_kubernetes = "kubernetes";
+/// `type` when `AWS_LAMBDA_FUNCTION_NAME` is set.
 inline constexpr std::string_view type_lambda = "lambda";
+/// `type` when `/.dockerenv` exists.
 inline constexpr std::string_view type_docker = "docker";
+/// `type` when nothing else matched.
 inline constexpr std::string_view type_bare_metal = "bare_metal";
 
+/// Key of the platform type (one of the `type_*` values).
 inline constexpr std::string_view key_type = "type";
+/// Kubernetes: the pod's name.
 inline constexpr std::string_view key_pod_name = "pod_name";
+/// Kubernetes: the pod's namespace.
 inline constexpr std::string_view key_namespace = "namespace";
+/// Kubernetes: the node's name.
 inline constexpr std::string_view key_node = "node";
+/// Lambda: the function's name.
 inline constexpr std::string_view key_function_name = "function_name";
+/// Lambda: the AWS region.
 inline constexpr std::string_view key_region = "region";
+/// Docker: the container id, from the cgroup or mountinfo file.
 inline constexpr std::string_view key_container_id = "container_id";
+/// Docker: the image, when `SEKUIRE_IMAGE` or `IMAGE` is set.
 inline constexpr std::string_view key_image = "image";
+/// Every type: the host name, where known.
 inline constexpr std::string_view key_hostname = "hostname";
+/// Every type: the operating system, where known.
 inline constexpr std::string_view key_os = "os";
+/// Every type: the CPU architecture, where known.
 inline constexpr std::string_view key_arch = "arch";
+/// Every type: the process id.
 inline constexpr std::string_view key_pid = "pid";
 
+/// Set inside a Kubernetes pod: detects `kubernetes`.
 inline constexpr const char* env_kubernetes = "KUBERNETES_SERVICE_HOST";
+/// The pod's name (else `HOSTNAME`).
 inline constexpr const char* env_pod_name = "POD_NAME";
+/// The pod's name when `POD_NAME` is not set.
 inline constexpr const char* env_hostname = "HOSTNAME";
+/// The pod's namespace (else the service-account file).
 inline constexpr const char* env_pod_namespace = "POD_NAMESPACE";
+/// The node's name.
 inline constexpr const char* env_node_name = "NODE_NAME";
+/// Set in AWS Lambda: detects `lambda`, and is the function name.
 inline constexpr const char* env_lambda = "AWS_LAMBDA_FUNCTION_NAME";
+/// Lambda's region.
 inline constexpr const char* env_aws_region = "AWS_REGION";
+/// Docker: the image name to report.
 inline constexpr const char* env_image = "SEKUIRE_IMAGE";
+/// Docker: the image name when `SEKUIRE_IMAGE` is not set.
 inline constexpr const char* env_image_fallback = "IMAGE";
 
+/// Exists in a Docker container: detects `docker`.
 inline constexpr const char* file_dockerenv = "/.dockerenv";
+/// The pod's namespace when `POD_NAMESPACE` is not set.
 inline constexpr const char* file_service_account_namespace =
     "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
+/// Where the Docker container id is looked for first.
 inline constexpr const char* file_cgroup = "/proc/self/cgroup";
+/// Where the Docker container id is looked for next.
 inline constexpr const char* file_mountinfo = "/proc/self/mountinfo";
 } // namespace platform
 
@@ -104,15 +145,25 @@ inline constexpr const char* file_mountinfo = "/proc/self/mountinfo";
 
 /// Environment variable names.
 namespace env {
+/// The API base URL.
 inline constexpr const char* api_url = "SEKUIRE_API_URL";
+/// The agent's Sekuire id.
 inline constexpr const char* agent_id = "SEKUIRE_AGENT_ID";
+/// The one-time install token.
 inline constexpr const char* install_token = "SEKUIRE_INSTALL_TOKEN";
+/// The API key of the recovery bootstrap.
 inline constexpr const char* api_key = "SEKUIRE_API_KEY";
+/// The workspace id of the recovery bootstrap.
 inline constexpr const char* workspace_id = "SEKUIRE_WORKSPACE_ID";
+/// Recovery: the installation id.
 inline constexpr const char* installation_id = "SEKUIRE_INSTALLATION_ID";
+/// Recovery: the refresh token.
 inline constexpr const char* refresh_token = "SEKUIRE_REFRESH_TOKEN";
+/// Recovery: a runtime token, validated before use.
 inline constexpr const char* runtime_token = "SEKUIRE_RUNTIME_TOKEN";
+/// The heartbeat interval, in seconds.
 inline constexpr const char* heartbeat_interval = "SEKUIRE_HEARTBEAT_INTERVAL";
+/// The path of a `file_store` for the credentials.
 inline constexpr const char* credentials_file = "SEKUIRE_CREDENTIALS_FILE";
 /// Not in Sekuire's documentation: the startup jitter of this SDK, in seconds.
 inline constexpr const char* startup_jitter = "SEKUIRE_STARTUP_JITTER";
@@ -123,20 +174,35 @@ inline constexpr const char* allow_insecure_http = "SEKUIRE_ALLOW_INSECURE_HTTP"
 
 /// Error codes carried in error bodies (`{"error": {"code": ...}}`).
 namespace error_code_name {
+/// 401 on bootstrap: the install token is unknown.
 inline constexpr std::string_view invalid_install_token = "invalid_install_token";
+/// 409 on bootstrap: the install token was spent already.
 inline constexpr std::string_view install_token_used = "install_token_used";
+/// 410 on bootstrap: the install token expired.
 inline constexpr std::string_view install_token_expired = "install_token_expired";
+/// 403 on bootstrap: the token is another agent's.
 inline constexpr std::string_view agent_mismatch = "agent_mismatch";
+/// 401 on recovery: the API key is unknown.
 inline constexpr std::string_view invalid_api_key = "invalid_api_key";
+/// 403 on recovery: the key is another workspace's.
 inline constexpr std::string_view workspace_mismatch = "workspace_mismatch";
+/// 401 on refresh: the refresh token is dead.
 inline constexpr std::string_view invalid_refresh_token = "invalid_refresh_token";
+/// 403 on any call: the installation is revoked.
 inline constexpr std::string_view installation_revoked = "installation_revoked";
+/// 409 on completion: counts as success.
 inline constexpr std::string_view already_completed = "already_completed";
+/// 404 on completion: the result is dropped with a log line.
 inline constexpr std::string_view unknown_task = "unknown_task";
+/// 401: credentials missing or rejected.
 inline constexpr std::string_view unauthorized = "unauthorized";
+/// 404: no such resource.
 inline constexpr std::string_view not_found = "not_found";
+/// 400: the request was malformed.
 inline constexpr std::string_view bad_request = "bad_request";
+/// 429: too many requests.
 inline constexpr std::string_view rate_limited = "rate_limited";
+/// 503: the backend cannot serve now.
 inline constexpr std::string_view unavailable = "unavailable";
 } // namespace error_code_name
 
@@ -165,6 +231,7 @@ inline constexpr std::chrono::milliseconds default_worker_heartbeat_interval{100
 /// expires" far in the future (`9999-12-31T23:59:59Z`) or a date before the epoch stays
 /// usable, and the difference of any two timestamps stays far from overflowing.
 inline constexpr wall_time_point earliest_timestamp{};
+/// The latest timestamp read (2200-01-01T00:00:00Z); `earliest_timestamp` is the epoch.
 inline constexpr wall_time_point latest_timestamp{std::chrono::seconds(7258118400)};
 } // namespace timing
 
@@ -253,20 +320,28 @@ inline std::string installation_path(std::string_view installation_id, std::stri
 /// Paths, and the matching route patterns (ECMAScript regular expressions with the ids
 /// captured) used by servers such as the mock backend.
 namespace path {
+/// Section 1: bootstrap with an install token.
 inline constexpr std::string_view bootstrap = "/api/v1/installations/bootstrap";
+/// Section 2: recovery bootstrap with an API key.
 inline constexpr std::string_view recover = "/api/v1/installations/recover";
+/// Where every installation-scoped path starts.
 inline constexpr std::string_view installations_prefix = "/api/v1/installations/";
+/// Where every task path starts.
 inline constexpr std::string_view tasks_prefix = "/api/v1/tasks/";
 
+/// Section 3: the refresh path of an installation (its id percent-encoded).
 inline std::string refresh(std::string_view installation_id) {
     return detail::installation_path(installation_id, "/refresh");
 }
+/// Section 5: the heartbeat path of an installation (its id percent-encoded).
 inline std::string heartbeat(std::string_view installation_id) {
     return detail::installation_path(installation_id, "/heartbeat");
 }
+/// Section 6.3: the worker heartbeat path of an installation (its id percent-encoded).
 inline std::string worker_heartbeat(std::string_view installation_id) {
     return detail::installation_path(installation_id, "/worker/heartbeat");
 }
+/// Section 9: the operator's revoke path of an installation (its id percent-encoded).
 inline std::string revoke(std::string_view installation_id) {
     return detail::installation_path(installation_id, "/revoke");
 }
@@ -282,12 +357,14 @@ inline std::string task_stream(std::string_view installation_id, const std::vect
     }
     return p;
 }
+/// Section 6.2: the completion path of a task (its id percent-encoded).
 inline std::string complete(std::string_view task_id) {
     std::string p(tasks_prefix);
     p += detail::percent_encode(task_id);
     p += "/complete";
     return p;
 }
+/// Section 6.4: the active policy path of a workspace (its id percent-encoded).
 inline std::string active_policy(std::string_view workspace_id) {
     std::string p = "/api/v1/workspaces/";
     p += detail::percent_encode(workspace_id);
@@ -295,12 +372,19 @@ inline std::string active_policy(std::string_view workspace_id) {
     return p;
 }
 
+/// Route of `refresh()`; group 1 is the installation id.
 inline constexpr const char* refresh_route = R"(/api/v1/installations/([^/]+)/refresh)";
+/// Route of `heartbeat()`; group 1 is the installation id.
 inline constexpr const char* heartbeat_route = R"(/api/v1/installations/([^/]+)/heartbeat)";
+/// Route of `worker_heartbeat()`; group 1 is the installation id.
 inline constexpr const char* worker_heartbeat_route = R"(/api/v1/installations/([^/]+)/worker/heartbeat)";
+/// Route of `revoke()`; group 1 is the installation id.
 inline constexpr const char* revoke_route = R"(/api/v1/installations/([^/]+)/revoke)";
+/// Route of `task_stream()`, without the query; group 1 is the installation id.
 inline constexpr const char* task_stream_route = R"(/api/v1/installations/([^/]+)/tasks/stream)";
+/// Route of `complete()`; group 1 is the task id.
 inline constexpr const char* complete_route = R"(/api/v1/tasks/([^/]+)/complete)";
+/// Route of `active_policy()`; group 1 is the workspace id.
 inline constexpr const char* active_policy_route = R"(/api/v1/workspaces/([^/]+)/policies/active)";
 /// The query parameter of the task stream.
 inline constexpr const char* capabilities_param = "capabilities";
@@ -308,9 +392,13 @@ inline constexpr const char* capabilities_param = "capabilities";
 
 /// Event types of the task stream (section 6.1).
 namespace event_type {
+/// A task to run (`protocol::task`).
 inline constexpr std::string_view task = "task";
+/// A control command (`protocol::command`).
 inline constexpr std::string_view command = "command";
+/// A revocation (`protocol::revocation`): the kill switch.
 inline constexpr std::string_view revoked = "revoked";
+/// A changed active policy (`protocol::policy_event`).
 inline constexpr std::string_view policy = "policy";
 } // namespace event_type
 
@@ -320,49 +408,73 @@ inline constexpr std::string_view policy = "policy";
 
 /// The `sdk` object sent with bootstrap and heartbeat requests.
 struct sdk_info {
+    /// `sekuire-cpp`.
     std::string name{sekuire::sdk_name};
+    /// This library's version, `SEKUIRE_VERSION_STRING`.
     std::string version{sekuire::sdk_version};
 };
 
 /// Section 1: `POST /api/v1/installations/bootstrap`.
 struct bootstrap_request {
+    /// The one-time install token (`skt_...`).
     std::string install_token;
+    /// The agent's Sekuire id.
     std::string agent_id;
+    /// The capabilities the agent offers.
     std::vector<std::string> capabilities;
+    /// Where the agent runs (section 7).
     platform_info platform;
+    /// This SDK's name and version.
     sdk_info sdk;
 };
 
 /// Section 2: `POST /api/v1/installations/recover` (API key in `X-API-Key`).
 struct recover_request {
+    /// The workspace the API key belongs to.
     std::string workspace_id;
+    /// The agent's Sekuire id.
     std::string agent_id;
+    /// The capabilities the agent offers.
     std::vector<std::string> capabilities;
+    /// Where the agent runs (section 7).
     platform_info platform;
+    /// This SDK's name and version.
     sdk_info sdk;
 };
 
 /// Sections 1 and 2: the 201 response.
 struct bootstrap_response {
+    /// The new installation's id (`inst_...`).
     std::string installation_id;
+    /// The Bearer token of installation-scoped calls.
     std::string runtime_token;
+    /// When the runtime token expires (backend's clock).
     wall_time_point runtime_token_expires_at{};
+    /// The long-lived token that gets new runtime tokens.
     std::string refresh_token;
+    /// When the lease ends unless a heartbeat renews it.
     wall_time_point lease_expires_at{};
+    /// The backend's heartbeat interval, when it sets one.
     std::optional<std::int64_t> heartbeat_interval_seconds;
+    /// A page of the installation in Sekuire, when given.
     std::optional<std::string> deployment_url;
 };
 
 /// Section 3: `POST /api/v1/installations/{id}/refresh`.
 struct refresh_request {
+    /// The current refresh token.
     std::string refresh_token;
 };
 
 /// Section 3: the 200 response; `refresh_token` is present when the backend rotated it.
 struct refresh_response {
+    /// The new runtime token.
     std::string runtime_token;
+    /// When the new runtime token expires.
     wall_time_point expires_at{};
+    /// Increases with every new runtime token.
     std::int64_t token_version = 0;
+    /// The rotated refresh token; the old one is then dead.
     std::optional<std::string> refresh_token;
 };
 
@@ -371,19 +483,29 @@ enum class heartbeat_status { healthy, degraded, paused, draining, stopped };
 
 /// Section 5: the `metrics` object.
 struct heartbeat_metrics {
+    /// Requests handled since start (a worker counts the tasks that ran: completed or failed).
     std::int64_t requests_handled = 0;
+    /// Requests that failed since start (a worker counts its failed and rejected tasks).
     std::int64_t errors = 0;
+    /// The mean handling time of the handled requests, in milliseconds.
     std::int64_t avg_latency_ms = 0;
 };
 
 /// Section 5: `POST /api/v1/installations/{id}/heartbeat`.
 struct heartbeat_request {
+    /// `stopped` in the final heartbeat (the shutdown signal).
     heartbeat_status status = heartbeat_status::healthy;
+    /// Seconds since the beacon started.
     std::int64_t uptime_seconds = 0;
+    /// Counts heartbeats; the first is the registration heartbeat.
     std::int64_t sequence = 0;
+    /// Where the agent runs (section 7).
     platform_info platform;
+    /// Counters of the agent's work.
     heartbeat_metrics metrics;
+    /// The capabilities the agent offers.
     std::vector<std::string> capabilities;
+    /// This SDK's name and version.
     sdk_info sdk;
 };
 
@@ -392,54 +514,81 @@ enum class command_type { pause, resume, terminate, unknown };
 
 /// A control command (heartbeat responses, `command` events).
 struct command {
+    /// The command's id (`cmd_...`).
     std::string id;
+    /// What to do.
     command_type type = command_type::unknown;
     /// The type as sent (useful when `type` is `unknown`).
     std::string type_name;
+    /// Why, as the operator wrote it.
     std::string reason;
+    /// For `terminate`: the time granted to shut down.
     std::optional<std::int64_t> shutdown_timeout_ms;
 };
 
 /// Section 5: `refreshed_token` in a heartbeat response.
 struct refreshed_token {
+    /// The new runtime token, to swap in and persist at once.
     std::string runtime_token;
+    /// When it expires.
     wall_time_point expires_at{};
+    /// Increases with every new runtime token.
     std::int64_t token_version = 0;
 };
 
 /// The revoked shape (heartbeat responses and `revoked` events).
 struct revocation {
+    /// Why, as the operator wrote it.
     std::string reason;
+    /// The time granted for a graceful shutdown.
     std::optional<std::int64_t> shutdown_timeout_ms;
 };
 
 /// Section 5: the 200 response to a heartbeat; `revoked` is set for the revoked shape.
 struct heartbeat_response {
+    /// The installation the heartbeat was for.
     std::optional<std::string> installation_id;
+    /// False when the lease was not renewed (as when revoked).
     std::optional<bool> lease_renewed;
+    /// The lease's new expiry.
     std::optional<wall_time_point> lease_expires_at;
+    /// When to send the next heartbeat (server-directed pacing).
     std::optional<wall_time_point> next_heartbeat_at;
+    /// A control command to obey, if any.
     std::optional<protocol::command> command;
+    /// A new runtime token, near the old one's expiry.
     std::optional<protocol::refreshed_token> refreshed_token;
+    /// The hash of the workspace's active policy.
     std::optional<std::string> active_policy_hash;
+    /// Set when the installation is revoked: shut down.
     std::optional<revocation> revoked;
 };
 
 /// Section 6.1: a `task` event.
 struct task {
+    /// The task's id (alias `id`); a repeated id runs once.
     std::string task_id;
+    /// The capability asked for (alias `target_capability`).
     std::string capability;
+    /// The handler's input, as sent.
     boost::json::value input;
+    /// The workspace the task belongs to.
     std::optional<std::string> workspace_id;
+    /// A trace id, passed back with the result.
     std::optional<std::string> trace_id;
+    /// The agent that asked for the task, if any.
     std::optional<std::string> requester_agent_id;
+    /// The task this one is part of, if any.
     std::optional<std::string> parent_task_id;
+    /// The workflow this task is part of, if any.
     std::optional<std::string> workflow_id;
+    /// When the result stops being wanted, if ever.
     std::optional<wall_time_point> deadline_at;
 };
 
 /// Section 6.1: a `policy` event.
 struct policy_event {
+    /// The hash of the new active policy.
     std::string active_policy_hash;
 };
 
@@ -452,22 +601,31 @@ enum class task_error { handler_error, handler_timeout, invalid_input, no_handle
 
 /// Section 6.2: the `error` object of a completion.
 struct completion_error {
+    /// What went wrong.
     task_error code = task_error::handler_error;
+    /// A readable description.
     std::string message;
 };
 
 /// Section 6.2: `POST /api/v1/tasks/{task_id}/complete`.
 struct completion_request {
+    /// The reporting installation.
     std::string installation_id;
+    /// `completed`, `failed` (handler error) or `rejected` (never ran).
     task_status status = task_status::completed;
+    /// The handler's output (null unless `completed`).
     boost::json::value output;
+    /// Set for `failed` and `rejected`.
     std::optional<completion_error> error;
+    /// How long the handler ran, in milliseconds.
     std::int64_t execution_time_ms = 0;
+    /// The task's trace id, when it had one.
     std::optional<std::string> trace_id;
 };
 
 /// Section 6.2: the 200 response.
 struct completion_response {
+    /// True when the backend took the result.
     bool accepted = false;
 };
 
@@ -476,36 +634,55 @@ enum class worker_state { running, paused, draining };
 
 /// Section 6.3: `POST /api/v1/installations/{id}/worker/heartbeat`.
 struct worker_heartbeat_request {
+    /// The worker's state.
     worker_state state = worker_state::running;
+    /// Tasks running now.
     std::int64_t in_flight = 0;
+    /// The capabilities the worker serves.
     std::vector<std::string> capabilities;
+    /// Tasks completed since start.
     std::int64_t completed = 0;
+    /// Tasks failed or rejected since start.
     std::int64_t failed = 0;
+    /// The hash of the policy the worker enforces.
     std::optional<std::string> policy_hash;
 };
 
 /// Section 6.3: the 200 response; `revoked` is set for the revoked shape.
 struct worker_heartbeat_response {
+    /// When it differs from the worker's, the policy is fetched again.
     std::optional<std::string> active_policy_hash;
+    /// A control command to obey, if any.
     std::optional<protocol::command> command;
+    /// Set when the installation is revoked: shut down.
     std::optional<revocation> revoked;
 };
 
 /// Section 6.4: the rate limits of a policy.
 struct rate_limits {
+    /// Accepted tasks over a sliding minute, when limited.
     std::optional<std::int64_t> max_per_minute;
+    /// Accepted tasks over a sliding hour, when limited.
     std::optional<std::int64_t> max_per_hour;
 };
 
 /// Section 6.4: `GET /api/v1/workspaces/{workspace_id}/policies/active`.
 struct policy_document {
+    /// The policy's id (`policy_...`).
     std::string policy_id;
+    /// The workspace it governs.
     std::string workspace_id;
+    /// Its version, as sent.
     std::string version;
+    /// Its status (`active`).
     std::string status;
+    /// Its hash, as in `active_policy_hash`.
     std::string hash;
+    /// Capability patterns allowed (all when empty); `*` at the end matches a prefix.
     std::vector<std::string> allowed_tools;
+    /// Capability patterns denied; they win over `allowed_tools`.
     std::vector<std::string> denied_tools;
+    /// The limits on accepted tasks.
     protocol::rate_limits rate_limits;
     /// The whole `content` object, as sent.
     boost::json::object content;
@@ -513,13 +690,17 @@ struct policy_document {
 
 /// Section 0: the body of an error response.
 struct error_body {
+    /// The machine-readable code (see `error_code_name`).
     std::string code;
+    /// A readable description.
     std::string message;
 };
 
 /// Section 9: `POST /api/v1/installations/{id}/revoke` (API key in `X-API-Key`).
 struct revoke_request {
+    /// Why; the agent receives it.
     std::string reason;
+    /// The time granted to the agent for a graceful shutdown.
     std::optional<std::int64_t> shutdown_timeout_ms;
 };
 
@@ -527,6 +708,7 @@ struct revoke_request {
 // Enumerations as strings
 // ---------------------------------------------------------------------------------------
 
+/// The wire name of a heartbeat status.
 inline const char* to_string(heartbeat_status s) noexcept {
     switch (s) {
     case heartbeat_status::healthy: return "healthy";
@@ -537,6 +719,7 @@ inline const char* to_string(heartbeat_status s) noexcept {
     }
     return "healthy";
 }
+/// The wire name of a command type (`unknown` for `unknown`).
 inline const char* to_string(command_type t) noexcept {
     switch (t) {
     case command_type::pause: return "pause";
@@ -546,6 +729,7 @@ inline const char* to_string(command_type t) noexcept {
     }
     return "unknown";
 }
+/// The wire name of a completion status.
 inline const char* to_string(task_status s) noexcept {
     switch (s) {
     case task_status::completed: return "completed";
@@ -554,6 +738,7 @@ inline const char* to_string(task_status s) noexcept {
     }
     return "failed";
 }
+/// The wire name of a completion error code.
 inline const char* to_string(task_error e) noexcept {
     switch (e) {
     case task_error::handler_error: return "handler_error";
@@ -567,6 +752,7 @@ inline const char* to_string(task_error e) noexcept {
     }
     return "handler_error";
 }
+/// The wire name of a worker state.
 inline const char* to_string(worker_state s) noexcept {
     switch (s) {
     case worker_state::running: return "running";
@@ -588,20 +774,28 @@ bool enum_from_string(std::string_view s, E& out, const E (&values)[N]) noexcept
 }
 } // namespace detail
 
+/// Reads a heartbeat status by its wire name into `out`; false (and `out` unchanged) for any other
+/// text.
 inline bool from_string(std::string_view s, heartbeat_status& out) noexcept {
     static constexpr heartbeat_status all[] = {heartbeat_status::healthy, heartbeat_status::degraded,
                                                heartbeat_status::paused, heartbeat_status::draining,
                                                heartbeat_status::stopped};
     return detail::enum_from_string(s, out, all);
 }
+/// Reads a command type by its wire name into `out`; false (and `out` unchanged) for any other
+/// text, `unknown` included.
 inline bool from_string(std::string_view s, command_type& out) noexcept {
     static constexpr command_type all[] = {command_type::pause, command_type::resume, command_type::terminate};
     return detail::enum_from_string(s, out, all);
 }
+/// Reads a completion status by its wire name into `out`; false (and `out` unchanged) for any other
+/// text.
 inline bool from_string(std::string_view s, task_status& out) noexcept {
     static constexpr task_status all[] = {task_status::completed, task_status::failed, task_status::rejected};
     return detail::enum_from_string(s, out, all);
 }
+/// Reads a completion error code by its wire name into `out`; false (and `out` unchanged) for any
+/// other text.
 inline bool from_string(std::string_view s, task_error& out) noexcept {
     static constexpr task_error all[] = {task_error::handler_error,   task_error::handler_timeout,
                                          task_error::invalid_input,   task_error::no_handler,
@@ -609,6 +803,8 @@ inline bool from_string(std::string_view s, task_error& out) noexcept {
                                          task_error::capability_denied, task_error::shutting_down};
     return detail::enum_from_string(s, out, all);
 }
+/// Reads a worker state by its wire name into `out`; false (and `out` unchanged) for any other
+/// text.
 inline bool from_string(std::string_view s, worker_state& out) noexcept {
     static constexpr worker_state all[] = {worker_state::running, worker_state::paused, worker_state::draining};
     return detail::enum_from_string(s, out, all);
@@ -623,7 +819,9 @@ inline bool from_string(std::string_view s, worker_state& out) noexcept {
     object; empty when it is too large or not JSON at all).
 */
 struct decode_error {
+    /// What is wrong (`errc::malformed_response`, ...).
     error_code code;
+    /// The field concerned, as described above.
     std::string field;
 
     /// A readable message, e.g. `a required field is missing: 'runtime_token'`.

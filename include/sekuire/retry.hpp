@@ -77,9 +77,13 @@ inline random_source default_random_source() {
     loop while leaving the spread of full jitter; 0 gives the textbook [0, ceiling].
 */
 struct backoff_options {
+    /// The ceiling of the first attempt.
     std::chrono::milliseconds base{1000};
+    /// The ceiling grows by this factor per attempt (below 1 counts as 1).
     double factor = 2.0;
+    /// The ceiling never exceeds this.
     std::chrono::milliseconds cap{60000};
+    /// The floor, as a fraction of the ceiling (0: full jitter down to 0).
     double min_fraction = 0.1;
 };
 
@@ -117,6 +121,7 @@ inline std::chrono::milliseconds full_jitter(std::chrono::milliseconds ceiling, 
 */
 class backoff {
 public:
+    /// A backoff with parameters `o` and no attempt counted.
     explicit backoff(backoff_options o = {}) noexcept : options_(o) {}
 
     /// The delay before the next attempt, in [floor, ceiling] (see `backoff_options`),
@@ -139,7 +144,9 @@ public:
     /// Failures counted since the last reset.
     unsigned attempts() const noexcept { return attempts_; }
 
+    /// The parameters.
     const backoff_options& options() const noexcept { return options_; }
+    /// Changes the parameters; the attempts counted so far stay.
     void set_options(const backoff_options& o) noexcept { options_ = o; }
 
 private:

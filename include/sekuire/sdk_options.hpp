@@ -42,7 +42,10 @@ struct sdk_options : beacon_options {
     policy_gateway gateway;
 
     /// Options from the `SEKUIRE_*` environment (protocol.md section 8).
+    /// @throws sekuire::error (`errc::invalid_option`) when a variable has an invalid value.
     static sdk_options from_env() { return from_env(process_env()); }
+    /// Options from the `SEKUIRE_*` settings that `lookup` finds.
+    /// @throws sekuire::error (`errc::invalid_option`) when a variable has an invalid value.
     static sdk_options from_env(const env_lookup& lookup) {
         sdk_options o;
         static_cast<beacon_options&>(o) = beacon_options::from_env(lookup);

@@ -124,6 +124,8 @@ private:
 template <class F>
 class stop_callback {
 public:
+    /// Registers `fn` to run when `token` is stopped; runs it at once, on this thread, when it is
+    /// stopped already (nothing when `token` has no stop state).
     stop_callback(const stop_token& token, F fn) : state_(token.state_) {
         if (!state_) return;
         std::unique_lock<std::mutex> lock(state_->mutex);
@@ -155,6 +157,7 @@ private:
 };
 
 template <class F>
+/// Deduces `F` from the callable: `sekuire::stop_callback cb(token, [&] { ... });`.
 stop_callback(const stop_token&, F) -> stop_callback<F>;
 
 } // namespace sekuire

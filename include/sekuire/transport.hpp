@@ -90,8 +90,9 @@ struct proxy_options {
     /// `Proxy-Authorization: Basic` to the proxy only (on `CONNECT` for https).
     std::string url;
     /// Hosts reached without the proxy, in `NO_PROXY` syntax: a comma-separated list of host
-    /// names (each also matches its subdomains; a leading `.` or `*.` is ignored), IP
-    /// addresses with an optional `/bits` prefix length, optional `:port`, or `*` for all.
+    /// names (each also matches its subdomains; `.example.com` and `*.example.com` mean
+    /// `example.com`), IP addresses with an optional `/bits` prefix length, optional `:port`,
+    /// or `*` for all.
     /// Empty: the environment's list, when `from_environment`.
     std::string no_proxy;
     /// Read `https_proxy`/`HTTPS_PROXY` (https), `http_proxy` (http; never upper case, as
@@ -104,9 +105,11 @@ struct proxy_options {
     by any Transport constructible from `(std::string base_url, transport_options)`).
 */
 struct transport_options {
+    /// Certificate verification and trusted CAs for https.
     tls_options tls;
     /// Allow plain http to hosts other than loopback (a token would travel in clear text).
     bool allow_insecure_http = false;
+    /// The longest the TCP connect may take (a request's own timeout may cut it shorter).
     std::chrono::milliseconds connect_timeout{std::chrono::seconds(5)};
     /// `send()` refuses larger response bodies with `errc::response_too_large`.
     std::size_t max_response_size = std::size_t(1) << 20;
@@ -129,7 +132,9 @@ struct transport_options {
 
 /// One HTTP header field.
 struct http_header {
+    /// The field name, compared case-insensitively.
     std::string name;
+    /// The field value.
     std::string value;
 };
 
@@ -158,10 +163,14 @@ inline const std::string* find_header(const header_list& headers, std::string_vi
 
 /// A request handed to a Transport.
 struct http_request {
+    /// The request method.
     http_method method = http_method::get;
     /// Path and query, relative to the transport's base URL; starts with `/`.
     std::string target;
+    /// Request headers; the transport adds `User-Agent` and the framing headers (`Host`,
+    /// `Content-Length`).
     header_list headers;
+    /// The request body (empty for none).
     std::string body;
     /// For `send()`: the whole call. For `stream()`: the longest silence between reads.
     std::chrono::milliseconds timeout{std::chrono::seconds(10)};
@@ -169,8 +178,11 @@ struct http_request {
 
 /// A response from `send()`, or the head of a stream (then `body` is empty).
 struct http_response {
+    /// The HTTP status code.
     int status = 0;
+    /// The response headers, in order.
     header_list headers;
+    /// The whole body (empty for a stream's head).
     std::string body;
 };
 
@@ -219,6 +231,7 @@ struct check_transport {
     static_assert(detail::transport_has_stream<T>::value,
                   "Transport requirements not met: missing `void stream(const http_request&, stream_callbacks&, "
                   "const stop_token&, error_code&)`");
+    /// Always true: naming it instantiates the checks above.
     static constexpr bool value = true;
 };
 
@@ -272,6 +285,7 @@ struct check_async_transport {
     static_assert(detail::transport_has_async_stream<T>::value,
                   "AsyncTransport requirements not met: missing `async_stream(const http_request&, stream_callbacks, "
                   "CompletionToken)` completing with `void(error_code)`");
+    /// Always true: naming it instantiates the checks above.
     static constexpr bool value = true;
 };
 
@@ -280,11 +294,15 @@ struct check_async_transport {
 /// your own (`template <SEKUIRE_... T>`), and is plain `class` before C++20.
 template <class T>
 concept transport_policy = is_transport<T>::value;
+/// Names `transport_policy` in a template head of your own:
+/// `template <SEKUIRE_TRANSPORT T>`. Plain `class` before C++20.
 #define SEKUIRE_TRANSPORT ::sekuire::transport_policy
 /// The AsyncTransport requirements as a C++20 concept; `SEKUIRE_ASYNC_TRANSPORT` names it in
 /// a template head, and is plain `class` before C++20.
 template <class T>
 concept async_transport_policy = is_async_transport<T>::value;
+/// Names `async_transport_policy` in a template head of your own:
+/// `template <SEKUIRE_ASYNC_TRANSPORT T>`. Plain `class` before C++20.
 #define SEKUIRE_ASYNC_TRANSPORT ::sekuire::async_transport_policy
 #else
 #define SEKUIRE_TRANSPORT class

@@ -43,15 +43,23 @@ namespace sekuire {
     should check it and return.
 */
 struct task_context {
+    /// The task's id.
     std::string task_id;
+    /// The capability it asks for (the handler's name).
     std::string capability;
+    /// The workspace it belongs to, when the backend said.
     std::optional<std::string> workspace_id;
+    /// Its trace id, sent back with the result.
     std::optional<std::string> trace_id;
+    /// The agent that asked for it, if any.
     std::optional<std::string> requester_agent_id;
+    /// The task it is part of, if any.
     std::optional<std::string> parent_task_id;
+    /// The workflow it is part of, if any.
     std::optional<std::string> workflow_id;
     /// The effective deadline (wall time).
     wall_time_point deadline{};
+    /// Fires at the deadline or at shutdown (see above).
     stop_token stop;
 };
 
@@ -61,7 +69,9 @@ struct task_context {
 */
 class task_failure : public std::runtime_error {
 public:
+    /// Fails the task with `code`; `message` goes to the backend with it.
     task_failure(protocol::task_error code, const std::string& message) : std::runtime_error(message), code_(code) {}
+    /// The error code the task fails with.
     protocol::task_error code() const noexcept { return code_; }
 
 private:
@@ -101,32 +111,50 @@ inline const char* to_string(worker_state s) noexcept {
 
 /// A snapshot of a worker. Never holds a token in full.
 struct worker_status {
+    /// Where the worker stands.
     worker_state state = worker_state::idle;
+    /// True after a pause command, until a resume: new tasks are rejected (`worker_paused`).
     bool paused = false;
+    /// True once the installation was revoked (the worker then stops).
     bool revoked = false;
+    /// The reason the revocation gave.
     std::string revoked_reason;
+    /// The installation the worker runs as (empty before authentication).
     std::string installation_id;
     /// The runtime token, masked.
     std::string runtime_token;
     /// True when the credentials in use came from the environment.
     bool recovered_from_env = false;
+    /// True while the task stream is open.
     bool stream_connected = false;
+    /// Task stream connections opened since start.
     std::uint64_t stream_connects = 0;
+    /// The last task-stream event id, sent as `Last-Event-ID` on reconnect.
     std::string last_event_id;
+    /// Handlers running now.
     std::size_t in_flight = 0;
+    /// Tasks accepted and waiting for a free handler slot.
     std::size_t queued = 0;
+    /// Well-formed task events received, duplicates included.
     std::uint64_t received = 0;
+    /// Task events whose task id was seen already (not run again).
     std::uint64_t duplicates = 0;
+    /// Tasks whose handler returned an output.
     std::uint64_t completed = 0;
+    /// Tasks that failed (the handler threw, or ran past the deadline).
     std::uint64_t failed = 0;
+    /// Tasks refused without running (paused, no handler, policy, queue full, shutting down).
     std::uint64_t rejected = 0;
     /// Results waiting to be (re)sent.
     std::size_t pending_results = 0;
     /// Results given up (unknown task, permanent refusal, or still unsent at the end of the
     /// drain); each is logged with its task id.
     std::uint64_t results_dropped = 0;
+    /// The hash of the policy the gateway enforces (empty: none fetched).
     std::string policy_hash;
+    /// The last error, readable; never holds a token.
     std::string last_error;
+    /// The code of `last_error`.
     error_code last_error_code;
 };
 
@@ -153,14 +181,19 @@ inline std::string to_string(const worker_status& s) {
     C++ style.
 */
 struct worker_options {
+    /// Base URL of the Sekuire API (may carry a path prefix).
     std::string api_base_url{protocol::default_api_url};
+    /// The agent's Sekuire id (for a bootstrap with the install token).
     std::string agent_id;
     /// Credentials, tried in the order of protocol.md section 4: runtime token (or
     /// `token_provider`, or the store), then installation id + refresh token, then the
     /// install token.
     std::string install_token;
+    /// A runtime token to use as is (tried first).
     std::string runtime_token;
+    /// The installation id that goes with `refresh_token` (and `runtime_token`).
     std::string installation_id;
+    /// A refresh token, for a new runtime token when there is none or it is rejected.
     std::string refresh_token;
     /// Whether the recovery credentials came from the environment (set by `from_env()` and
     /// by the lookup of `environment`).
@@ -187,6 +220,7 @@ struct worker_options {
     bool fetch_policy = true;
     /// Handlers running at once; further tasks wait in a queue of `max_queued_tasks`.
     std::size_t max_concurrent_handlers = 4;
+    /// Tasks waiting for a handler slot; past this, new tasks are rejected (`rate_limited`).
     std::size_t max_queued_tasks = 10000;
     /// Results waiting for a retry (the backend slow or down). At this many, new tasks are
     /// refused (`rate_limited`) and further rejections are not kept (see `results_dropped`).
@@ -195,6 +229,7 @@ struct worker_options {
     std::chrono::milliseconds handler_timeout{std::chrono::minutes(5)};
     /// How long `stop()` waits for in-flight handlers and unsent results.
     std::chrono::milliseconds drain_timeout{std::chrono::seconds(30)};
+    /// The longest one request (completion, heartbeat, policy, refresh) may take.
     std::chrono::milliseconds request_timeout{std::chrono::seconds(10)};
     /// Silence on the task stream after which it is reconnected.
     std::chrono::milliseconds stream_idle_timeout{protocol::timing::stream_idle_timeout};
@@ -205,17 +240,29 @@ struct worker_options {
     /// (also `SEKUIRE_STARTUP_JITTER`, seconds). Workers created by an SDK take none (its
     /// beacon spread the start already).
     std::chrono::milliseconds startup_jitter{std::chrono::seconds(2)};
+    /// Retry timing of reconnects, results, policy fetches and authentication.
     backoff_options backoff;
+    /// The jitter's random numbers; empty: `default_random_source()`.
     random_source random;
+    /// Receives the worker's log lines; empty: nothing is logged.
     log_handler logger;
+    /// Called with each control command, on the worker thread that received it (task stream or
+    /// control loop); an exception it throws is logged and ignored.
     command_handler on_command;
+    /// Called when the installation is revoked, on the worker thread that learnt it; an exception
+    /// it throws is logged and ignored.
     std::function<void(const revocation_info&)> on_revoked;
     /// Settings of the default transport, and the default store's file.
     transport_options transport;
+    /// The path of the `file_store` a `sekuire::worker` keeps its credentials in; empty: in memory.
     std::string credentials_file;
 
     /// Options from the `SEKUIRE_*` environment (protocol.md section 8).
+    /// @throws sekuire::error (`errc::invalid_option`) when a variable has an invalid value.
     static worker_options from_env() { return from_env(process_env()); }
+    /// Options from the `SEKUIRE_*` settings that `lookup` finds (protocol.md section 8); tests
+    /// pass a map instead of the process environment.
+    /// @throws sekuire::error (`errc::invalid_option`) when a variable has an invalid value.
     static worker_options from_env(const env_lookup& lookup) {
         worker_options o;
         const env_settings e = read_env(lookup);

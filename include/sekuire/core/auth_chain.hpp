@@ -34,16 +34,21 @@ class auth_chain {
 public:
     /// What a step of the refresh asks for next.
     struct refresh_step {
+        /// The kinds of step.
         enum class kind : std::uint8_t {
             done, ///< the refresh is over: see `result()` (the lock, if taken, must be released)
             send, ///< send `request` (the lock is held meanwhile)
             save, ///< save `credentials` under the lock, then call `refresh_saved()`
         };
+        /// Which step this is.
         kind what = kind::done;
+        /// For `send`: the refresh request.
         http_request request;
+        /// For `save`: the credentials the refresh produced.
         installation_credentials credentials;
     };
 
+    /// A chain whose requests carry `request_timeout`.
     explicit auth_chain(std::chrono::milliseconds request_timeout) : request_timeout_(request_timeout) {}
 
     // ---- the store as last seen --------------------------------------------------------
@@ -60,7 +65,9 @@ public:
         stored_ec_ = {};
     }
 
+    /// The store's contents as last seen (or as about to be saved).
     const std::optional<installation_credentials>& stored() const noexcept { return stored_; }
+    /// Why the store could not be read last time (empty when it could).
     const error_code& store_error() const noexcept { return stored_ec_; }
 
     /** The store's contents with unsaved credentials put first: the memory copy wins while
@@ -92,6 +99,7 @@ public:
     }
     /// `local` in the backend's time.
     wall_time_point backend_now(wall_time_point local) const { return skew_.now(local); }
+    /// The backend's clock as learnt from `Date` headers (its offset from the local one).
     const detail::backend_clock& clock() const noexcept { return skew_; }
 
     // ---- the requests of the chain -----------------------------------------------------

@@ -44,6 +44,7 @@ namespace sekuire {
 
 /// Something a `beacon_core` asks its driver to do, or to tell the user.
 struct beacon_effect {
+    /// The kinds of effect; each names the fields it uses.
     enum class type : std::uint8_t {
         send,           ///< send `request`; result: `on_response(op, ...)`
         lock_refresh,   ///< take the store's refresh lock without waiting, then load the store; result: `on_refresh_lock(op, ...)`
@@ -59,15 +60,25 @@ struct beacon_effect {
         revoked,        ///< call `on_revoked` with `revocation`
         policy_hash,    ///< call `on_policy_hash` with `text`
     };
+    /// Which effect this is.
     type what = type::log;
+    /// The operation to name when feeding its result back (0 for notifications).
     operation_id op = 0;
+    /// For `send`: the request to send.
     http_request request;
+    /// For `save`: what to save; for `adopt_token`: the credentials the token belongs to.
     std::optional<installation_credentials> credentials;
+    /// For `adopt_token`: the runtime token to adopt.
     protocol::refreshed_token token;
+    /// For `adopt_token`: when the token was issued, in the backend's time.
     wall_time_point when{};
+    /// For `forget_token`: the runtime token to forget; for `policy_hash`: the new hash.
     std::string text;
+    /// For `log`: the line to log.
     log_line line;
+    /// For `command`: the command.
     protocol::command command;
+    /// For `revoked`: the revocation.
     revocation_info revocation;
 };
 
@@ -78,6 +89,7 @@ struct beacon_effect {
 */
 class beacon_core {
 public:
+    /// A core for validated `options` that reports `platform`; idle until the first `advance()`.
     beacon_core(beacon_options options, platform_info platform)
         : options_(std::move(options)), platform_(std::move(platform)),
           random_(options_.random ? options_.random : default_random_source()), auth_(options_.request_timeout),
@@ -298,7 +310,9 @@ public:
     /// The backend's clock as last seen, at local wall time `local`.
     wall_time_point backend_now(wall_time_point local) const { return auth_.backend_now(local); }
 
+    /// The options it was built with.
     const beacon_options& options() const noexcept { return options_; }
+    /// The platform it reports.
     const platform_info& platform() const noexcept { return platform_; }
 
 private:

@@ -28,7 +28,9 @@ namespace sekuire {
 
 /// Both clocks, read once by the caller of a core.
 struct clock_reading {
+    /// The steady clock: deadlines and timers.
     steady_time_point steady{};
+    /// The wall clock: timestamps, compared with the backend's.
     wall_time_point wall{};
 };
 
@@ -43,7 +45,9 @@ using operation_id = std::uint64_t;
 
 /// One line a core wants logged (the caller hands it to the user's logger, if any).
 struct log_line {
+    /// Its severity.
     log_level level = log_level::info;
+    /// The message; never holds a token in full.
     std::string text;
     /// A short stable name of what happened (`log_record::event`); static storage.
     const char* event = "";

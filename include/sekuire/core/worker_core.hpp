@@ -51,6 +51,7 @@ namespace sekuire {
 
 /// Something a `worker_core` asks its driver to do, or to tell the user.
 struct worker_effect {
+    /// The kinds of effect; each names the fields it uses.
     enum class type : std::uint8_t {
         send,           ///< send `request`; result: `on_response(op, ...)`
         close_stream,   ///< end the stream connection `op` (fire its stop token)
@@ -70,16 +71,28 @@ struct worker_effect {
         revoked,        ///< call `on_revoked` with `revocation`
         finished,       ///< the worker has stopped (the drain is over)
     };
+    /// Which effect this is.
     type what = type::log;
+    /// The operation to name when feeding its result back, or the stream connection for
+    /// `close_stream` (0 for notifications).
     operation_id op = 0;
+    /// For `send`: the request to send.
     http_request request;
+    /// For `save`: what to save.
     std::optional<installation_credentials> credentials;
+    /// Unused by a worker (its `adopt_token` never comes); kept so both effect types match.
     protocol::refreshed_token token;
+    /// Unused by a worker, as `token`.
     wall_time_point when{};
+    /// For `cancel_handler`: the task id.
     std::string text;
+    /// For `log`: the line to log.
     log_line line;
+    /// For `command`: the command.
     protocol::command command;
+    /// For `revoked`: the revocation.
     revocation_info revocation;
+    /// For `run_handler`: the task to run.
     protocol::task task;
     /// For `run_handler`: the task's effective deadline, in wall time.
     wall_time_point deadline{};
@@ -98,11 +111,13 @@ public:
     struct stream_decision {
         /// The connection to open now, with its operation id (none: not now).
         std::optional<http_request> request;
+        /// The operation id of that connection: its events and its end are fed back with it.
         operation_id op = 0;
         /// When to ask again (when no connection is to be opened now).
         steady_time_point next = steady_time_point::max();
     };
 
+    /// A core for validated `options`; nothing happens before the first `advance()`.
     explicit worker_core(worker_options options)
         : options_(std::move(options)), random_(options_.random ? options_.random : default_random_source()),
           auth_(options_.request_timeout) {
@@ -327,6 +342,8 @@ public:
         wake_control();
     }
 
+    /// The result of `lock_refresh`: whether the lock was taken, and the store's contents read
+    /// under it (or why not).
     void on_refresh_lock(operation_id op, bool owned, std::optional<installation_credentials> stored,
                          const error_code& ec, const clock_reading& now) {
         if (op != auth_op_ || auth_state_ != auth_state::refresh_lock) {
@@ -340,6 +357,7 @@ public:
         control();
     }
 
+    /// The result of a `save` or `clear`.
     void on_stored(operation_id op, const error_code& ec, const clock_reading& now) {
         now_ = now;
         auto it = store_ops_.find(op);
@@ -349,9 +367,14 @@ public:
         stored_answered(p, ec); // what follows is the control work's, at its next step
     }
 
+    /// Accepted for drivers shared with `beacon_core`; a worker never asks for `adopt_token`, so
+    /// this does nothing.
     void on_adopted(operation_id, detail::adopt_result, const clock_reading&) {}
+    /// Accepted for drivers shared with `beacon_core`; a worker never asks for `forget_token`, so
+    /// this does nothing.
     void on_forgot(operation_id, std::optional<installation_credentials>, const error_code&, const clock_reading&) {}
 
+    /// The result of `check_writable`; `where` describes the store for the message.
     void on_writable(operation_id op, const error_code& ec, const std::string& where, const clock_reading& now) {
         if (op != auth_op_ || auth_state_ != auth_state::writable) return;
         now_ = now;
@@ -464,7 +487,9 @@ public:
         return m;
     }
 
+    /// The options it was built with.
     const worker_options& options() const noexcept { return options_; }
+    /// The policy gateway that admits tasks (the options' own).
     policy_gateway& gateway() noexcept { return options_.gateway; }
 
 private:

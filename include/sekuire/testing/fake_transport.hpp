@@ -56,8 +56,11 @@ class fake_transport {
 public:
     /// One scripted answer.
     struct reply {
+        /// The HTTP status.
         int status = 200;
+        /// The body.
         std::string body;
+        /// The response headers.
         header_list headers;
         error_code error; ///< when set, the call fails with it and the rest is ignored
     };
@@ -67,7 +70,9 @@ public:
 
     /// A recorded request.
     struct recorded {
+        /// The request as the transport received it.
         http_request request;
+        /// True for a streaming request (`stream()`), false for `send()`.
         bool streamed = false;
         /// The path, without the query.
         std::string path() const {
@@ -78,8 +83,11 @@ public:
 
     /// One scripted streaming connection.
     struct stream_script {
+        /// The status of the response head.
         int status = 200;
+        /// The headers of the response head.
         header_list headers;
+        /// Body chunks, each passed to `on_data` as one piece.
         std::vector<std::string> chunks;
         /// After the chunks: fail the stream with this error (none: a clean end).
         error_code end_error;
@@ -87,8 +95,10 @@ public:
         bool hold_open = false;
     };
 
+private:
     struct state;
 
+public:
     /// The answers scripted for one route.
     class route {
     public:
@@ -316,8 +326,9 @@ public:
         hold(cb, stop, ec);
     }
 
-public:
-    /// The shared state (an implementation detail).
+private:
+    // The state that the copies of one fake_transport share (private: its routes reach it as
+    // members of fake_transport).
     struct state {
         std::mutex mutex;
         std::condition_variable cv;
@@ -334,7 +345,6 @@ public:
         std::uint64_t close_generation = 0;
     };
 
-private:
     friend class route;
 
     // The protocol's error body for an unscripted request.
