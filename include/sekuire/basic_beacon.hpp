@@ -61,10 +61,10 @@ class basic_beacon {
     static_assert(check_platform_probe<PlatformProbe>::value, "");
 
 public:
-    using transport_type = Transport;
-    using clock_type = Clock;
-    using credential_store_type = CredentialStore;
-    using platform_probe_type = PlatformProbe;
+    using transport_type = Transport;             ///< The Transport policy.
+    using clock_type = Clock;                     ///< The Clock policy.
+    using credential_store_type = CredentialStore; ///< The CredentialStore policy.
+    using platform_probe_type = PlatformProbe;    ///< The PlatformProbe policy.
 
     /** A beacon whose policies are built from the options: the transport from
         `api_base_url` and `transport` (when it can be built from them), the store from
@@ -272,8 +272,11 @@ public:
     const beacon_options& options() const noexcept { return core_.options(); }
     /// The platform sent with requests (probed once at construction).
     const platform_info& platform() const noexcept { return core_.platform(); }
+    /// The transport (a handle: copies share its connections).
     Transport& transport() noexcept { return transport_; }
+    /// The clock every deadline is read from.
     Clock& clock() noexcept { return clock_; }
+    /// The credential store (shared with workers when they were given the same handle).
     CredentialStore& credential_store() noexcept { return store_; }
 
 private:
@@ -297,11 +300,7 @@ private:
 
     // ---- driving the core (mutex_ held) -----------------------------------------------
 
-    void see_store() {
-        error_code ec;
-        std::optional<installation_credentials> c = store_.load(ec);
-        core_.store_seen(std::move(c), ec);
-    }
+    void see_store() { detail::see_store(store_, core_, store_version_); }
 
     // Performs the core's effects until it asks for none: store operations at once, a
     // request without the mutex (so that other threads can apply commands meanwhile).
@@ -364,6 +363,7 @@ private:
     beacon_status status_;
     std::vector<beacon_effect> batch_;
     std::vector<beacon_effect> notifications_;
+    std::optional<std::uint64_t> store_version_; // of the contents the core last saw
 
     std::atomic<std::thread::id> stepping_thread_{};
     detail::wake_loop loop_;

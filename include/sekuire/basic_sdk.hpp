@@ -42,7 +42,9 @@ namespace sekuire {
 template <class Transport, class Clock, class CredentialStore, class PlatformProbe, class Executor>
 class basic_sdk {
 public:
+    /// The beacon the SDK runs.
     using beacon_type = basic_beacon<Transport, Clock, CredentialStore, PlatformProbe>;
+    /// The type of the workers `create_task_worker()` makes.
     using worker_type = basic_worker<Transport, Clock, CredentialStore, Executor>;
 
     /// An SDK whose policies are built from the options.
@@ -120,6 +122,7 @@ public:
         return Sdk(sdk_options::from_env());
     }
 
+    /// Takes `other`'s parts; `other` may then only be destroyed or assigned to.
     basic_sdk(basic_sdk&&) noexcept = default;
 
     /// Shuts this SDK down, then takes `other`'s parts.
@@ -288,8 +291,11 @@ public:
         }
     }
 
+    /// The SDK's beacon.
     beacon_type& beacon() noexcept { return *s_->beacon; }
+    /// The policy gateway every worker of the SDK admits its tasks through.
     policy_gateway& gateway() noexcept { return s_->gateway; }
+    /// The options the SDK was built with (validated).
     const sdk_options& options() const noexcept { return s_->options; }
 
 private:

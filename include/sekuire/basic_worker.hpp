@@ -68,10 +68,10 @@ class basic_worker {
     static_assert(check_executor<Executor>::value, "");
 
 public:
-    using transport_type = Transport;
-    using clock_type = Clock;
-    using credential_store_type = CredentialStore;
-    using executor_type = Executor;
+    using transport_type = Transport;             ///< The Transport policy.
+    using clock_type = Clock;                     ///< The Clock policy.
+    using credential_store_type = CredentialStore; ///< The CredentialStore policy.
+    using executor_type = Executor;               ///< The Executor that runs the handlers.
 
     /// A worker whose policies are built from the options (see `basic_beacon`).
     /// (A template only so that an explicit instantiation needs no default-constructible
@@ -271,10 +271,14 @@ public:
 
     /// Applies a command that arrived another way (a beacon's heartbeat); each command id
     /// acts once. Thread-safe.
-    void apply_command(const protocol::command& cmd) { feed([&] { core_.apply_command(cmd); }); }
+    void apply_command(const protocol::command& cmd) {
+        feed([&] { core_.apply_command(cmd, read_clock(clock_)); });
+    }
 
     /// Applies a revocation that arrived another way (a beacon's heartbeat). Thread-safe.
-    void apply_revocation(const protocol::revocation& r) { feed([&] { core_.apply_revocation(r); }); }
+    void apply_revocation(const protocol::revocation& r) {
+        feed([&] { core_.apply_revocation(r, read_clock(clock_)); });
+    }
 
     /// Tells the worker the backend's active policy hash seen elsewhere (a beacon's
     /// heartbeat); the policy is fetched again when it changed. Thread-safe.
@@ -332,9 +336,13 @@ public:
 
     /// The options the worker was built with (validated, completed from the environment).
     const worker_options& options() const noexcept { return core_.options(); }
+    /// The policy gateway that admits each task (rate limits, capability allow and deny).
     policy_gateway& gateway() noexcept { return core_.gateway(); }
+    /// The transport (a handle: copies share its connections).
     Transport& transport() noexcept { return transport_; }
+    /// The clock every deadline is read from.
     Clock& clock() noexcept { return clock_; }
+    /// The credential store (shared with a beacon when it was given the same handle).
     CredentialStore& credential_store() noexcept { return store_; }
 
 private:
@@ -393,11 +401,7 @@ private:
         flush();
     }
 
-    void see_store() {
-        error_code ec;
-        std::optional<installation_credentials> c = store_.load(ec);
-        core_.store_seen(std::move(c), ec);
-    }
+    void see_store() { detail::see_store(store_, core_, store_version_); }
 
     // Performs the core's effects until it asks for none: store operations and wake-ups at
     // once; a request, a handler run, or a stop token fired without the mutex (a handler
@@ -578,6 +582,7 @@ private:
     std::shared_ptr<stop_source> stream_stop_;
     operation_id stream_op_ = 0;
     std::vector<worker_effect> notifications_;
+    std::optional<std::uint64_t> store_version_; // of the contents the core last saw
     bool started_ = false;
     bool threaded_ = false;
     bool quit_ = false;

@@ -17,13 +17,17 @@
 /// and automatic platform detection.
 
 #include <sekuire/auto_probe.hpp>
+#include <sekuire/fwd.hpp>
 #include <sekuire/basic_beacon.hpp>
 #include <sekuire/httplib_transport.hpp>
 
 namespace sekuire {
 
-/// The Beacon with the default policies.
-using beacon = basic_beacon<>;
+// `sekuire::beacon` is declared in <sekuire/fwd.hpp>. With SEKUIRE_SEPARATE_COMPILATION,
+// its members are compiled once, in the file that includes <sekuire/src.hpp>.
+#if defined(SEKUIRE_SEPARATE_COMPILATION)
+extern template class basic_beacon<>;
+#endif
 
 } // namespace sekuire
 

@@ -26,6 +26,7 @@
 /// | `s.try_lock_refresh(ec)`     | `bool` | takes the refresh lock if it is free and returns true; never waits. Returns false with `ec` set to `errc::store_locked` when another holder has it, or to another store error when the lock cannot be used at all. sekuire takes the lock only this way when a store offers it, so that no wait on a store is unbounded: a busy lock is a transient store error, retried with backoff. Without it, `lock_refresh()` is used (and may wait without limit). |
 /// | `s.check_writable(ec)`       | `void` | whether `save()` can work now, without changing the stored credentials; checked before a single-use install token is spent, so that it is never spent on credentials that could not be kept |
 /// | `s.describe()`               | `std::string` | a short description for messages (a file store: its path); never a token |
+/// | `s.version()`                | `std::optional<std::uint64_t>` | a value that changes whenever the contents may have changed (through any copy, or, for a file, by another process); nullopt when unknown. A beacon or worker that saw a version loads again only when it differs, so a step costs no load (no file read, no parse) while nothing changed. Read it before `load()`. |
 ///
 /// All members are thread-safe.
 
@@ -33,6 +34,7 @@
 #include <sekuire/config.hpp>
 #include <sekuire/error.hpp>
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -124,6 +126,23 @@ struct store_has_describe : std::false_type {};
 template <class T>
 struct store_has_describe<T, std::void_t<decltype(std::declval<const T&>().describe())>>
     : std::is_convertible<decltype(std::declval<const T&>().describe()), std::string> {};
+
+template <class T, class = void>
+struct store_has_version : std::false_type {};
+template <class T>
+struct store_has_version<T, std::void_t<decltype(std::declval<const T&>().version())>>
+    : std::is_convertible<decltype(std::declval<const T&>().version()), std::optional<std::uint64_t>> {};
+
+/// The store's `version()`: a value that changes whenever its contents may have changed
+/// (nullopt: unknown, load to know). Stores without `version()` always say nullopt.
+template <class Store>
+std::optional<std::uint64_t> store_version(const Store& s) {
+    if constexpr (store_has_version<Store>::value) {
+        return s.version();
+    } else {
+        return std::nullopt;
+    }
+}
 
 /// Takes the refresh lock of `s` without waiting when the store can (`try_lock_refresh`),
 /// else by `lock_refresh()`. True when taken.
@@ -249,6 +268,7 @@ public:
         ec = {};
         std::lock_guard<std::mutex> lock(state_->mutex);
         state_->creds = c;
+        state_->version.fetch_add(1, std::memory_order_release);
     }
 
     /// Removes the stored credentials. Never fails.
@@ -256,7 +276,12 @@ public:
         ec = {};
         std::lock_guard<std::mutex> lock(state_->mutex);
         state_->creds.reset();
+        state_->version.fetch_add(1, std::memory_order_release);
     }
+
+    /// Changes with every `save()` and `clear()` through any copy: a holder that saw this
+    /// version has seen the contents (see the CredentialStore requirements).
+    std::optional<std::uint64_t> version() const noexcept { return state_->version.load(std::memory_order_acquire); }
 
     /// Serialises token refreshes among the holders of this store.
     void lock_refresh() { state_->refresh_mutex.lock(); }
@@ -275,6 +300,7 @@ private:
         std::mutex mutex;
         std::mutex refresh_mutex;
         std::optional<installation_credentials> creds;
+        std::atomic<std::uint64_t> version{0};
     };
     std::shared_ptr<state> state_;
 };
@@ -318,6 +344,8 @@ public:
     void check_writable(error_code& ec) { impl_->check_writable(ec); }
     /// The held store's `describe()` (empty when it has none).
     std::string describe() const { return impl_->describe(); }
+    /// The held store's `version()` (nullopt when it has none).
+    std::optional<std::uint64_t> version() const { return impl_->version(); }
 
 private:
     struct concept_t {
@@ -330,6 +358,7 @@ private:
         virtual bool try_lock_refresh(error_code& ec) = 0;
         virtual void check_writable(error_code& ec) = 0;
         virtual std::string describe() const = 0;
+        virtual std::optional<std::uint64_t> version() const = 0;
     };
     template <class Store>
     struct model final : concept_t {
@@ -342,6 +371,7 @@ private:
         bool try_lock_refresh(error_code& ec) override { return detail::try_lock_refresh(store, ec); }
         void check_writable(error_code& ec) override { detail::check_writable(store, ec); }
         std::string describe() const override { return detail::describe_store(store); }
+        std::optional<std::uint64_t> version() const override { return detail::store_version(store); }
         Store store;
     };
     std::shared_ptr<concept_t> impl_;

@@ -898,6 +898,25 @@ public:
     /// "file <path>", for messages.
     std::string describe() const { return "file " + state_->path; }
 
+    /** The version of the contents last loaded or saved through this handle or a copy,
+        while `stat()` shows the file unchanged since (the same test as the cache of
+        `load()`: device, inode, size, modification time, owner and mode); nullopt when the
+        file changed, is missing, is too recent to judge, or cannot be checked: `load()`
+        then tells. One `lstat()`; nothing is read.
+    */
+    std::optional<std::uint64_t> version() const {
+        namespace cf = detail::cred_file;
+        if (!cf::valid_path(state_->path)) return std::nullopt;
+        std::lock_guard<std::mutex> lock(state_->mutex);
+        if (!state_->cache_valid) return std::nullopt;
+        struct stat sb {};
+        if (::lstat(state_->path.c_str(), &sb) != 0) return std::nullopt;
+        if (!S_ISREG(sb.st_mode) || cf::identity_of(sb) != state_->cached_id || sb.st_uid != ::geteuid() ||
+            (sb.st_mode & (S_IWGRP | S_IWOTH)) != 0)
+            return std::nullopt;
+        return state_->generation;
+    }
+
     /// Releases the refresh lock taken by `lock_refresh()` on this store or a copy of it,
     /// from any thread. Precondition: the lock is held.
     void unlock_refresh() {
@@ -932,6 +951,7 @@ private:
         bool cache_valid = false;
         detail::cred_file::identity cached_id;
         installation_credentials cached;
+        std::uint64_t generation = 0; // counts the contents remembered: version()
         std::shared_ptr<detail::cred_file::lock_entry> refresh;
     };
 
@@ -945,6 +965,7 @@ private:
 
     // Caller holds state_->mutex.
     void remember(installation_credentials c, const detail::cred_file::identity& id, std::int64_t seen_at) const {
+        ++state_->generation;
         state_->cache_valid = detail::cred_file::stable_since(id, seen_at);
         if (!state_->cache_valid) return;
         state_->cached = std::move(c);

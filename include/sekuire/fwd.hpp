@@ -10,20 +10,18 @@
 /// declaration, also in C++20: the template heads take plain `class` parameters, so that
 /// naming a specialization never needs the complete default policies; the requirements are
 /// checked when a class is instantiated, one `static_assert` per requirement (and the
-/// concepts `sekuire::transport_policy`, ... are there for your own templates). The
-/// typedefs `sekuire::beacon`, `sekuire::worker` and `sekuire::sdk` live in
-/// `<sekuire/beacon.hpp>`, `<sekuire/worker.hpp>` and `<sekuire/sdk.hpp>`.
-
-#include <sekuire/clock.hpp>
-#include <sekuire/credential_store.hpp>
-#include <sekuire/executor.hpp>
-#include <sekuire/platform.hpp>
-#include <sekuire/transport.hpp>
+/// concepts `sekuire::transport_policy`, ... are there for your own templates). It names
+/// the typedefs `sekuire::beacon`, `sekuire::worker` and `sekuire::sdk` too, and includes
+/// nothing: not the policies, not httplib, not Boost.
 
 namespace sekuire {
 
+// The default policies, declared only: naming a template with its defaults needs no more.
 class httplib_transport;
+class system_clock;
+class credential_store;
 class auto_probe;
+class thread_pool_executor;
 
 /// The Beacon: bootstrap, lease heartbeats, token refresh, kill switch.
 /// See `<sekuire/basic_beacon.hpp>`.
@@ -41,6 +39,13 @@ class basic_worker;
 template <class Transport = httplib_transport, class Clock = system_clock, class CredentialStore = credential_store,
           class PlatformProbe = auto_probe, class Executor = thread_pool_executor>
 class basic_sdk;
+
+/// The Beacon with the default policies (complete in `<sekuire/beacon.hpp>`).
+using beacon = basic_beacon<>;
+/// The TaskWorker with the default policies (complete in `<sekuire/worker.hpp>`).
+using worker = basic_worker<>;
+/// The SDK with the default policies (complete in `<sekuire/sdk.hpp>`).
+using sdk = basic_sdk<>;
 
 } // namespace sekuire
 

@@ -16,13 +16,19 @@
 /// @endcode
 
 #include <sekuire/auto_probe.hpp>
+#include <sekuire/fwd.hpp>
 #include <sekuire/basic_sdk.hpp>
+#include <sekuire/beacon.hpp>
+#include <sekuire/worker.hpp>
 #include <sekuire/httplib_transport.hpp>
 
 namespace sekuire {
 
-/// The SDK with the default policies.
-using sdk = basic_sdk<>;
+// `sekuire::sdk` is declared in <sekuire/fwd.hpp>. With SEKUIRE_SEPARATE_COMPILATION,
+// its members are compiled once, in the file that includes <sekuire/src.hpp>.
+#if defined(SEKUIRE_SEPARATE_COMPILATION)
+extern template class basic_sdk<>;
+#endif
 
 } // namespace sekuire
 

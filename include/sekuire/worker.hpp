@@ -18,6 +18,7 @@
 /// thread_pool_executor>`; the pool has `max_concurrent_handlers` threads.
 
 #include <sekuire/auto_probe.hpp>
+#include <sekuire/fwd.hpp>
 #include <sekuire/basic_worker.hpp>
 #include <sekuire/httplib_transport.hpp>
 
@@ -26,8 +27,11 @@
 
 namespace sekuire {
 
-/// The TaskWorker with the default policies.
-using worker = basic_worker<>;
+// `sekuire::worker` is declared in <sekuire/fwd.hpp>. With SEKUIRE_SEPARATE_COMPILATION,
+// its members are compiled once, in the file that includes <sekuire/src.hpp>.
+#if defined(SEKUIRE_SEPARATE_COMPILATION)
+extern template class basic_worker<>;
+#endif
 
 /** Builds a worker with the default policies from `options` (the seed's `createWorker`),
     with a store of its own: a `file_store` at `credentials_file` when set, else in memory.

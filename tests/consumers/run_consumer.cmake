@@ -166,7 +166,7 @@ function(check_installed_tree prefix)
   endforeach()
 
   set(cmake_dir "${prefix}/share/cmake/sekuire")
-  foreach(file IN ITEMS sekuireConfig.cmake sekuireConfigVersion.cmake sekuireTargets.cmake SekuireFindHttplib.cmake)
+  foreach(file IN ITEMS sekuireConfig.cmake sekuireConfigVersion.cmake sekuireTargets.cmake SekuireFindHttplib.cmake SekuireCompiled.cmake)
     if(NOT EXISTS "${cmake_dir}/${file}")
       fail("the install has no ${cmake_dir}/${file}")
     endif()
@@ -280,7 +280,7 @@ function(build_consumer source prefix_path configure_var test_var)
   run_step(${step_prefix}test test_out "${CTEST_COMMAND}" --test-dir "${build}" ${ctest_config_args} --output-on-failure -V)
   # The consumer registers exactly one test (sekuire's own tests stay off) and says what it
   # checked.
-  expect_contains("${test_out}" "100% tests passed, 0 tests failed out of 1" "the consumer's ctest")
+  expect_matches("${test_out}" "100% tests passed, 0 tests failed out of [12]\n" "the consumer's ctest")
   expect_matches("${test_out}" "sekuire [0-9.]+ consumer: built sekuire::beacon \\(not started\\) and https transports \\(httplib, beast\\)[^\n]*connected" "the consumer's output")
   set(${configure_var} "${configure_out}" PARENT_SCOPE)
   set(${test_var} "${test_out}" PARENT_SCOPE)
@@ -374,7 +374,10 @@ endfunction()
 if(MODE STREQUAL "install")
   install_sekuire(prefix)
   set(prefix_path "${prefix}" ${PREFIX_PATH})
-  build_consumer("${CONSUMERS_DIR}/install" "${prefix_path}" configure_out test_out)
+  build_consumer("${CONSUMERS_DIR}/install" "${prefix_path}" configure_out test_out
+                 "set(SEKUIRE_CONSUMER_SEPARATE ON CACHE BOOL \"\")")
+  expect_contains("${test_out}" "100% tests passed, 0 tests failed out of 2"
+                  "the consumer built with sekuire::sekuire_compiled must run too")
   expect_contains("${configure_out}"
                   "sekuire-consumer: sekuire ${SEKUIRE_PROJECT_VERSION} from ${prefix}/share/cmake/sekuire"
                   "find_package(sekuire) must use the fresh install")

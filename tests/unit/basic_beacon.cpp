@@ -139,6 +139,52 @@ BOOST_FIXTURE_TEST_CASE(a_structured_logger_gets_the_event_and_the_installation,
     BOOST_TEST(bootstrapped);
 }
 
+namespace {
+// A memory_store that counts its loads (its version() is memory_store's).
+struct counting_store {
+    sekuire::memory_store inner;
+    std::shared_ptr<std::atomic<int>> loads = std::make_shared<std::atomic<int>>(0);
+    std::optional<sekuire::installation_credentials> load(sekuire::error_code& ec) const {
+        ++*loads;
+        return inner.load(ec);
+    }
+    void save(const sekuire::installation_credentials& c, sekuire::error_code& ec) { inner.save(c, ec); }
+    void clear(sekuire::error_code& ec) { inner.clear(ec); }
+    void lock_refresh() { inner.lock_refresh(); }
+    void unlock_refresh() { inner.unlock_refresh(); }
+    bool try_lock_refresh(sekuire::error_code& ec) { return inner.try_lock_refresh(ec); }
+    std::optional<std::uint64_t> version() const noexcept { return inner.version(); }
+};
+} // namespace
+
+BOOST_FIXTURE_TEST_CASE(the_store_is_loaded_again_only_when_its_version_changed, fixture) {
+    script_bootstrap_ok();
+    script_heartbeat_ok();
+    counting_store cs;
+    sekuire::basic_beacon<st::fake_transport, st::fake_clock, counting_store, st::fixed_probe> b(options(), transport,
+                                                                                                 clock, cs, {});
+    b.step();
+    BOOST_TEST_REQUIRE(b.is_connected());
+    // The bootstrap saved the credentials (a new version): the next step loads them once.
+    st::run_for(clock, 60s, [&] { return b.step(); });
+    const int after_start = cs.loads->load();
+    // Ten heartbeats, nothing written to the store meanwhile: no load at all.
+    st::run_for(clock, 600s, [&] { return b.step(); });
+    BOOST_TEST(heartbeats() >= 11u);
+    BOOST_TEST(cs.loads->load() == after_start);
+    // Another holder writes: the next step loads once, and the next heartbeat uses it.
+    sekuire::error_code load_ec;
+    auto c = *cs.inner.load(load_ec);
+    c.runtime_token = runtime_2;
+    sekuire::error_code ec;
+    cs.inner.save(c, ec);
+    clock.advance(60s);
+    b.step();
+    BOOST_TEST(cs.loads->load() == after_start + 1);
+    BOOST_TEST(bearer(transport.requests(http_method::post, heartbeat_path).back()) == runtime_2);
+    b.stop();
+}
+
 BOOST_FIXTURE_TEST_CASE(present_runtime_token_is_validated_before_refreshing, fixture) {
     script_refresh_ok(runtime_2);
     script_heartbeat_ok();

@@ -368,4 +368,31 @@ BOOST_AUTO_TEST_CASE(concurrent_save_and_load_stay_consistent) {
     BOOST_TEST((*last == make_creds(static_cast<int>(last->token_version))));
 }
 
+BOOST_AUTO_TEST_CASE(memory_store_version_changes_with_every_write_through_any_copy) {
+    sekuire::memory_store a;
+    sekuire::memory_store b = a;
+    const auto v0 = a.version();
+    BOOST_TEST_REQUIRE(v0.has_value());
+    sekuire::error_code ec;
+    sekuire::installation_credentials c;
+    c.installation_id = "inst_v";
+    c.runtime_token = "srt_v";
+    b.save(c, ec);
+    const auto v1 = a.version();
+    BOOST_TEST((v1 != v0));
+    BOOST_TEST((b.version() == v1));
+    a.clear(ec);
+    BOOST_TEST((b.version() != v1));
+    // Loads change nothing.
+    const auto v2 = a.version();
+    (void)a.load(ec);
+    BOOST_TEST((a.version() == v2));
+    // The type-erased handle passes it on; a store without version() has none.
+    sekuire::credential_store erased(a);
+    BOOST_TEST((erased.version() == v2));
+    b.save(c, ec);
+    BOOST_TEST((erased.version() != v2));
+    BOOST_TEST(!sekuire::detail::store_version(counting_store{}).has_value());
+}
+
 BOOST_AUTO_TEST_SUITE_END()

@@ -595,6 +595,44 @@ BOOST_AUTO_TEST_CASE(cache_rereads_only_when_the_file_changes) {
     BOOST_TEST((s.load() == second));
 }
 
+BOOST_AUTO_TEST_CASE(version_is_known_only_while_the_file_is_unchanged_since_it_was_read) {
+    temp_dir d;
+    const std::string p = d.path("creds.json");
+    sekuire::file_store s(p);
+    BOOST_TEST(!s.version().has_value()); // no file
+    s.save(sample());
+    BOOST_TEST(!s.version().has_value()); // too recent to judge by stat()
+    const std::int64_t old_sec = static_cast<std::int64_t>(std::time(nullptr)) - 3600;
+    set_mtime(p, old_sec, 1000);
+    BOOST_TEST(s.load().has_value());
+    const auto v1 = s.version();
+    BOOST_TEST_REQUIRE(v1.has_value());
+    BOOST_TEST((s.version() == v1)); // asking again reads nothing and changes nothing
+    sekuire::file_store copy = s;
+    BOOST_TEST((copy.version() == v1));
+
+    // Another writer (another handle, another process) replaces the file: unknown.
+    auto other = sample();
+    other.runtime_token = "runtime-SECRET-2";
+    sekuire::file_store(p).save(other);
+    BOOST_TEST(!s.version().has_value());
+    set_mtime(p, old_sec, 2000);
+    BOOST_TEST(!s.version().has_value()); // still not what this handle last read
+    BOOST_TEST((s.load() == other));
+    const auto v2 = s.version();
+    BOOST_TEST_REQUIRE(v2.has_value());
+    BOOST_TEST((*v2 != *v1));
+
+    // Made writable by others: not trusted, unknown (load() says why).
+    ::chmod(p.c_str(), 0622);
+    BOOST_TEST(!s.version().has_value());
+    ::chmod(p.c_str(), 0600);
+    // Removed: unknown.
+    std::error_code rm;
+    fs::remove(p, rm);
+    BOOST_TEST(!s.version().has_value());
+}
+
 BOOST_AUTO_TEST_CASE(recently_modified_file_is_read_again) {
     temp_dir d;
     const std::string p = d.path("creds.json");

@@ -12,6 +12,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <limits>
 #include <regex>
 #include <string>
 #include <string_view>
@@ -1920,6 +1921,89 @@ BOOST_AUTO_TEST_CASE(huge_shutdown_timeouts_are_clamped_to_a_day) {
     p::revoke_request rr;
     BOOST_TEST_REQUIRE(p::decode(R"({"shutdown_timeout_ms":5000})", rr, err));
     BOOST_TEST(rr.shutdown_timeout_ms.value_or(0) == 5000); // ordinary values are kept
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+// ---- the heartbeat body written straight to text ----------------------------------------
+
+BOOST_AUTO_TEST_SUITE(heartbeat_encoder)
+
+namespace {
+struct hb_case {
+    const char* name;
+    sekuire::platform_info platform;
+    std::vector<std::string> capabilities;
+    sekuire::protocol::heartbeat_status status;
+    std::int64_t uptime, sequence;
+    sekuire::protocol::heartbeat_metrics metrics;
+};
+
+std::vector<hb_case> hb_cases() {
+    namespace p = sekuire::protocol;
+    std::vector<hb_case> v;
+    v.push_back({"plain", {}, {"echo"}, p::heartbeat_status::healthy, 0, 1, {}});
+    sekuire::platform_info k8s;
+    k8s.type = "kubernetes";
+    k8s.attributes = {{"pod", "agent-0"}, {"namespace", "prod"}, {"node", "n\"1\\"}};
+    k8s.pid = 4242;
+    v.push_back({"attributes_and_pid", k8s, {"a", "b:*", "c"}, p::heartbeat_status::degraded, 86400, 99, {7, 2, 31}});
+    sekuire::platform_info odd;
+    odd.type = "bare\tmetal";
+    odd.attributes = {{"type", "overrides"}, {"x", "\x01\x1f\x7f"}, {"x", "again"}, {"ünï", "çødé ✓"}, {"pid", "text"}};
+    odd.pid = -1;
+    v.push_back({"keys_that_repeat_and_escapes", odd, {"\"quoted\"", "back\\slash", "new\nline", ""},
+                 p::heartbeat_status::draining, 1, 2, {-5, 0, 0}});
+    v.push_back({"no_capabilities_and_extremes", {}, {}, p::heartbeat_status::stopped,
+                 std::numeric_limits<std::int64_t>::max(), std::numeric_limits<std::int64_t>::min(),
+                 {std::numeric_limits<std::int64_t>::max(), std::numeric_limits<std::int64_t>::min(), 1}});
+    v.push_back({"paused", k8s, {"x"}, p::heartbeat_status::paused, 5, 6, {1, 1, 1}});
+    return v;
+}
+} // namespace
+
+BOOST_AUTO_TEST_CASE(writes_the_same_text_as_the_json_tree) {
+    namespace p = sekuire::protocol;
+    for (const hb_case& c : hb_cases()) {
+        BOOST_TEST_CONTEXT(c.name) {
+            p::heartbeat_request m;
+            m.status = c.status;
+            m.uptime_seconds = c.uptime;
+            m.sequence = c.sequence;
+            m.platform = c.platform;
+            m.metrics = c.metrics;
+            m.capabilities = c.capabilities;
+            const p::heartbeat_encoder enc(c.platform, c.capabilities);
+            const std::string text = enc.encode(c.status, c.uptime, c.sequence, c.metrics);
+            BOOST_TEST(text == p::encode(m));
+            // And it reads back as the tree's text does (the strict decoder refuses some of
+            // these on purpose, a negative pid say: then both are refused).
+            p::heartbeat_request back, tree_back;
+            p::decode_error err, tree_err;
+            const bool ours = p::decode(text, back, err);
+            BOOST_TEST(ours == p::decode(p::encode(m), tree_back, tree_err));
+            if (ours) {
+                BOOST_TEST(back.sequence == c.sequence);
+                BOOST_TEST(back.capabilities == c.capabilities);
+            }
+        }
+    }
+}
+
+BOOST_AUTO_TEST_CASE(each_beat_changes_only_its_own_fields) {
+    namespace p = sekuire::protocol;
+    sekuire::platform_info pl;
+    pl.type = "docker";
+    const p::heartbeat_encoder enc(pl, {"echo"});
+    const std::string a = enc.encode(p::heartbeat_status::healthy, 10, 1, {1, 0, 5});
+    const std::string b = enc.encode(p::heartbeat_status::healthy, 70, 2, {3, 1, 6});
+    BOOST_TEST(a != b);
+    const auto va = boost::json::parse(a).as_object(), vb = boost::json::parse(b).as_object();
+    BOOST_TEST(va.at("platform") == vb.at("platform"));
+    BOOST_TEST(va.at("capabilities") == vb.at("capabilities"));
+    BOOST_TEST(vb.at("sequence").as_int64() == 2);
+    BOOST_TEST(vb.at("uptime_seconds").as_int64() == 70);
+    BOOST_TEST(vb.at("metrics").at("errors").as_int64() == 1);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -93,7 +93,7 @@ public:
     beacon_core(beacon_options options, platform_info platform)
         : options_(std::move(options)), platform_(std::move(platform)),
           random_(options_.random ? options_.random : default_random_source()), auth_(options_.request_timeout),
-          interval_(options_.heartbeat_interval) {
+          interval_(options_.heartbeat_interval), heartbeat_body_(platform_, options_.capabilities) {
         auth_backoff_.set_options(options_.backoff);
         refresh_backoff_.set_options(options_.backoff);
     }
@@ -879,21 +879,17 @@ private:
     }
 
     http_request heartbeat_request(protocol::heartbeat_status status, std::chrono::milliseconds timeout) {
-        protocol::heartbeat_request body;
-        body.status = status;
-        body.uptime_seconds = std::chrono::duration_cast<std::chrono::seconds>(now_.steady - started_at_).count();
-        body.sequence = ++sequence_;
-        body.platform = platform_;
+        protocol::heartbeat_metrics metrics;
         if (options_.metrics) {
             try {
-                body.metrics = options_.metrics();
+                metrics = options_.metrics();
             } catch (...) {
                 log("metrics_callback_threw", log_level::warning, "the metrics callback threw; sending zero metrics");
             }
         }
-        body.capabilities = options_.capabilities;
+        const std::int64_t uptime = std::chrono::duration_cast<std::chrono::seconds>(now_.steady - started_at_).count();
         http_request req = detail::make_request(http_method::post, protocol::path::heartbeat(creds_->installation_id),
-                                                protocol::encode(body), timeout);
+                                                heartbeat_body_.encode(status, uptime, ++sequence_, metrics), timeout);
         detail::set_bearer(req, creds_->runtime_token);
         return req;
     }
@@ -1237,6 +1233,7 @@ private:
     std::optional<wall_time_point> lease_expires_at_;
     std::optional<wall_time_point> last_heartbeat_;
     std::chrono::milliseconds interval_{};
+    protocol::heartbeat_encoder heartbeat_body_; // the platform, capabilities and SDK, encoded once
     backoff auth_backoff_, refresh_backoff_;
     std::uint32_t failed_ = 0;
     std::uint64_t heartbeats_ = 0;

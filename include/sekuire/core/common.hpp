@@ -51,8 +51,14 @@ struct log_line {
     std::string text;
     /// A short stable name of what happened (`log_record::event`); static storage.
     const char* event = "";
-    /// The installation, task and capability the line is about (empty: none).
-    std::string installation_id, task_id, capability, trace_id;
+    /// The installation the line is about (empty: none known yet).
+    std::string installation_id;
+    /// The task the line is about (empty: none).
+    std::string task_id;
+    /// That task's capability (empty: none, or the task was not at hand).
+    std::string capability;
+    /// That task's trace id (empty: none).
+    std::string trace_id;
 };
 
 namespace detail {

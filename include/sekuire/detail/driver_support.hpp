@@ -8,12 +8,15 @@
 // worker's own parts are in beacon_driver.hpp and worker_driver.hpp.
 
 #include <sekuire/core/common.hpp>
+#include <sekuire/credential_store.hpp>
 #include <sekuire/log.hpp>
 #include <sekuire/time.hpp>
 
 #include <chrono>
+#include <cstdint>
 #include <condition_variable>
 #include <mutex>
+#include <optional>
 #include <string>
 
 namespace sekuire {
@@ -43,6 +46,20 @@ inline void deliver_log(const log_handler& logger, const log_line& line) noexcep
         logger(r);
     } catch (...) {
     }
+}
+
+/** Gives `core` the store's contents when they may have changed since it last saw them:
+    a store with `version()` is loaded only when the version differs from `seen` (the
+    version of the last successful load, which this updates); others at every call.
+*/
+template <class Store, class Core>
+void see_store(Store& store, Core& core, std::optional<std::uint64_t>& seen) {
+    const std::optional<std::uint64_t> v = store_version(store);
+    if (v && seen && *v == *seen) return;
+    error_code ec;
+    std::optional<installation_credentials> c = store.load(ec);
+    seen = ec ? std::nullopt : v;
+    core.store_seen(std::move(c), ec);
 }
 
 /** The wait of a driver's background thread between its steps: until the next deadline on

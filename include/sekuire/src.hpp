@@ -1,0 +1,31 @@
+// SPDX-License-Identifier: MIT
+#ifndef SEKUIRE_SRC_HPP
+#define SEKUIRE_SRC_HPP
+
+/// @file
+/// Separate compilation (as Boost.Beast's `<boost/beast/src.hpp>`): include this header in
+/// exactly one `.cpp` file of a program, and define `SEKUIRE_SEPARATE_COMPILATION` for
+/// every file of the program (the compiler's `-D`). That file then holds the compiled
+/// members of `sekuire::beacon`, `sekuire::worker` and `sekuire::sdk`, which the other
+/// files only declare (`extern template`): they compile faster and the program holds one
+/// copy. Templates over other policies are still instantiated where they are used.
+///
+/// CMake does it for you: link `sekuire::sekuire_compiled` instead of `sekuire::sekuire`.
+
+#if !defined(SEKUIRE_SEPARATE_COMPILATION)
+#error "<sekuire/src.hpp> is for SEKUIRE_SEPARATE_COMPILATION builds: define it for every file of the program (or link sekuire::sekuire_compiled)"
+#endif
+
+#include <sekuire/beacon.hpp>
+#include <sekuire/sdk.hpp>
+#include <sekuire/worker.hpp>
+
+namespace sekuire {
+
+template class basic_beacon<>;
+template class basic_worker<>;
+template class basic_sdk<>;
+
+} // namespace sekuire
+
+#endif

@@ -1,0 +1,31 @@
+# SPDX-License-Identifier: MIT
+# The object file of a user of sekuire::sekuire_compiled refers to the default typedefs'
+# members (U in nm) and defines none of the ones it calls (they are compiled once, in the
+# library).   cmake -DNM=<nm> -DOBJECTS=<object files> -P check_extern.cmake
+if(NOT NM OR NOT OBJECTS)
+  message(FATAL_ERROR "usage: cmake -DNM=<nm> -DOBJECTS=<object files> -P check_extern.cmake")
+endif()
+foreach(member IN ITEMS "basic_beacon<sekuire::httplib_transport, sekuire::system_clock, sekuire::credential_store, sekuire::auto_probe>::stop()"
+                        "basic_beacon<sekuire::httplib_transport, sekuire::system_clock, sekuire::credential_store, sekuire::auto_probe>::get_status() const"
+                        "basic_sdk<sekuire::httplib_transport, sekuire::system_clock, sekuire::credential_store, sekuire::auto_probe, sekuire::thread_pool_executor>::shutdown()")
+  set(defined "")
+  set(undefined "")
+  foreach(object IN LISTS OBJECTS)
+    execute_process(COMMAND "${NM}" -C --defined-only "${object}" OUTPUT_VARIABLE out RESULT_VARIABLE rc)
+    if(NOT rc EQUAL 0)
+      message(FATAL_ERROR "${NM} failed on ${object}")
+    endif()
+    string(APPEND defined "${out}")
+    execute_process(COMMAND "${NM}" -C --undefined-only "${object}" OUTPUT_VARIABLE out)
+    string(APPEND undefined "${out}")
+  endforeach()
+  string(FIND "${defined}" "sekuire::${member}" d)
+  string(FIND "${undefined}" "sekuire::${member}" u)
+  if(NOT d EQUAL -1)
+    message(FATAL_ERROR "the user's object file defines sekuire::${member}: it should only refer to it")
+  endif()
+  if(u EQUAL -1)
+    message(FATAL_ERROR "the user's object file does not refer to sekuire::${member}")
+  endif()
+  message(STATUS "refers to, does not define: sekuire::${member}")
+endforeach()
