@@ -34,10 +34,12 @@
 //
 // Timed part, the same for both sides: from the first enqueue to the last completion as
 // the backend stamped it (`completed_at`, wall clock), tasks queued by this program with
-// `enqueue_task()` so that at most `--window` are outstanding; completion is waited for
+// `enqueue_task()` so that at most `--window` (`--window-1mb`) are outstanding; completion is waited for
 // with `wait_for_task()` in enqueue order. tasks/s = tasks / that time.
 // Rounds interleave the sides (odd rounds ours first, even rounds raw first); the table
-// gives the median rate of each side and the median of the per-round ratios ours/raw.
+// gives the median rate of each side and the median of the per-round ratios ours/raw, and
+// per task the process's CPU time and context switches during the timed part (getrusage:
+// the mock backend's share is in both sides alike, so the difference is the client's).
 //
 // Every run checks every task: completed with the right output, delivered once, its
 // completion POSTed once, and (ours) the handler run once. Exit code 1 when a task was lost
@@ -51,7 +53,13 @@
 //     -DSEKUIRE_BUILD_TESTS=OFF -DSEKUIRE_BUILD_EXAMPLES=OFF -DSEKUIRE_BUILD_TOOLS=OFF
 //   cmake --build build/rel --target sekuire_worker_vs_raw -j2
 //   build/rel/bench/sekuire_worker_vs_raw [--rounds R] [--tasks N] [--tasks-1mb N] [--window W]
-//                                         [--concurrency C] [--size 100|10k|1m] [--side both|ours|raw]
+//                                         [--window-1mb W] [--concurrency C] [--size 100|10k|1m]
+//                                         [--side both|ours|raw]
+//
+// Why a smaller window for 1 MB inputs: the mock backend writes every frame it has pending
+// for a stream into one buffer per write (`next_frames`), so with hundreds of 1 MB tasks
+// outstanding both sides mostly measure the mock growing and copying a buffer of hundreds
+// of MB. 16 outstanding keeps the pipeline of 16 handlers full.
 
 #include <sekuire/worker.hpp>
 
@@ -61,6 +69,8 @@
 #include <boost/json.hpp>
 
 #include <httplib.h>
+
+#include <sys/resource.h>
 
 #include <algorithm>
 #include <atomic>
@@ -98,10 +108,11 @@ constexpr input_size sizes[] = {{"100 B", 100}, {"10 KB", 10'000}, {"1 MB", 1'00
 constexpr int concurrencies[] = {1, 4, 16};
 
 struct settings {
-    int rounds = 5;
+    int rounds = 7;
     int tasks = 2000;    // per run, 100 B and 10 KB inputs
     int tasks_1mb = 100; // per run, 1 MB inputs
-    int window = 256;
+    int window = 256;     // tasks outstanding at most, 100 B and 10 KB inputs
+    int window_1mb = 16;  // the same, 1 MB inputs
     int only_concurrency = 0;       // 0: all of `concurrencies`
     int only_size = -1;             // -1: all of `sizes`
     bool run_ours = true, run_raw = true;
@@ -111,10 +122,11 @@ void usage(std::FILE* to) {
     std::fprintf(to,
                  "usage: sekuire_worker_vs_raw [--rounds R] [--tasks N] [--tasks-1mb N] [--window W]\n"
                  "                             [--concurrency C] [--size 100|10k|1m] [--side both|ours|raw]\n"
-                 "  --rounds R       rounds per case, sides interleaved (1..50, default 5)\n"
+                 "  --rounds R       rounds per case, sides interleaved (1..50, default 7)\n"
                  "  --tasks N        tasks per run with 100 B and 10 KB inputs (1..4000, default 2000)\n"
                  "  --tasks-1mb N    tasks per run with 1 MB inputs (1..4000, default 100)\n"
-                 "  --window W       tasks outstanding at most (1..4000, default 256)\n"
+                 "  --window W       tasks outstanding at most, 100 B and 10 KB inputs (1..4000, default 256)\n"
+                 "  --window-1mb W   tasks outstanding at most, 1 MB inputs (1..4000, default 16)\n"
                  "  --concurrency C  only this handler concurrency (1..256; default 1, 4 and 16)\n"
                  "  --size S         only this input size: 100, 10k or 1m (default all)\n"
                  "  --side S         both (default), or only ours or raw (for profiling; no ratio)\n");
@@ -160,6 +172,8 @@ int parse_args(int argc, char** argv, settings& s) {
             ok = parse_int(value, 1, 4000, s.tasks_1mb);
         else if (a == "--window")
             ok = parse_int(value, 1, 4000, s.window);
+        else if (a == "--window-1mb")
+            ok = parse_int(value, 1, 4000, s.window_1mb);
         else if (a == "--concurrency")
             ok = parse_int(value, 1, 256, s.only_concurrency);
         else if (a == "--size") {
@@ -227,7 +241,21 @@ json::value expected_output(std::int64_t n, std::size_t bytes) {
 struct run_result {
     double per_second = 0;
     double seconds = 0;
+    double cpu_us_per_task = 0;      // the whole process: the side measured and the mock
+    double switches_per_task = 0;    // voluntary and involuntary context switches, the same
 };
+
+struct usage_sample {
+    double cpu_us = 0;
+    double switches = 0;
+};
+
+usage_sample usage_now() {
+    rusage u{};
+    getrusage(RUSAGE_SELF, &u);
+    const auto us = [](const timeval& t) { return static_cast<double>(t.tv_sec) * 1e6 + static_cast<double>(t.tv_usec); };
+    return {us(u.ru_utime) + us(u.ru_stime), static_cast<double>(u.ru_nvcsw + u.ru_nivcsw)};
+}
 
 /** The timed part, the same for both sides: enqueue `tasks` tasks with at most `window`
     outstanding, wait for each in order, then check each task and take the rate from the
@@ -244,6 +272,7 @@ run_result timed_part(st::mock_backend& backend, int tasks, int window, std::siz
     inputs.reserve(total);
     for (std::size_t i = 0; i < total; ++i) inputs.push_back(make_input(static_cast<std::int64_t>(i), bytes));
 
+    const usage_sample usage_before = usage_now();
     const auto first = std::chrono::system_clock::now(); // the backend stamps with the system clock
     const auto deadline = steady::now() + std::max<std::chrono::milliseconds>(60s, tasks * 50ms);
     std::size_t done = 0;
@@ -259,6 +288,7 @@ run_result timed_part(st::mock_backend& backend, int tasks, int window, std::siz
             throw figure_error("task " + ids[done] + " was lost (not completed in time)");
         ++done;
     }
+    const usage_sample usage_after = usage_now();
 
     std::chrono::system_clock::time_point last = first;
     for (std::size_t i = 0; i < total; ++i) {
@@ -280,6 +310,8 @@ run_result timed_part(st::mock_backend& backend, int tasks, int window, std::siz
     run_result out;
     out.seconds = std::chrono::duration<double>(last - first).count();
     out.per_second = tasks / out.seconds;
+    out.cpu_us_per_task = (usage_after.cpu_us - usage_before.cpu_us) / tasks;
+    out.switches_per_task = (usage_after.switches - usage_before.switches) / tasks;
     return out;
 }
 
@@ -506,13 +538,14 @@ struct case_result {
     const char* size = "";
     int tasks = 0;
     double ours = 0, raw = 0, ratio = 0, ratio_min = 0, ratio_max = 0;
+    double ours_cpu = 0, raw_cpu = 0, ours_switches = 0, raw_switches = 0; // per task, medians
 };
 
 int run(const settings& s) {
     std::printf("sekuire worker vs raw httplib: mock backend in-process on 127.0.0.1 (2 I/O threads), %d rounds per "
-                "case, sides interleaved; at most %d tasks outstanding; hardware threads: %u.\n"
+                "case, sides interleaved; at most %d tasks outstanding (%d with 1 MB inputs); hardware threads: %u.\n"
                 "tasks/s from the first enqueue to the last completion stamped by the backend.\n\n",
-                s.rounds, s.window, std::thread::hardware_concurrency());
+                s.rounds, s.window, s.window_1mb, std::thread::hardware_concurrency());
     std::vector<case_result> table;
     std::vector<int> cs(std::begin(concurrencies), std::end(concurrencies));
     if (s.only_concurrency) cs = {s.only_concurrency};
@@ -521,21 +554,32 @@ int run(const settings& s) {
             if (s.only_size >= 0 && s.only_size != si) continue;
             const auto& size = sizes[si];
             const int tasks = size.bytes >= 1'000'000 ? s.tasks_1mb : s.tasks;
-            const int window = std::min(s.window, tasks);
-            std::vector<double> ours, raw, ratios;
+            const int window = std::min(size.bytes >= 1'000'000 ? s.window_1mb : s.window, tasks);
+            std::vector<double> ours, raw, ratios, ours_cpu, raw_cpu, ours_sw, raw_sw;
             for (int round = 0; round < s.rounds; ++round) {
-                double o = 0, w = 0;
+                run_result ro, rw;
                 const bool ours_first = round % 2 == 0;
                 for (int side = 0; side < 2; ++side) {
                     const bool is_ours = (side == 0) == ours_first;
-                    if (is_ours && s.run_ours) o = run_ours(conc, tasks, window, size.bytes).per_second;
-                    if (!is_ours && s.run_raw) w = run_raw(conc, tasks, window, size.bytes).per_second;
+                    if (is_ours && s.run_ours) ro = run_ours(conc, tasks, window, size.bytes);
+                    if (!is_ours && s.run_raw) rw = run_raw(conc, tasks, window, size.bytes);
                 }
-                if (s.run_ours) ours.push_back(o);
-                if (s.run_raw) raw.push_back(w);
+                const double o = ro.per_second, w = rw.per_second;
+                if (s.run_ours) {
+                    ours.push_back(o);
+                    ours_cpu.push_back(ro.cpu_us_per_task);
+                    ours_sw.push_back(ro.switches_per_task);
+                }
+                if (s.run_raw) {
+                    raw.push_back(w);
+                    raw_cpu.push_back(rw.cpu_us_per_task);
+                    raw_sw.push_back(rw.switches_per_task);
+                }
                 if (s.run_ours && s.run_raw) ratios.push_back(o / w);
-                std::printf("  C=%-3d %-6s round %d: ours %9.0f tasks/s   raw %9.0f tasks/s", conc, size.name,
-                            round + 1, o, w);
+                std::printf("  C=%-3d %-6s round %d: ours %9.0f tasks/s (%6.1f us CPU, %5.2f cs /task)   raw %9.0f "
+                            "tasks/s (%6.1f us, %5.2f cs)",
+                            conc, size.name, round + 1, o, ro.cpu_us_per_task, ro.switches_per_task, w,
+                            rw.cpu_us_per_task, rw.switches_per_task);
                 if (!ratios.empty()) std::printf("   ratio %.3fx", ratios.back());
                 std::printf("\n");
                 std::fflush(stdout);
@@ -544,8 +588,16 @@ int run(const settings& s) {
             cr.concurrency = conc;
             cr.size = size.name;
             cr.tasks = tasks;
-            if (!ours.empty()) cr.ours = median(ours);
-            if (!raw.empty()) cr.raw = median(raw);
+            if (!ours.empty()) {
+                cr.ours = median(ours);
+                cr.ours_cpu = median(ours_cpu);
+                cr.ours_switches = median(ours_sw);
+            }
+            if (!raw.empty()) {
+                cr.raw = median(raw);
+                cr.raw_cpu = median(raw_cpu);
+                cr.raw_switches = median(raw_sw);
+            }
             if (!ratios.empty()) {
                 cr.ratio = median(ratios);
                 cr.ratio_min = *std::min_element(ratios.begin(), ratios.end());
@@ -554,12 +606,15 @@ int run(const settings& s) {
             table.push_back(cr);
         }
     }
-    std::printf("\n%-4s %-6s %6s %14s %14s %8s  %s\n", "C", "input", "tasks", "ours tasks/s", "raw tasks/s", "ratio",
-                "(ratio min..max over rounds)");
+    std::printf("\n%-4s %-6s %6s %13s %13s %7s %13s %19s %19s\n", "C", "input", "tasks", "ours tasks/s",
+                "raw tasks/s", "ratio", "ratio min..max", "CPU us/task ours/raw", "switches/task o/r");
     for (const auto& r : table)
-        std::printf("%-4d %-6s %6d %14.0f %14.0f %7.2fx  (%.2f..%.2f)\n", r.concurrency, r.size, r.tasks, r.ours, r.raw,
-                    r.ratio, r.ratio_min, r.ratio_max);
-    std::printf("(medians over %d rounds; ratio = median of the per-round ours/raw)\n", s.rounds);
+        std::printf("%-4d %-6s %6d %13.0f %13.0f %6.2fx %6.2f..%-6.2f %9.1f/%-9.1f %9.2f/%-9.2f\n", r.concurrency,
+                    r.size, r.tasks, r.ours, r.raw, r.ratio, r.ratio_min, r.ratio_max, r.ours_cpu, r.raw_cpu,
+                    r.ours_switches, r.raw_switches);
+    std::printf("(medians over %d rounds; ratio = median of the per-round ours/raw. CPU time and context switches are\n"
+                " the whole process's during the timed part, the mock backend's included, divided by the tasks.)\n",
+                s.rounds);
     return 0;
 }
 
