@@ -576,10 +576,13 @@ int run(const settings& s) {
                     raw_sw.push_back(rw.switches_per_task);
                 }
                 if (s.run_ours && s.run_raw) ratios.push_back(o / w);
-                std::printf("  C=%-3d %-6s round %d: ours %9.0f tasks/s (%6.1f us CPU, %5.2f cs /task)   raw %9.0f "
-                            "tasks/s (%6.1f us, %5.2f cs)",
-                            conc, size.name, round + 1, o, ro.cpu_us_per_task, ro.switches_per_task, w,
-                            rw.cpu_us_per_task, rw.switches_per_task);
+                std::printf("  C=%-3d %-6s round %d:", conc, size.name, round + 1);
+                if (s.run_ours)
+                    std::printf("   ours %9.0f tasks/s (%6.1f us CPU, %5.2f cs /task)", o, ro.cpu_us_per_task,
+                                ro.switches_per_task);
+                if (s.run_raw)
+                    std::printf("   raw %9.0f tasks/s (%6.1f us CPU, %5.2f cs /task)", w, rw.cpu_us_per_task,
+                                rw.switches_per_task);
                 if (!ratios.empty()) std::printf("   ratio %.3fx", ratios.back());
                 std::printf("\n");
                 std::fflush(stdout);
