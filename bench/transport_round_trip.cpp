@@ -7,6 +7,13 @@
 //
 //   build/release/bench/sekuire_transport_bench --benchmark_repetitions=5
 //     (add --benchmark_report_aggregates_only=true for the medians only)
+//
+// Issue 11's figures (round trip ratio to raw httplib; the transport's allocations against
+// httplib's own) come from the medians of interleaved repetitions, so that load from
+// elsewhere falls on all three alike (bench/README.md):
+//
+//   build/rel/bench/sekuire_transport_bench --benchmark_enable_random_interleaving=true
+//     --benchmark_repetitions=15 --benchmark_min_time=0.2 --benchmark_report_aggregates_only=true
 #include <sekuire/httplib_transport.hpp>
 #if __has_include(<sekuire/beast_transport.hpp>)
 #include <sekuire/beast_transport.hpp>
