@@ -27,6 +27,7 @@ namespace sekuire {
 // its members are compiled once, in the file that includes <sekuire/src.hpp>.
 #if defined(SEKUIRE_SEPARATE_COMPILATION)
 extern template class basic_beacon<>;
+extern template basic_beacon<>::basic_beacon(beacon_options); // the options-only constructor
 #endif
 
 } // namespace sekuire

@@ -28,6 +28,8 @@ namespace sekuire {
 // its members are compiled once, in the file that includes <sekuire/src.hpp>.
 #if defined(SEKUIRE_SEPARATE_COMPILATION)
 extern template class basic_sdk<>;
+extern template basic_sdk<>::basic_sdk(sdk_options); // the options-only constructor
+extern template basic_sdk<> basic_sdk<>::from_env<basic_sdk<>>();
 #endif
 
 } // namespace sekuire

@@ -20,12 +20,24 @@
 #include <sekuire/sdk.hpp>
 #include <sekuire/worker.hpp>
 
+// Explicit instantiations, not new entities: Doxygen would take them for undocumented
+// declarations.
+/// @cond SEKUIRE_INSTANTIATIONS
 namespace sekuire {
 
 template class basic_beacon<>;
 template class basic_worker<>;
 template class basic_sdk<>;
+// The member templates a program with the default policies uses: the options-only
+// constructors, the factory and from_env().
+template basic_beacon<>::basic_beacon(beacon_options);
+template basic_worker<>::basic_worker(worker_options);
+template basic_sdk<>::basic_sdk(sdk_options);
+template basic_sdk<> basic_sdk<>::from_env<basic_sdk<>>();
+template std::unique_ptr<worker> create_worker<worker>(worker_options);
+template std::unique_ptr<worker> create_worker<worker>(worker_options, credential_store);
 
 } // namespace sekuire
+/// @endcond
 
 #endif

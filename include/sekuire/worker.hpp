@@ -27,11 +27,7 @@
 
 namespace sekuire {
 
-// `sekuire::worker` is declared in <sekuire/fwd.hpp>. With SEKUIRE_SEPARATE_COMPILATION,
-// its members are compiled once, in the file that includes <sekuire/src.hpp>.
-#if defined(SEKUIRE_SEPARATE_COMPILATION)
-extern template class basic_worker<>;
-#endif
+// `sekuire::worker` is declared in <sekuire/fwd.hpp>.
 
 /** Builds a worker with the default policies from `options` (the seed's `createWorker`),
     with a store of its own: a `file_store` at `credentials_file` when set, else in memory.
@@ -67,6 +63,15 @@ std::unique_ptr<Worker> create_worker(worker_options options, credential_store s
     return std::make_unique<Worker>(std::move(options), std::move(transport), system_clock{}, std::move(store),
                                     thread_pool_executor(threads));
 }
+
+// With SEKUIRE_SEPARATE_COMPILATION, `sekuire::worker` and the factory are compiled once, in
+// the file that includes <sekuire/src.hpp>.
+#if defined(SEKUIRE_SEPARATE_COMPILATION)
+extern template class basic_worker<>;
+extern template basic_worker<>::basic_worker(worker_options); // the options-only constructor
+extern template std::unique_ptr<worker> create_worker<worker>(worker_options);
+extern template std::unique_ptr<worker> create_worker<worker>(worker_options, credential_store);
+#endif
 
 } // namespace sekuire
 

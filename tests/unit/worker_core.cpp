@@ -88,6 +88,7 @@ struct rig {
     std::vector<protocol::task> runs;
     std::vector<std::string> cancels;
     int closes = 0;
+    int control_wakes = 0; // wake_control effects asked for
     bool finished = false;
     std::optional<sekuire::operation_id> stream;
     std::unique_ptr<sekuire::worker_core> core;
@@ -209,7 +210,7 @@ struct rig {
             trace.push_back("check_writable");
             core->on_writable(e.op, writable_error, "/var/lib/sekuire/credentials.json", now);
             return;
-        case t::wake_control:
+        case t::wake_control: ++control_wakes; return;
         case t::wake_stream: return;
         case t::log: logs.push_back(e.line); return;
         case t::command:
@@ -896,6 +897,33 @@ BOOST_AUTO_TEST_CASE(at_most_max_concurrent_handlers_run_and_a_refused_one_waits
     BOOST_TEST(r.runs.size() == 4u);
     BOOST_TEST(r.runs.back().task_id == "c");
     BOOST_TEST(r.core->handler_starting("c", r.time.now()));
+}
+
+// Issue 11, item 4: the control work (a threaded driver's control thread) is not woken for
+// each task: a task that starts and ends with its result accepted asks for no wake-up, since
+// its deadline is later than what the control work waits for and its result went out from
+// the handler's own call. Only a drain wakes it, to see whether it is over.
+BOOST_AUTO_TEST_CASE(tasks_handled_one_by_one_do_not_wake_the_control_work) {
+    rig r;
+    r.start();
+    r.advance();
+    const int before = r.control_wakes;
+    for (int i = 0; i < 20; ++i) {
+        const std::string id = "t" + std::to_string(i);
+        r.data(sse("task", task_json(id), std::to_string(i + 1)));
+        BOOST_TEST_REQUIRE(r.runs.size() == static_cast<std::size_t>(i + 1));
+        r.handler_done(id);
+        r.respond(complete_line(id), 200, accepted);
+    }
+    BOOST_TEST(r.control_wakes == before);
+    BOOST_TEST(r.status().completed == 20u);
+    // A drain is woken for: the last handler's end may end it.
+    r.data(sse("task", task_json("last"), "99"));
+    r.core->begin_shutdown(ms(30000), "test", r.time.now());
+    r.pump();
+    const int at_drain = r.control_wakes;
+    r.handler_done("last");
+    BOOST_TEST(r.control_wakes > at_drain);
 }
 
 // docs/protocol.md "Results": failed with handler_timeout when the handler outlives its

@@ -901,8 +901,9 @@ private:
             next_at_ = now_.steady;
             return;
         }
-        pending_heartbeat_ = heartbeat_request(reported_status(), options_.request_timeout);
-        send(op_kind::heartbeat, pending_heartbeat_);
+        http_request req = heartbeat_request(reported_status(), options_.request_timeout);
+        pending_heartbeat_body_ = req.body; // for the one retry after a refresh
+        send(op_kind::heartbeat, std::move(req));
     }
 
     void heartbeat_answered(detail::http_outcome&& out, bool retried) {
@@ -939,8 +940,11 @@ private:
             return;
         }
         if (r.credentials) creds_ = r.credentials;
-        detail::set_bearer(pending_heartbeat_, creds_->runtime_token);
-        send(op_kind::heartbeat_retry, pending_heartbeat_);
+        // The same heartbeat again, with the new token.
+        http_request req = detail::make_request(http_method::post, protocol::path::heartbeat(creds_->installation_id),
+                                                pending_heartbeat_body_, options_.request_timeout);
+        detail::set_bearer(req, creds_->runtime_token);
+        send(op_kind::heartbeat_retry, std::move(req));
     }
 
     void forget(std::string rejected) {
@@ -1217,7 +1221,7 @@ private:
     refresh_purpose refresh_purpose_ = refresh_purpose::session;
 
     // The heartbeat under way.
-    http_request pending_heartbeat_;
+    std::string pending_heartbeat_body_; // the last heartbeat's body, sent again after a refresh
     error_code first_401_;
     detail::http_outcome second_401_;
     detail::refresh_result refused_refresh_;

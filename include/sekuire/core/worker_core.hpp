@@ -339,7 +339,10 @@ public:
             finish_task(rt.task, status, std::move(output), std::move(err), ms);
         }
         dispatch();
-        wake_control();
+        // The result went out from here (a failed one is queued, which wakes the control
+        // work); a handler ending takes no deadline away that matters. Only a drain may be
+        // over now: the control work is woken once per task only then, not for every task.
+        if (shutting_down_) wake_control();
     }
 
     /// The result of `lock_refresh`: whether the lock was taken, and the store's contents read
@@ -1467,8 +1470,9 @@ private:
             e.task = rt.task;
             e.deadline = now_.wall + std::chrono::duration_cast<wall_time_point::duration>(rt.deadline - now_.steady);
             std::string id = rt.task.task_id;
+            const steady_time_point deadline = rt.deadline;
             running_.emplace(std::move(id), std::move(rt));
-            wake_control(); // arms the deadline
+            wake_control_at(deadline); // arms the deadline (a wake-up only when it is the earliest)
         }
     }
 
@@ -1576,6 +1580,14 @@ private:
     // The control work is due now: tells a threaded driver, and `next_wake()` says so.
     void wake_control() {
         next_ = std::min(next_, now_.steady);
+        emit(worker_effect::type::wake_control);
+    }
+
+    // The control work is due at `at`: a threaded driver is woken only when that is earlier
+    // than the time it already waits for.
+    void wake_control_at(steady_time_point at) {
+        if (at >= next_) return;
+        next_ = at;
         emit(worker_effect::type::wake_control);
     }
 

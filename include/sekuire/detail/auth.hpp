@@ -47,6 +47,7 @@ inline http_request make_request(http_method method, std::string target, std::st
     req.target = std::move(target);
     req.body = std::move(body);
     req.timeout = timeout;
+    req.headers.reserve(4); // Accept, Content-Type, Authorization and one more: grown once
     req.headers.push_back({std::string(protocol::header::accept), std::string(protocol::header::json_type)});
     if (!req.body.empty())
         req.headers.push_back({std::string(protocol::header::content_type), std::string(protocol::header::json_type)});
