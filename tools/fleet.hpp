@@ -43,6 +43,8 @@ namespace fleet {
 
 using namespace std::chrono_literals;
 
+struct fleet_stats;
+
 /// What a run does.
 struct fleet_options {
     std::string url;                        ///< the backend's base URL
@@ -57,6 +59,8 @@ struct fleet_options {
     std::string api_key;                     ///< the admin API's key (for creating tokens)
     std::string agent_prefix = "fleet-agent-";
     sekuire::transport_options transport;
+    /// Called on a run thread with each live summary (a benchmark samples the process).
+    std::function<void(const fleet_stats&)> on_report;
 };
 
 /// Latency quantiles of a histogram with fine buckets: the upper bound of the bucket that
@@ -509,6 +513,7 @@ inline fleet_report run_fleet(const fleet_options& o, std::ostream& live) {
                           }()),
                           static_cast<unsigned long long>(stats->lease_losses.load()));
             live << line << std::endl;
+            if (o.on_report) o.on_report(*stats);
             report();
         });
     };
