@@ -7,8 +7,8 @@
 //   - memory per agent: the growth of the resident set from before the agents were built
 //     to its peak during the run, divided by N;
 //   - CPU per heartbeat: user + system CPU time of the process over the steady part of the
-//     run (from the moment every agent has started to the end), divided by the heartbeats
-//     sent meanwhile;
+//     run (from the first summary after every agent has started to the last one before the
+//     stop), divided by the heartbeats sent meanwhile;
 //   - heartbeat lateness p99 and max: how late the timers of scheduled heartbeats fired.
 //
 // The agents are sekuire-fleet's (tools/fleet.hpp). Run the backend in its own process so
@@ -121,8 +121,8 @@ int main(int argc, char** argv) {
     std::uint64_t rss_peak = rss_before;
     std::size_t threads = 0;
     bool steady = false;
-    double cpu0 = 0;
-    std::uint64_t beats0 = 0;
+    double cpu0 = 0, cpu1 = 0;
+    std::uint64_t beats0 = 0, beats1 = 0;
     o.on_report = [&](const sekuire_tools::fleet::fleet_stats& s) {
         rss_peak = std::max(rss_peak, rss_bytes());
         threads = std::max(threads, thread_count());
@@ -131,16 +131,19 @@ int main(int argc, char** argv) {
             cpu0 = cpu_seconds();
             beats0 = s.heartbeats_sent.load();
         }
+        if (steady) {
+            cpu1 = cpu_seconds();
+            beats1 = s.heartbeats_sent.load();
+        }
     };
     std::ostringstream live;
     const auto r = sekuire_tools::fleet::run_fleet(o, live);
-    const double cpu1 = cpu_seconds();
     if (!r.setup_error.empty()) {
         std::cerr << r.setup_error << "\n";
         return 1;
     }
     sekuire_tools::fleet::print_table(std::cout, r);
-    const std::uint64_t beats = r.heartbeats_sent - beats0;
+    const std::uint64_t beats = beats1 - beats0;
     std::printf("\nfigures (%zu agents, one thread, interval %llds):\n", o.agents,
                 static_cast<long long>(o.interval.count()));
     std::printf("  threads in the process       %zu\n", threads);
@@ -148,7 +151,7 @@ int main(int argc, char** argv) {
                 static_cast<double>(rss_peak - rss_before) / 1024.0 / static_cast<double>(o.agents),
                 static_cast<double>(rss_before) / 1048576.0, static_cast<double>(rss_peak) / 1048576.0);
     if (steady && beats > 0)
-        std::printf("  CPU per heartbeat            %.1f us (%.2f s CPU for %llu heartbeats, incl. the final ones)\n",
+        std::printf("  CPU per heartbeat            %.1f us (%.2f s CPU for %llu heartbeats)\n",
                     (cpu1 - cpu0) * 1e6 / static_cast<double>(beats), cpu1 - cpu0,
                     static_cast<unsigned long long>(beats));
     std::printf("  heartbeat lateness p99       %.1f ms (max %.1f ms)\n", r.lateness_p99 * 1000, r.lateness_max * 1000);

@@ -17,6 +17,7 @@
 #include <sekuire/clock.hpp>
 #include <sekuire/config.hpp>
 #include <sekuire/core/beacon_core.hpp>
+#include <sekuire/detail/beacon_driver.hpp>
 #include <sekuire/credential_store.hpp>
 #include <sekuire/detail/erased_handler.hpp>
 #include <sekuire/detail/make_policy.hpp>
@@ -494,41 +495,14 @@ private:
             std::vector<beacon_effect> ready;
             ready.swap(notifications_);
             if (detached_) return;
-            const beacon_options& o = core_.options();
-            for (const beacon_effect& e : ready) {
-                switch (e.what) {
-                case beacon_effect::type::log: log(e.line.level, e.line.text); break;
-                case beacon_effect::type::status_changed: {
-                    beacon_status s;
-                    {
-                        std::lock_guard<std::mutex> lock(status_mutex_);
-                        s = status_;
-                    }
-                    detail::invoke_callback(o.on_status_change, o.logger, "on_status_change", s);
-                    break;
-                }
-                case beacon_effect::type::command:
-                    detail::invoke_callback(o.on_command, o.logger, "on_command", e.command);
-                    break;
-                case beacon_effect::type::revoked:
-                    detail::invoke_callback(o.on_revoked, o.logger, "on_revoked", e.revocation);
-                    break;
-                case beacon_effect::type::policy_hash:
-                    detail::invoke_callback(o.on_policy_hash, o.logger, "on_policy_hash", e.text);
-                    break;
-                default: break;
-                }
-            }
+            detail::deliver(core_.options(), ready, [this] {
+                std::lock_guard<std::mutex> lock(status_mutex_);
+                return status_;
+            });
         }
 
         void log(log_level level, const std::string& message) const {
-            if (detached_) return;
-            const log_handler& logger = core_.options().logger;
-            if (!logger) return;
-            try {
-                logger(level, message);
-            } catch (...) {
-            }
+            if (!detached_) detail::deliver_log(core_.options().logger, level, message);
         }
 
         boost::asio::strand<executor_type> strand_;
