@@ -128,11 +128,11 @@ class basic_beacon {
     static_assert(check_platform_probe<PlatformProbe>::value, "");
 
 public:
-    using transport_type = AsyncTransport;
-    using clock_type = Clock;
-    using credential_store_type = CredentialStore;
-    using platform_probe_type = PlatformProbe;
-    using timer_type = Timer;
+    using transport_type = AsyncTransport;          ///< the AsyncTransport policy
+    using clock_type = Clock;                       ///< the Clock policy
+    using credential_store_type = CredentialStore; ///< the CredentialStore policy
+    using platform_probe_type = PlatformProbe;     ///< the PlatformProbe policy
+    using timer_type = Timer;                       ///< the Timer policy
     /// The executor given (the beacon runs on a strand of it).
     using executor_type = boost::asio::any_io_executor;
 
