@@ -99,8 +99,8 @@ BOOST_AUTO_TEST_CASE(three_hundred_agents_match_the_backend_s_counters) {
     BOOST_TEST(backend_heartbeats <= answered + canceled);
     BOOST_TEST(field(o, "heartbeats_sent") == answered + canceled);
     BOOST_TEST(field(o, "heartbeats_ok") == answered);
-    // A registration heartbeat, about three regular ones and a final one each.
-    BOOST_TEST(answered >= static_cast<std::uint64_t>(agents) * 4);
+    // A registration heartbeat, regular ones (two or three in 4 s) and a final one each.
+    BOOST_TEST(answered >= static_cast<std::uint64_t>(agents) * 3);
     BOOST_TEST(field(o, "heartbeats_scheduled") <= field(o, "heartbeats_sent"));
     BOOST_TEST(field(o, "heartbeats_on_time") <= field(o, "heartbeats_scheduled"));
     BOOST_TEST(field(o, "heartbeats_scheduled") == answered + canceled - 2 * static_cast<std::uint64_t>(agents));
