@@ -370,11 +370,8 @@ private:
             }
         }
 
-        void see_store() {
-            error_code ec;
-            std::optional<installation_credentials> c = store_.load(ec);
-            core_.store_seen(std::move(c), ec);
-        }
+        // The store's contents, loaded only when its version says they may have changed.
+        void see_store() { detail::see_store(store_, core_, store_version_); }
 
         // Performs the core's effects: store operations at once, a request as an
         // asynchronous operation whose answer continues the pump.
@@ -524,6 +521,7 @@ private:
         bool stopped_ = false;
         bool detached_ = false;
         bool wake_pending_ = false;
+        std::optional<std::uint64_t> store_version_;
 
         mutable std::mutex status_mutex_;
         beacon_status status_;
