@@ -1,6 +1,6 @@
 # CPack settings: a Debian package of everything `cmake --install` installs (the headers,
-# the CMake package, sekuire.pc, and the programs sekuire-mock, sekuire-run and sekuire when
-# they are built).
+# the CMake package, sekuire.pc, and the programs sekuire-mock, sekuire-run, sekuire and
+# sekuire-fleet when they are built).
 # Included from the top-level CMakeLists.txt when sekuire is the top-level project.
 #
 #   cmake -S . -B build-deb -DCMAKE_BUILD_TYPE=Release -DSEKUIRE_BUILD_TESTS=OFF -DSEKUIRE_BUILD_EXAMPLES=OFF
@@ -26,7 +26,7 @@ set(CPACK_PACKAGE_DESCRIPTION
 leases, token refresh, kill switch), task worker (Server-Sent Events, policy gateway, \
 results) and a protocol-complete mock backend. The package holds the headers, the CMake \
 package (find_package(sekuire)), the pkg-config module sekuire and, when they were built, \
-the programs sekuire-mock, sekuire-run and sekuire.")
+the programs sekuire-mock, sekuire-run, sekuire and sekuire-fleet.")
 set(CPACK_RESOURCE_FILE_LICENSE "${PROJECT_SOURCE_DIR}/LICENSE")
 set(CPACK_PACKAGE_CHECKSUM SHA256)
 if(NOT CPACK_GENERATOR)
