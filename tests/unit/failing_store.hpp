@@ -35,6 +35,9 @@ struct failing_store {
     }
     void clear(sekuire::error_code& ec) { inner.clear(ec); }
     void lock_refresh() { inner.lock_refresh(); }
+    /// Never waits, as every store shipped with sekuire (a store without it is locked with
+    /// the blocking lock_refresh(), under the beacon's or worker's own lock).
+    bool try_lock_refresh(sekuire::error_code& ec) { return inner.try_lock_refresh(ec); }
     void unlock_refresh() { inner.unlock_refresh(); }
 
 private:
