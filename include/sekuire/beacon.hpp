@@ -17,8 +17,8 @@
 /// and automatic platform detection.
 
 #include <sekuire/auto_probe.hpp>
-#include <sekuire/fwd.hpp>
 #include <sekuire/basic_beacon.hpp>
+#include <sekuire/fwd.hpp>
 #include <sekuire/httplib_transport.hpp>
 
 namespace sekuire {

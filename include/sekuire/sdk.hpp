@@ -16,11 +16,11 @@
 /// @endcode
 
 #include <sekuire/auto_probe.hpp>
-#include <sekuire/fwd.hpp>
 #include <sekuire/basic_sdk.hpp>
 #include <sekuire/beacon.hpp>
-#include <sekuire/worker.hpp>
+#include <sekuire/fwd.hpp>
 #include <sekuire/httplib_transport.hpp>
+#include <sekuire/worker.hpp>
 
 namespace sekuire {
 

@@ -18,8 +18,8 @@
 /// thread_pool_executor>`; the pool has `max_concurrent_handlers` threads.
 
 #include <sekuire/auto_probe.hpp>
-#include <sekuire/fwd.hpp>
 #include <sekuire/basic_worker.hpp>
+#include <sekuire/fwd.hpp>
 #include <sekuire/httplib_transport.hpp>
 
 #include <memory>
