@@ -3,7 +3,6 @@
 // worker: the exchange classification, the refresh rules and the time conversions).
 #include <sekuire/detail/auth.hpp>
 
-#include <sekuire/testing/fake_transport.hpp>
 
 #include <boost/test/unit_test.hpp>
 
@@ -11,7 +10,6 @@
 #include <limits>
 #include <memory>
 
-namespace st = sekuire::testing;
 namespace proto = sekuire::protocol;
 using namespace std::chrono_literals;
 using sekuire::wall_time_point;
@@ -20,16 +18,23 @@ namespace {
 const wall_time_point t0 = wall_time_point(std::chrono::seconds(1767225600));
 }
 
+// The classification of an answer `status`, `body`, `headers` (as the cores receive it).
+sekuire::detail::http_outcome classified(int status, std::string body, sekuire::header_list headers, bool bearer,
+                                         bool installation_path, wall_time_point now) {
+    sekuire::http_response r;
+    r.status = status;
+    r.body = std::move(body);
+    r.headers = std::move(headers);
+    return sekuire::detail::classify({}, std::move(r), bearer, installation_path, now);
+}
+
 BOOST_AUTO_TEST_SUITE(auth)
 
-BOOST_AUTO_TEST_CASE(perform_classifies_and_reads_retry_after_and_date) {
-    st::fake_transport t;
-    t.on(sekuire::http_method::post, "/x")
-        .respond(429, R"({"error":{"code":"rate_limited","message":"slow down"}})",
-                 {{"Retry-After", "7"}, {"Date", "Thu, 01 Jan 2026 00:00:05 GMT"}});
+BOOST_AUTO_TEST_CASE(classify_reads_the_status_class_retry_after_and_date) {
     const auto req = sekuire::detail::make_request(sekuire::http_method::post, "/x", "{}", 1s);
     BOOST_TEST(*sekuire::find_header(req.headers, "Content-Type") == "application/json");
-    const auto out = sekuire::detail::perform(t, req, true, false, t0);
+    const auto out = classified(429, R"({"error":{"code":"rate_limited","message":"slow down"}})",
+                                {{"Retry-After", "7"}, {"Date", "Thu, 01 Jan 2026 00:00:05 GMT"}}, true, false, t0);
     BOOST_TEST((out.cls == proto::status_class::transient));
     BOOST_TEST((out.error == sekuire::errc::rate_limited));
     BOOST_TEST(out.code == "rate_limited");
@@ -37,6 +42,10 @@ BOOST_AUTO_TEST_CASE(perform_classifies_and_reads_retry_after_and_date) {
     BOOST_TEST(out.retry_after->count() == 7000);
     BOOST_TEST_REQUIRE(out.server_time.has_value());
     BOOST_TEST((*out.server_time == t0 + 5s));
+    // A transport error is transient, whatever else came with it.
+    const auto lost = sekuire::detail::classify(sekuire::errc::timeout, sekuire::http_response{}, true, false, t0);
+    BOOST_TEST((lost.cls == proto::status_class::transient));
+    BOOST_TEST((lost.error == sekuire::errc::timeout));
 }
 
 BOOST_AUTO_TEST_CASE(set_bearer_replaces_an_earlier_one) {
@@ -81,56 +90,33 @@ BOOST_AUTO_TEST_CASE(delay_until_uses_the_backends_clock_and_refuses_the_implaus
 }
 
 BOOST_AUTO_TEST_CASE(bootstrap_outcomes) {
-    st::fake_transport t;
-    t.on(sekuire::http_method::post, std::string(proto::path::bootstrap))
-        .respond(409, R"({"error":{"code":"install_token_used","message":"used"}})")
-        .respond(503)
-        .respond(201, "{not json")
-        .respond(403, R"({"error":{"code":"installation_revoked","message":"no"}})");
-    proto::bootstrap_request body;
-    body.install_token = "skt_x";
-    body.agent_id = "a";
-    auto r = sekuire::detail::bootstrap_install(t, body, 1s, t0);
-    BOOST_TEST((r.status == sekuire::detail::bootstrap_status::permanent));
+    using sekuire::detail::bootstrap_status;
+    const auto bootstrap = [](int status, std::string body) {
+        return sekuire::detail::finish_bootstrap(classified(status, std::move(body), {}, false, false, t0));
+    };
+    auto r = bootstrap(409, R"({"error":{"code":"install_token_used","message":"used"}})");
+    BOOST_TEST((r.status == bootstrap_status::permanent));
     BOOST_TEST((r.error == sekuire::errc::install_token_used));
-    r = sekuire::detail::bootstrap_install(t, body, 1s, t0);
-    BOOST_TEST((r.status == sekuire::detail::bootstrap_status::transient));
-    r = sekuire::detail::bootstrap_install(t, body, 1s, t0);
-    BOOST_TEST((r.status == sekuire::detail::bootstrap_status::transient)); // a malformed 201
+    r = bootstrap(503, "");
+    BOOST_TEST((r.status == bootstrap_status::transient));
+    r = bootstrap(201, "{not json");
+    BOOST_TEST((r.status == bootstrap_status::transient)); // a malformed 201
     BOOST_TEST((r.error == sekuire::errc::malformed_json));
-    r = sekuire::detail::bootstrap_install(t, body, 1s, t0);
-    BOOST_TEST((r.status == sekuire::detail::bootstrap_status::revoked));
-}
-
-BOOST_AUTO_TEST_CASE(refresh_without_a_refresh_token_makes_no_call) {
-    st::fake_transport t;
-    sekuire::memory_store store;
-    sekuire::installation_credentials c;
-    c.installation_id = "inst";
-    c.runtime_token = "t";
-    sekuire::error_code ec;
-    store.save(c, ec);
-    const auto r = sekuire::detail::refresh_single_flight(t, store, "t", t0, 1s);
-    BOOST_TEST((r.status == sekuire::detail::refresh_status::no_refresh_token));
-    BOOST_TEST(t.total() == 0u);
+    r = bootstrap(403, R"({"error":{"code":"installation_revoked","message":"no"}})");
+    BOOST_TEST((r.status == bootstrap_status::revoked));
 }
 
 BOOST_AUTO_TEST_CASE(retry_after_dates_are_measured_against_the_response_date) {
     // The local clock is an hour ahead; the backend asks for a retry 30 s after its own now.
-    st::fake_transport t;
-    t.on(sekuire::http_method::get, "/x")
-        .respond(503, "", {{"Retry-After", "Thu, 01 Jan 2026 00:00:30 GMT"}, {"Date", "Thu, 01 Jan 2026 00:00:00 GMT"}});
-    const auto req = sekuire::detail::make_request(sekuire::http_method::get, "/x", {}, 1s);
-    const auto out = sekuire::detail::perform(t, req, true, false, t0 + 1h);
+    const auto out = classified(503, "",
+                                {{"Retry-After", "Thu, 01 Jan 2026 00:00:30 GMT"}, {"Date", "Thu, 01 Jan 2026 00:00:00 GMT"}},
+                                true, false, t0 + 1h);
     BOOST_TEST_REQUIRE(out.retry_after.has_value());
     BOOST_TEST(out.retry_after->count() == 30000);
 }
 
 BOOST_AUTO_TEST_CASE(hostile_date_headers_are_clamped) {
-    st::fake_transport t;
-    t.on(sekuire::http_method::get, "/x").respond(200, "{}", {{"Date", "Mon, 01 Jan 1680 00:00:00 GMT"}});
-    const auto req = sekuire::detail::make_request(sekuire::http_method::get, "/x", {}, 1s);
-    const auto out = sekuire::detail::perform(t, req, true, false, t0);
+    const auto out = classified(200, "{}", {{"Date", "Mon, 01 Jan 1680 00:00:00 GMT"}}, true, false, t0);
     BOOST_TEST_REQUIRE(out.server_time.has_value());
     BOOST_TEST((*out.server_time == proto::timing::earliest_timestamp));
 }
@@ -191,52 +177,6 @@ BOOST_AUTO_TEST_CASE(backend_clock_learns_the_offset_from_date_headers) {
     BOOST_TEST(b.observe(std::optional<wall_time_point>(t0 + 5min), t0)); // off again, the other way
     BOOST_TEST(!b.observe(t0 - 24h * 366 * 250, t0)); // centuries off: ignored as nonsense
     BOOST_TEST(b.offset().count() == std::chrono::milliseconds(5min).count());
-}
-
-BOOST_AUTO_TEST_CASE(a_failed_save_after_a_refresh_keeps_the_new_credentials) {
-    // protocol.md section 3: the backend may rotate the refresh token; then the old one is
-    // dead, and the new one exists only in this answer.
-    struct refusing_store : sekuire::memory_store {
-        std::shared_ptr<int> refusals = std::make_shared<int>(1);
-        void save(const sekuire::installation_credentials& c, sekuire::error_code& ec) {
-            if (*refusals > 0) {
-                --*refusals;
-                ec = sekuire::errc::store_io;
-                return;
-            }
-            sekuire::memory_store::save(c, ec);
-        }
-    };
-    sekuire::installation_credentials c;
-    c.installation_id = "inst_1";
-    c.refresh_token = "rt_old";
-    c.runtime_token = "srt_old";
-    c.token_version = 1;
-    refusing_store store;
-    sekuire::error_code ec;
-    store.memory_store::save(c, ec);
-    st::fake_transport t;
-    proto::refresh_response r;
-    r.runtime_token = "srt_new";
-    r.refresh_token = "rt_new";
-    r.expires_at = t0 + 24h * 90;
-    r.token_version = 2;
-    t.on(sekuire::http_method::post, proto::path::refresh("inst_1")).respond(200, proto::encode(r));
-    sekuire::detail::unsaved_credentials unsaved;
-    const auto out = sekuire::detail::refresh_single_flight(t, store, "srt_old", t0, 1s, &unsaved);
-    BOOST_TEST((out.status == sekuire::detail::refresh_status::refreshed));
-    BOOST_TEST((out.persist_error == sekuire::errc::store_io));
-    BOOST_REQUIRE(out.credentials);
-    BOOST_TEST(out.credentials->refresh_token == "rt_new");
-    BOOST_TEST(!unsaved.empty());
-    BOOST_TEST(store.load(ec)->refresh_token == "rt_old");
-    // The next read of the store saves them (the store works again) and uses them.
-    const auto now = unsaved.reconcile(store, store.load(ec), ec);
-    BOOST_TEST(!ec);
-    BOOST_REQUIRE(now);
-    BOOST_TEST(now->refresh_token == "rt_new");
-    BOOST_TEST(store.load(ec)->refresh_token == "rt_new");
-    BOOST_TEST(unsaved.empty());
 }
 
 BOOST_AUTO_TEST_CASE(unsaved_credentials_give_way_when_the_store_moved_on) {

@@ -1007,53 +1007,6 @@ BOOST_FIXTURE_TEST_CASE(two_holders_of_one_store_refresh_once, fixture) {
         if (bearer(r) != runtime_1) BOOST_TEST(bearer(r) == runtime_2);
 }
 
-BOOST_FIXTURE_TEST_CASE(concurrent_refreshes_collapse_into_one_call, fixture) {
-    sekuire::installation_credentials c;
-    c.installation_id = installation;
-    c.refresh_token = refresh_1;
-    c.runtime_token = runtime_1;
-    sekuire::error_code ec;
-    store.save(c, ec);
-    std::promise<void> entered;
-    std::promise<void> release;
-    auto release_future = release.get_future().share();
-    std::atomic<int> calls{0};
-    transport.on(http_method::post, refresh_path).handle([&](const sekuire::http_request&) {
-        if (calls++ == 0) {
-            entered.set_value();
-            release_future.wait_for(10s);
-        }
-        proto::refresh_response r;
-        r.runtime_token = runtime_2;
-        r.expires_at = server_now() + std::chrono::hours(24 * 90);
-        return st::fake_transport::reply{200, proto::encode(r), {}, {}};
-    });
-    auto refresh = [&] {
-        return sekuire::detail::refresh_single_flight(transport, store, runtime_1, clock.wall_now(), 10s);
-    };
-    auto a = std::async(std::launch::async, refresh);
-    BOOST_TEST_REQUIRE((entered.get_future().wait_for(10s) == std::future_status::ready));
-    // The second holder starts while the first is inside its call: it does not wait for
-    // the lock (issue 10, item 1) and makes no call; the busy lock is a transient store
-    // error its caller retries with backoff...
-    const auto busy = refresh();
-    BOOST_TEST((busy.status == sekuire::detail::refresh_status::store_failed));
-    BOOST_TEST((busy.error == sekuire::errc::store_locked));
-    BOOST_TEST(sekuire::is_transient(busy.error));
-    BOOST_TEST(!busy.called);
-    release.set_value();
-    const auto ra = a.get();
-    // ...and the retry finds the new token, again without a call.
-    const auto rb = refresh();
-    BOOST_TEST(calls.load() == 1);
-    BOOST_TEST((ra.status == sekuire::detail::refresh_status::refreshed));
-    BOOST_TEST((rb.status == sekuire::detail::refresh_status::refreshed));
-    BOOST_TEST(ra.called);
-    BOOST_TEST(!rb.called);
-    BOOST_TEST_REQUIRE(rb.credentials.has_value());
-    BOOST_TEST(rb.credentials->runtime_token == runtime_2);
-}
-
 // ---- the kill switch and commands -----------------------------------------------------
 
 BOOST_FIXTURE_TEST_CASE(revocation_by_heartbeat_stops_everything, fixture) {

@@ -61,34 +61,6 @@ struct log_line {
     std::string trace_id;
 };
 
-namespace detail {
-
-/// Classifies a response (or a transport error) the way `perform()` does, for a core that
-/// was handed the exchange by its caller. `now` is the client's idea of the backend's time
-/// when the request went out.
-inline http_outcome classify(const error_code& transport_error, http_response&& response, bool bearer,
-                             bool installation_path, wall_time_point now) {
-    http_outcome out;
-    if (transport_error) {
-        out.error = transport_error;
-        out.cls = protocol::status_class::transient;
-        return out;
-    }
-    out.response = std::move(response);
-    const int status = out.response.status;
-    if (status < 200 || status >= 300) out.code = protocol::error_code_of(out.response.body);
-    out.cls = protocol::classify_status(status, out.code, bearer, installation_path);
-    if (out.cls != protocol::status_class::ok) out.error = protocol::status_error(status, out.code, bearer, installation_path);
-    if (const std::string* d = find_header(out.response.headers, protocol::header::date)) {
-        if (const auto t = parse_http_date(*d))
-            out.server_time = std::clamp(*t, protocol::timing::earliest_timestamp, protocol::timing::latest_timestamp);
-    }
-    if (const std::string* ra = find_header(out.response.headers, protocol::header::retry_after))
-        out.retry_after = parse_retry_after(*ra, out.server_time ? within_date(*out.server_time, now) : now);
-    return out;
-}
-
-} // namespace detail
 } // namespace sekuire
 
 #endif

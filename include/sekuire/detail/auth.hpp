@@ -95,21 +95,20 @@ inline wall_time_point within_date(wall_time_point date, wall_time_point local) 
     return local;
 }
 
-/// Sends `req` and classifies the answer. `bearer` and `installation_path` select the
-/// rows of the status table that apply to this call. `now` is the client's idea of the
-/// backend's time; an HTTP-date `Retry-After` is measured against the response's own `Date`
-/// when it has one.
-template <class Transport>
-http_outcome perform(Transport& transport, const http_request& req, bool bearer, bool installation_path,
-                     wall_time_point now) {
+/// Classifies the answer to a request (or the transport's error): the status class and the
+/// error of docs/protocol.md's table (`bearer` and `installation_path` select its rows),
+/// the error body's code, the backend's time from `Date` (clamped to plausible instants)
+/// and `Retry-After` (an HTTP-date one measured against the response's own `Date`). `now`
+/// is the client's idea of the backend's time when the request went out.
+inline http_outcome classify(const error_code& transport_error, http_response&& response, bool bearer,
+                             bool installation_path, wall_time_point now) {
     http_outcome out;
-    error_code ec;
-    out.response = transport.send(req, ec);
-    if (ec) {
-        out.error = ec;
+    if (transport_error) {
+        out.error = transport_error;
         out.cls = protocol::status_class::transient;
         return out;
     }
+    out.response = std::move(response);
     const int status = out.response.status;
     if (status < 200 || status >= 300) out.code = protocol::error_code_of(out.response.body);
     out.cls = protocol::classify_status(status, out.code, bearer, installation_path);
@@ -274,94 +273,6 @@ struct refresh_result {
     bool rotated = false;
 };
 
-/** Refreshes the runtime token through the refresh endpoint, at most once among all the
-    holders of `store`.
-
-    Under the store's refresh lock, the credentials are read again: when another holder
-    has replaced `stale_token` meanwhile with a token that needs no refresh, that one is
-    used and no call is made. Otherwise the refresh endpoint is called; the new
-    credentials (with a rotated refresh token, when the backend rotated it) are saved to
-    the store before anyone uses them, so a crash can never lose a rotation. When that save
-    fails they are still returned (`persist_error`) and remembered in `unsaved`: throwing
-    them away would lose the only live refresh token. `now` is the backend's time
-    (`backend_clock::now`).
-*/
-template <class Transport, class Store>
-refresh_result refresh_single_flight(Transport& transport, Store& store, std::string_view stale_token,
-                                     wall_time_point now, std::chrono::milliseconds timeout,
-                                     unsaved_credentials* unsaved = nullptr) {
-    refresh_result out;
-    refresh_lock<Store> guard(store);
-    if (!guard.owns()) {
-        // Another holder is refreshing (or the lock cannot be used): never wait for it here;
-        // the caller retries with backoff and then finds its token, or takes the lock.
-        out.status = refresh_status::store_failed;
-        out.error = guard.error() ? guard.error() : error_code(errc::store_locked);
-        return out;
-    }
-    error_code ec;
-    std::optional<installation_credentials> creds = store.load(ec);
-    if (ec) {
-        out.status = refresh_status::store_failed;
-        out.error = ec;
-        return out;
-    }
-    if (unsaved) {
-        error_code ignored; // still failing: the memory copy is used all the same
-        creds = unsaved->reconcile(store, std::move(creds), ignored);
-    }
-    if (!creds || !creds->can_refresh()) {
-        out.status = refresh_status::no_refresh_token;
-        out.error = errc::no_credentials;
-        return out;
-    }
-    if (creds->runtime_token != stale_token && !token_needs_refresh(*creds, now)) {
-        out.status = refresh_status::refreshed;
-        out.credentials = std::move(creds);
-        return out;
-    }
-    protocol::refresh_request body{creds->refresh_token};
-    http_request req = make_request(http_method::post, protocol::path::refresh(creds->installation_id),
-                                    protocol::encode(body), timeout);
-    out.called = true;
-    http_outcome res = perform(transport, req, false, true, now);
-    out.retry_after = res.retry_after;
-    out.server_time = res.server_time;
-    out.error = res.error;
-    switch (res.cls) {
-    case protocol::status_class::ok: {
-        protocol::refresh_response r;
-        protocol::decode_error derr;
-        if (!protocol::decode(res.response.body, r, derr)) {
-            out.status = refresh_status::transient;
-            out.error = derr.code;
-            return out;
-        }
-        installation_credentials next = *creds;
-        next.runtime_token = std::move(r.runtime_token);
-        next.runtime_token_expires_at = r.expires_at;
-        next.runtime_token_issued_at = res.server_time ? within_date(*res.server_time, now) : now;
-        next.token_version = r.token_version;
-        if (r.refresh_token && *r.refresh_token != next.refresh_token) {
-            next.refresh_token = std::move(*r.refresh_token);
-            out.rotated = true;
-        }
-        store.save(next, ec);
-        out.persist_error = ec;
-        if (ec && unsaved) unsaved->remember(next);
-        out.status = refresh_status::refreshed;
-        out.credentials = std::move(next);
-        return out;
-    }
-    case protocol::status_class::revoked: out.status = refresh_status::revoked; return out;
-    case protocol::status_class::installation_gone: out.status = refresh_status::gone; return out;
-    case protocol::status_class::transient: out.status = refresh_status::transient; return out;
-    case protocol::status_class::token_rejected:
-    case protocol::status_class::permanent: out.status = refresh_status::rejected; return out;
-    }
-    return out;
-}
-
 /// What `adopt_runtime_token` did.
 struct adopt_result {
     /// The credentials to use now (nullopt: the store holds another installation's, or the
@@ -474,26 +385,6 @@ inline bootstrap_result finish_bootstrap(http_outcome&& res) {
     case protocol::status_class::revoked: out.status = bootstrap_status::revoked; return out;
     default: out.status = bootstrap_status::permanent; return out;
     }
-}
-
-/// Section 1: exchanges an install token for an installation.
-template <class Transport>
-bootstrap_result bootstrap_install(Transport& transport, const protocol::bootstrap_request& body,
-                                   std::chrono::milliseconds timeout, wall_time_point now) {
-    http_request req =
-        make_request(http_method::post, std::string(protocol::path::bootstrap), protocol::encode(body), timeout);
-    return finish_bootstrap(perform(transport, req, false, false, now));
-}
-
-/// Section 2: creates an installation with an API key and a workspace id.
-template <class Transport>
-bootstrap_result bootstrap_recover(Transport& transport, const protocol::recover_request& body,
-                                   const std::string& api_key, std::chrono::milliseconds timeout,
-                                   wall_time_point now) {
-    http_request req =
-        make_request(http_method::post, std::string(protocol::path::recover), protocol::encode(body), timeout);
-    req.headers.push_back({std::string(protocol::header::api_key), api_key});
-    return finish_bootstrap(perform(transport, req, false, false, now));
 }
 
 /// The credentials a bootstrap response grants, issued at `issued_at`.
