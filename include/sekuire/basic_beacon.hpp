@@ -337,7 +337,7 @@ private:
     // The status others read (mutex_ held).
     void publish() {
         const bool running = running_ && !stopped_;
-        status_ = core_.status();
+        core_.status_into(status_); // in place: the strings' storage is reused
         status_.is_running = running;
     }
 

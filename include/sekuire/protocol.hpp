@@ -291,11 +291,9 @@ inline error_code status_error(int status, std::string_view code, bool bearer_ca
 // ---------------------------------------------------------------------------------------
 
 namespace detail {
-/// Percent-encodes everything but RFC 3986 unreserved characters.
-inline std::string percent_encode(std::string_view s) {
+/// Appends `s` to `out`, percent-encoding everything but RFC 3986 unreserved characters.
+inline void percent_encode_to(std::string& out, std::string_view s) {
     static constexpr char hex[] = "0123456789ABCDEF";
-    std::string out;
-    out.reserve(s.size());
     for (unsigned char c : s) {
         const bool unreserved = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
                                 c == '-' || c == '_' || c == '.' || c == '~';
@@ -307,12 +305,23 @@ inline std::string percent_encode(std::string_view s) {
             out.push_back(hex[c & 15]);
         }
     }
+}
+
+/// Percent-encodes everything but RFC 3986 unreserved characters.
+inline std::string percent_encode(std::string_view s) {
+    std::string out;
+    out.reserve(s.size());
+    percent_encode_to(out, s);
     return out;
 }
 
+// One allocation: room for the longest encoding is reserved first.
 inline std::string installation_path(std::string_view installation_id, std::string_view tail) {
-    std::string p = "/api/v1/installations/";
-    p += percent_encode(installation_id);
+    constexpr std::string_view prefix = "/api/v1/installations/";
+    std::string p;
+    p.reserve(prefix.size() + 3 * installation_id.size() + tail.size());
+    p += prefix;
+    percent_encode_to(p, installation_id);
     p += tail;
     return p;
 }

@@ -478,10 +478,10 @@ private:
         }
 
         void publish() {
-            beacon_status s = core_.status();
-            s.is_running = started_ && !stopped_ && !(stop_requested_ && core_.stopped());
+            const bool running = started_ && !stopped_ && !(stop_requested_ && core_.stopped());
             std::lock_guard<std::mutex> lock(status_mutex_);
-            status_ = std::move(s);
+            core_.status_into(status_); // in place: the strings' storage is reused
+            status_.is_running = running;
         }
 
         // Calls the user's callbacks (on the strand; none once the beacon is destroyed).

@@ -73,8 +73,10 @@ public:
     /** The store's contents with unsaved credentials put first: the memory copy wins while
         the store holds the same installation without a newer token version. `save_again`
         says when it should be saved again (the caller asks for it once per round).
+        A reference to the chain's own copy (no copy made: a beacon reads it every cycle),
+        valid until the next call that changes the chain.
     */
-    std::optional<installation_credentials> reconciled(bool& save_again) {
+    const std::optional<installation_credentials>& reconciled(bool& save_again) {
         save_again = false;
         if (!unsaved_) return stored_;
         if (!stored_ || stored_->installation_id != unsaved_->installation_id ||

@@ -37,6 +37,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -252,9 +253,7 @@ public:
         or ending, the installation).
     */
     void settle() {
-        signature now = current_signature();
-        if (!(now != last_signature_)) return;
-        last_signature_ = std::move(now);
+        if (!update_signature()) return;
         if (options_.on_status_change) emit(beacon_effect::type::status_changed);
     }
 
@@ -282,9 +281,24 @@ public:
     /// The status (tokens masked). `is_running` is the driver's to set.
     beacon_status status() const {
         beacon_status s;
+        status_into(s);
+        return s;
+    }
+
+    /** Writes the status into `s` in place (tokens masked), as `status()` returns it but
+        reusing the storage of `s`'s strings: a driver that publishes the status after every
+        step allocates nothing while it does not grow. `s.is_running` is left as it is
+        (the driver's to set).
+    */
+    void status_into(beacon_status& s) const {
         s.state = derive_state();
-        s.installation_id = creds_ ? creds_->installation_id : std::string();
-        s.runtime_token = creds_ ? mask_token(creds_->runtime_token) : std::string();
+        if (creds_) {
+            s.installation_id = creds_->installation_id;
+            s.runtime_token = mask_token(creds_->runtime_token); // at most 15 characters: no allocation
+        } else {
+            s.installation_id.clear();
+            s.runtime_token.clear();
+        }
         s.runtime_token_expires_at = creds_ ? creds_->runtime_token_expires_at : std::nullopt;
         s.deployment_url = deployment_url_;
         s.last_heartbeat = last_heartbeat_;
@@ -304,7 +318,6 @@ public:
         s.active_policy_hash = policy_hash_;
         s.heartbeat_interval = std::chrono::duration_cast<std::chrono::seconds>(interval_);
         s.clock_offset = auth_.clock().offset();
-        return s;
     }
 
     /// The backend's clock as last seen, at local wall time `local`.
@@ -342,11 +355,6 @@ private:
         beacon_state state;
         bool degraded, paused, terminate, revoked, lease_expired, failing;
         std::string installation_id;
-        bool operator!=(const signature& o) const {
-            return state != o.state || degraded != o.degraded || paused != o.paused || terminate != o.terminate ||
-                   revoked != o.revoked || lease_expired != o.lease_expired || failing != o.failing ||
-                   installation_id != o.installation_id;
-        }
     };
 
     // ---- the loop of due steps ---------------------------------------------------------
@@ -476,8 +484,9 @@ private:
 
     // The store's contents as now known, with unsaved credentials put first (and saved
     // again, once per advance: a store that keeps refusing is tried at each step).
-    std::optional<installation_credentials> reconciled(bool& save_again) {
-        std::optional<installation_credentials> c = auth_.reconciled(save_again);
+    // (A reference to the chain's copy: running_step() reads it every cycle.)
+    const std::optional<installation_credentials>& reconciled(bool& save_again) {
+        const std::optional<installation_credentials>& c = auth_.reconciled(save_again);
         save_again = save_again && !unsaved_tried_;
         if (save_again) unsaved_tried_ = true;
         return c;
@@ -752,9 +761,9 @@ private:
                                         "); going on with the credentials in memory");
         } else {
             bool save_again = false;
-            std::optional<installation_credentials> c = reconciled(save_again);
+            const std::optional<installation_credentials>& c = reconciled(save_again);
             if (c && !c->installation_id.empty()) {
-                creds_ = c;
+                creds_ = c; // assigned in place: the strings' storage is reused
                 if (save_again) {
                     store_op(beacon_effect::type::save, store_purpose::unsaved, *c);
                     return steady_time_point::max();
@@ -1187,9 +1196,25 @@ private:
         return beacon_state::idle;
     }
 
-    signature current_signature() const {
-        return {derive_state(),  degraded_ || phase_ == phase::degraded, paused_,     terminate_requested_, revoked_,
-                lease_expired_, failed_ > 0,                            creds_ ? creds_->installation_id : std::string()};
+    // Brings last_signature_ up to the status now; true when it changed. Field by field, so
+    // that a round in which nothing changed copies nothing (settle() runs every step).
+    bool update_signature() {
+        signature& s = last_signature_;
+        bool changed = false;
+        const auto set = [&changed](auto& field, const auto& value) {
+            if (field == value) return;
+            field = value;
+            changed = true;
+        };
+        set(s.state, derive_state());
+        set(s.degraded, degraded_ || phase_ == phase::degraded);
+        set(s.paused, paused_);
+        set(s.terminate, terminate_requested_);
+        set(s.revoked, revoked_);
+        set(s.lease_expired, lease_expired_);
+        set(s.failing, failed_ > 0);
+        set(s.installation_id, creds_ ? std::string_view(creds_->installation_id) : std::string_view());
+        return changed;
     }
 
 
