@@ -323,6 +323,7 @@ private:
                 error_code ec;
                 http_response res = transport_.send(e.request, ec);
                 lock.lock();
+                core_.reuse_request(std::move(e.request)); // its storage serves the next heartbeat
                 core_.on_response(e.op, ec, std::move(res), read_clock(clock_));
             }
         }

@@ -315,14 +315,20 @@ inline std::string percent_encode(std::string_view s) {
     return out;
 }
 
-// One allocation: room for the longest encoding is reserved first.
-inline std::string installation_path(std::string_view installation_id, std::string_view tail) {
+// Writes the path into `out` (its storage reused; room for the longest encoding is
+// reserved first, so one allocation at most).
+inline void installation_path_to(std::string& out, std::string_view installation_id, std::string_view tail) {
     constexpr std::string_view prefix = "/api/v1/installations/";
+    out.clear();
+    out.reserve(prefix.size() + 3 * installation_id.size() + tail.size());
+    out += prefix;
+    percent_encode_to(out, installation_id);
+    out += tail;
+}
+
+inline std::string installation_path(std::string_view installation_id, std::string_view tail) {
     std::string p;
-    p.reserve(prefix.size() + 3 * installation_id.size() + tail.size());
-    p += prefix;
-    percent_encode_to(p, installation_id);
-    p += tail;
+    installation_path_to(p, installation_id, tail);
     return p;
 }
 } // namespace detail
@@ -346,6 +352,11 @@ inline std::string refresh(std::string_view installation_id) {
 /// Section 5: the heartbeat path of an installation (its id percent-encoded).
 inline std::string heartbeat(std::string_view installation_id) {
     return detail::installation_path(installation_id, "/heartbeat");
+}
+/// As `heartbeat(installation_id)`, written into `out` (replacing its contents, reusing its
+/// storage: no allocation when it held a path as long before).
+inline void heartbeat(std::string_view installation_id, std::string& out) {
+    detail::installation_path_to(out, installation_id, "/heartbeat");
 }
 /// Section 6.3: the worker heartbeat path of an installation (its id percent-encoded).
 inline std::string worker_heartbeat(std::string_view installation_id) {
@@ -1642,8 +1653,17 @@ public:
     /// The body of one heartbeat.
     std::string encode(heartbeat_status status, std::int64_t uptime_seconds, std::int64_t sequence,
                        const heartbeat_metrics& metrics) const {
-        const std::string_view st = to_string(status);
         std::string out;
+        encode_to(out, status, uptime_seconds, sequence, metrics);
+        return out;
+    }
+
+    /// As `encode()`, written into `out` (replacing its contents, reusing its storage: no
+    /// allocation when it held a body of this encoder before).
+    void encode_to(std::string& out, heartbeat_status status, std::int64_t uptime_seconds, std::int64_t sequence,
+                   const heartbeat_metrics& metrics) const {
+        const std::string_view st = to_string(status);
+        out.clear();
         out.reserve(platform_.size() + tail_.size() + st.size() + 160);
         out += "{\"status\":\"";
         out += st;
@@ -1660,7 +1680,6 @@ public:
         append(out, metrics.avg_latency_ms);
         out += '}';
         out += tail_;
-        return out;
     }
 
 private:

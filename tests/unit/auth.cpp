@@ -59,6 +59,32 @@ BOOST_AUTO_TEST_CASE(set_bearer_replaces_an_earlier_one) {
     BOOST_TEST(*sekuire::find_header(req.headers, "authorization") == "Bearer b");
 }
 
+// The heartbeat's headers written into a request given back: the same headers, in the same
+// order, as make_request() and set_bearer() give, whatever the request carried before.
+BOOST_AUTO_TEST_CASE(json_bearer_headers_replace_whatever_the_request_carried) {
+    const auto expected = [](bool body) {
+        auto req = sekuire::detail::make_request(sekuire::http_method::post, "/x", body ? "{}" : "", 1s);
+        sekuire::detail::set_bearer(req, "srt_token");
+        return req.headers;
+    };
+    const auto same = [](const sekuire::header_list& a, const sekuire::header_list& b) {
+        if (a.size() != b.size()) return false;
+        for (std::size_t i = 0; i < a.size(); ++i)
+            if (a[i].name != b[i].name || a[i].value != b[i].value) return false;
+        return true;
+    };
+    sekuire::http_request req;
+    req.body = "{}";
+    sekuire::detail::set_json_bearer_headers(req, "srt_token"); // none before
+    BOOST_TEST(same(req.headers, expected(true)));
+    req.headers = {{"X-API-Key", "k"}, {"Accept", "text/plain"}, {"A", "1"}, {"B", "2"}, {"C", "3"}}; // more, other
+    sekuire::detail::set_json_bearer_headers(req, "srt_token");
+    BOOST_TEST(same(req.headers, expected(true)));
+    req.body.clear(); // no body: no Content-Type
+    sekuire::detail::set_json_bearer_headers(req, "srt_token");
+    BOOST_TEST(same(req.headers, expected(false)));
+}
+
 BOOST_AUTO_TEST_CASE(refresh_is_due_six_days_before_expiry_or_a_third_into_a_short_life) {
     sekuire::installation_credentials c;
     c.runtime_token = "t";

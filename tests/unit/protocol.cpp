@@ -544,6 +544,18 @@ BOOST_AUTO_TEST_CASE(ids_that_need_percent_encoding) {
     BOOST_TEST(p::path::heartbeat("..") == "/api/v1/installations/../heartbeat");
 }
 
+BOOST_AUTO_TEST_CASE(the_heartbeat_path_written_into_a_string_replaces_what_it_held) {
+    const std::string id = "a/b c%\xC3\xA9";
+    std::string out = "/something/much/longer/than/the/path/it/is/about/to/hold/and/more/still";
+    p::path::heartbeat(id, out);
+    BOOST_TEST(out == p::path::heartbeat(id));
+    p::path::heartbeat("inst_2", out);
+    BOOST_TEST(out == "/api/v1/installations/inst_2/heartbeat");
+    std::string empty;
+    p::path::heartbeat("", empty);
+    BOOST_TEST(empty == "/api/v1/installations//heartbeat");
+}
+
 BOOST_AUTO_TEST_CASE(task_stream_capabilities) {
     const std::string base = "/api/v1/installations/inst_8c2f/tasks/stream";
     BOOST_TEST(p::path::task_stream("inst_8c2f", {}) == base);
@@ -2004,6 +2016,21 @@ BOOST_AUTO_TEST_CASE(each_beat_changes_only_its_own_fields) {
     BOOST_TEST(vb.at("sequence").as_int64() == 2);
     BOOST_TEST(vb.at("uptime_seconds").as_int64() == 70);
     BOOST_TEST(vb.at("metrics").at("errors").as_int64() == 1);
+}
+
+BOOST_AUTO_TEST_CASE(encode_to_replaces_what_the_string_held_with_the_same_text) {
+    namespace p = sekuire::protocol;
+    for (const hb_case& c : hb_cases()) {
+        BOOST_TEST_CONTEXT(c.name) {
+            const p::heartbeat_encoder enc(c.platform, c.capabilities);
+            std::string out = "left over from an earlier body, which must not survive";
+            enc.encode_to(out, c.status, c.uptime, c.sequence, c.metrics);
+            BOOST_TEST(out == enc.encode(c.status, c.uptime, c.sequence, c.metrics));
+            // Again into the same string, shorter numbers this time.
+            enc.encode_to(out, c.status, 0, 1, {});
+            BOOST_TEST(out == enc.encode(c.status, 0, 1, {}));
+        }
+    }
 }
 
 BOOST_AUTO_TEST_SUITE_END()

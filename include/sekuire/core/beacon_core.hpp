@@ -244,6 +244,12 @@ public:
         if (!pending_revocation_) pending_revocation_ = r;
     }
 
+    /** Optional: gives back the request of a `send` effect once it was sent, so that the
+        next heartbeat reuses its storage (target, headers, body) rather than allocating
+        anew. A driver that never calls it loses only those allocations.
+    */
+    void reuse_request(http_request&& sent) noexcept { spare_request_ = std::move(sent); }
+
     /// Overrides the `status` sent with heartbeats (nullopt: the automatic choice).
     void set_reported_status(std::optional<protocol::heartbeat_status> s) { reported_status_ = s; }
 
@@ -897,9 +903,14 @@ private:
             }
         }
         const std::int64_t uptime = std::chrono::duration_cast<std::chrono::seconds>(now_.steady - started_at_).count();
-        http_request req = detail::make_request(http_method::post, protocol::path::heartbeat(creds_->installation_id),
-                                                heartbeat_body_.encode(status, uptime, ++sequence_, metrics), timeout);
-        detail::set_bearer(req, creds_->runtime_token);
+        // Every field written anew, into the storage of a request given back (reuse_request)
+        // when there is one: what make_request() and set_bearer() would build.
+        http_request req = std::move(spare_request_);
+        req.method = http_method::post;
+        req.timeout = timeout;
+        protocol::path::heartbeat(creds_->installation_id, req.target);
+        heartbeat_body_.encode_to(req.body, status, uptime, ++sequence_, metrics);
+        detail::set_json_bearer_headers(req, creds_->runtime_token);
         return req;
     }
 
@@ -1247,6 +1258,7 @@ private:
 
     // The heartbeat under way.
     std::string pending_heartbeat_body_; // the last heartbeat's body, sent again after a refresh
+    http_request spare_request_;         // a sent request given back: the next heartbeat's storage
     error_code first_401_;
     detail::http_outcome second_401_;
     detail::refresh_result refused_refresh_;
