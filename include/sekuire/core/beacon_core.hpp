@@ -22,6 +22,9 @@
 ///    until its result comes, the core asks for nothing else that needs one.
 /// 4. `log`, `status_changed`, `command`, `revoked` and `policy_hash` are notifications
 ///    for the user's callbacks; `unlock_refresh` has no result.
+/// 5. Optionally, give each sent request back with `reuse_request()` and read the status
+///    with `status_into()`: a steady heartbeat cycle then allocates only for what it
+///    decodes from the answer.
 ///
 /// @par Thread Safety
 /// Distinct objects: Safe. Shared objects: Unsafe (the caller serialises every call).
