@@ -26,23 +26,53 @@
 
 // Counts the heap allocations of the calling thread while `counting` is set (issue 11: the
 // allocations of a heartbeat cycle, see the test at the end). A plain malloc otherwise, for
-// the whole test program. Under ASan and TSan the runtime's array and aligned forms stay in
-// place, each paired with its own delete; these three are a matched pair with free().
-// (GCC sees the free() below paired with the library's operator new when it inlines.)
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+// the whole test program. Every form that is not over-aligned is replaced, so that whatever
+// pairs them (the library's temporary buffers take the nothrow form and give it back to the
+// plain delete) meets malloc and free on both sides; under ASan the runtime keeps only the
+// aligned forms, which pair with each other.
+// ThreadSanitizer's runtime defines these operators itself, as strong symbols that a
+// program cannot replace (the link fails with "multiple definition"): under TSan nothing is
+// replaced and the test counts nothing (it still checks the cycles' behaviour).
+#if defined(__SANITIZE_THREAD__)
+#define SEKUIRE_TEST_COUNT_ALLOCATIONS 0
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define SEKUIRE_TEST_COUNT_ALLOCATIONS 0
+#endif
+#endif
+#ifndef SEKUIRE_TEST_COUNT_ALLOCATIONS
+#define SEKUIRE_TEST_COUNT_ALLOCATIONS 1
 #endif
 namespace {
 thread_local bool counting = false;
 thread_local std::size_t counted = 0;
 } // namespace
-void* operator new(std::size_t n) {
+#if SEKUIRE_TEST_COUNT_ALLOCATIONS
+// (GCC sees the free() below paired with the library's operator new when it inlines.)
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+#endif
+namespace {
+void* counted_malloc(std::size_t n) noexcept {
     if (counting) ++counted;
-    if (void* p = std::malloc(n ? n : 1)) return p;
+    return std::malloc(n ? n : 1);
+}
+void* counted_new(std::size_t n) {
+    if (void* p = counted_malloc(n)) return p;
     throw std::bad_alloc();
 }
+} // namespace
+void* operator new(std::size_t n) { return counted_new(n); }
+void* operator new[](std::size_t n) { return counted_new(n); }
+void* operator new(std::size_t n, const std::nothrow_t&) noexcept { return counted_malloc(n); }
+void* operator new[](std::size_t n, const std::nothrow_t&) noexcept { return counted_malloc(n); }
 void operator delete(void* p) noexcept { std::free(p); }
+void operator delete[](void* p) noexcept { std::free(p); }
 void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
+void operator delete(void* p, const std::nothrow_t&) noexcept { std::free(p); }
+void operator delete[](void* p, const std::nothrow_t&) noexcept { std::free(p); }
+#endif
 
 using namespace core_rig;
 namespace bdata = boost::unit_test::data;
@@ -1572,9 +1602,12 @@ BOOST_AUTO_TEST_CASE(a_steady_heartbeat_cycle_allocates_at_most_a_few_times) {
             if (cycle > 0) BOOST_TEST(others == 0u);
             BOOST_TEST(status.heartbeats_sent == static_cast<std::uint64_t>(cycle + 1));
             BOOST_TEST((status.state == sekuire::beacon_state::connected));
-            if (cycle >= 3) BOOST_TEST(allocations <= bound);
+            if (cycle >= 3 && SEKUIRE_TEST_COUNT_ALLOCATIONS) BOOST_TEST(allocations <= bound);
         }
-        BOOST_TEST_MESSAGE("cycle " << cycle << ": " << allocations << " allocations");
+        if (SEKUIRE_TEST_COUNT_ALLOCATIONS)
+            BOOST_TEST_MESSAGE("cycle " << cycle << ": " << allocations << " allocations");
+        else
+            BOOST_TEST_MESSAGE("cycle " << cycle << ": allocations not counted (ThreadSanitizer)");
         // The next beat is due at the core's next wake-up.
         time.to(std::chrono::ceil<ms>(core.next_wake() - steady_base()));
     }
