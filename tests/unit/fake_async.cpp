@@ -152,4 +152,139 @@ BOOST_AUTO_TEST_CASE(streams_replay_finite_scripts) {
     BOOST_TEST(body == "data: a\n\ndata: b\n\n");
 }
 
+namespace {
+// A stream on `t` for path /h recording its chunks and its end.
+struct stream_probe {
+    std::string body;
+    std::vector<sekuire::error_code> ends;
+    bool more = true; // what on_data answers
+    sekuire::stream_callbacks callbacks() {
+        sekuire::stream_callbacks cb;
+        cb.on_data = [this](std::string_view chunk) {
+            body += chunk;
+            return more;
+        };
+        return cb;
+    }
+};
+sekuire::http_request stream_request() {
+    sekuire::http_request req;
+    req.target = "/h";
+    return req;
+}
+} // namespace
+
+BOOST_AUTO_TEST_CASE(a_held_stream_stays_open_and_takes_pushed_chunks_without_blocking) {
+    boost::asio::io_context ioc;
+    st::fake_transport script;
+    st::fake_transport::stream_script s;
+    s.chunks = {"data: first\n\n"};
+    s.hold_open = true;
+    script.on_stream("/h", s);
+    st::fake_async_transport t(ioc.get_executor(), script);
+    stream_probe p;
+    t.async_stream(stream_request(), p.callbacks(), [&](sekuire::error_code ec) { p.ends.push_back(ec); });
+    BOOST_TEST(t.open_streams() == 0u); // nothing inside the call
+    ioc.poll();                         // returns: the open stream blocks nothing
+    BOOST_TEST(t.open_streams() == 1u);
+    BOOST_TEST(p.body == "data: first\n\n");
+    BOOST_TEST(p.ends.empty());
+    t.push_chunk("data: second\n\n");
+    BOOST_TEST(p.body == "data: first\n\n"); // delivered on the executor, not inside the call
+    ioc.restart();
+    ioc.poll();
+    BOOST_TEST(p.body == "data: first\n\ndata: second\n\n");
+    t.close_streams();
+    ioc.restart();
+    ioc.poll();
+    BOOST_TEST_REQUIRE(p.ends.size() == 1u);
+    BOOST_TEST(!p.ends[0]);
+    BOOST_TEST(t.open_streams() == 0u);
+    // Closed: a later chunk reaches nobody.
+    t.push_chunk("data: third\n\n");
+    ioc.restart();
+    ioc.poll();
+    BOOST_TEST(p.body == "data: first\n\ndata: second\n\n");
+    BOOST_TEST(p.ends.size() == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(a_held_stream_ends_on_cancellation_or_when_a_callback_says_so) {
+    boost::asio::io_context ioc;
+    st::fake_transport script;
+    st::fake_transport::stream_script s;
+    s.hold_open = true;
+    script.on_stream("/h", s);
+    st::fake_async_transport t(ioc.get_executor(), script);
+    stream_probe cancelled, refusing;
+    boost::asio::cancellation_signal sig;
+    t.async_stream(stream_request(), cancelled.callbacks(),
+                   boost::asio::bind_cancellation_slot(sig.slot(), [&](sekuire::error_code ec) { cancelled.ends.push_back(ec); }));
+    refusing.more = false;
+    t.async_stream(stream_request(), refusing.callbacks(), [&](sekuire::error_code ec) { refusing.ends.push_back(ec); });
+    ioc.poll();
+    BOOST_TEST(t.open_streams() == 2u);
+    sig.emit(boost::asio::cancellation_type::terminal);
+    ioc.restart();
+    ioc.poll();
+    BOOST_TEST_REQUIRE(cancelled.ends.size() == 1u);
+    BOOST_TEST((cancelled.ends[0] == sekuire::errc::canceled));
+    BOOST_TEST(t.open_streams() == 1u);
+    t.push_chunk("x");
+    ioc.restart();
+    ioc.poll();
+    BOOST_TEST(refusing.body == "x");
+    BOOST_TEST_REQUIRE(refusing.ends.size() == 1u);
+    BOOST_TEST(!refusing.ends[0]);
+    BOOST_TEST(cancelled.body.empty()); // ended before the chunk
+    BOOST_TEST(t.open_streams() == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(a_stream_cancelled_before_it_starts_never_reaches_the_script_callbacks) {
+    boost::asio::io_context ioc;
+    st::fake_transport script;
+    st::fake_transport::stream_script s;
+    s.chunks = {"data: a\n\n"};
+    s.hold_open = true;
+    script.on_stream("/h", s);
+    st::fake_async_transport t(ioc.get_executor(), script);
+    stream_probe p;
+    boost::asio::cancellation_signal sig;
+    t.async_stream(stream_request(), p.callbacks(),
+                   boost::asio::bind_cancellation_slot(sig.slot(), [&](sekuire::error_code ec) { p.ends.push_back(ec); }));
+    sig.emit(boost::asio::cancellation_type::terminal);
+    ioc.poll();
+    BOOST_TEST_REQUIRE(p.ends.size() == 1u);
+    BOOST_TEST((p.ends[0] == sekuire::errc::canceled));
+    BOOST_TEST(p.body.empty());
+    BOOST_TEST(t.open_streams() == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(chunks_pushed_at_a_fake_time_arrive_when_the_clock_gets_there) {
+    boost::asio::io_context ioc;
+    st::fake_clock clock;
+    st::fake_timer_queue timers;
+    st::fake_transport script;
+    st::fake_transport::stream_script s;
+    s.hold_open = true;
+    script.on_stream("/h", s);
+    st::fake_async_transport t(ioc.get_executor(), script);
+    stream_probe p;
+    t.async_stream(stream_request(), p.callbacks(), [&](sekuire::error_code ec) { p.ends.push_back(ec); });
+    const auto t0 = clock.steady_now();
+    t.push_chunk_at(timers, t0 + 10s, "late;");
+    t.push_chunk_at(timers, t0 + 5s, "early;");
+    st::run_async_for(clock, ioc, timers, 4s);
+    BOOST_TEST(p.body.empty());
+    st::run_async_for(clock, ioc, timers, 1s);
+    BOOST_TEST(p.body == "early;");
+    st::run_async_for(clock, ioc, timers, 10s);
+    BOOST_TEST(p.body == "early;late;");
+    BOOST_TEST(timers.pending() == 0u);
+    BOOST_TEST(p.ends.empty());
+    t.close_streams();
+    ioc.restart();
+    ioc.poll();
+    BOOST_TEST(p.ends.size() == 1u);
+}
+
 BOOST_AUTO_TEST_SUITE_END()

@@ -36,6 +36,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -170,9 +171,15 @@ private:
 
     `async_send` asks the script on the executor, after the call; the answer completes the
     handler at once, or, while `hold(true)`, waits until `release()` (or a cancellation,
-    which completes it with `errc::canceled`). `async_stream` runs the script's stream on
-    the executor: a script that holds its connection open would block the executor, so
-    only finite stream scripts are for this transport.
+    which completes it with `errc::canceled`).
+
+    `async_stream` takes the script's next stream script on the executor, after the call,
+    and runs its head and chunks. A script that holds its connection open
+    (`stream_script::hold_open`) stays open without blocking anything: `push_chunk()` (now)
+    and `push_chunk_at()` (when the fake clock reaches a time) deliver further chunks to the
+    streams open, `close_streams()` ends them cleanly, and a cancellation through the
+    handler's slot ends one with `errc::canceled`. (The script's own `push_chunk()` and
+    `close_streams()` act on the synchronous `stream()` only.)
 
     A cheap handle: copies share the script and the held answers.
 
@@ -271,23 +278,90 @@ public:
             token, req);
     }
 
-    /// As `fake_transport::stream`, asynchronously (finite scripts only; see the class comment).
+    /** As `fake_transport::stream`, asynchronously: the callbacks run on the executor,
+        `h(ec)` once at the end; a stream held open ends by `close_streams()` (no error),
+        by a callback returning false (no error) or by a cancellation through the handler's
+        slot (`errc::canceled`), never inside this call. */
     template <class CompletionToken>
     auto async_stream(const http_request& req, stream_callbacks cb, CompletionToken&& token) {
         return boost::asio::async_initiate<CompletionToken, void(error_code)>(
             [st = state_](auto handler, const http_request& r, stream_callbacks c) {
-                auto h = detail::erase_handler<error_code>(std::move(handler), st->executor);
-                boost::asio::post(st->executor, [st, r, c = std::move(c), h = std::move(h)]() mutable {
+                auto s = std::make_shared<stream_op>();
+                s->slot = boost::asio::get_associated_cancellation_slot(handler);
+                s->cb = std::move(c);
+                s->handler = detail::erase_handler<error_code>(std::move(handler), st->executor);
+                if (s->slot.is_connected()) {
+                    std::weak_ptr<stream_op> weak = s;
+                    s->slot.assign([st, weak](boost::asio::cancellation_type type) {
+                        if (type == boost::asio::cancellation_type::none) return;
+                        auto p = weak.lock();
+                        if (!p) return;
+                        p->cancelled = true;
+                        boost::asio::post(st->executor, [st, p] { end_stream(st, p, errc::canceled); });
+                    });
+                }
+                boost::asio::post(st->executor, [st, s, r]() mutable {
+                    if (s->done) return;
                     error_code ec;
-                    stop_source never;
-                    st->script.stream(r, c, never.get_token(), ec);
-                    h(ec);
+                    stop_source stop;
+                    if (s->cancelled) stop.request_stop();
+                    if (!st->script.stream_begin(r, s->cb, stop.get_token(), ec) || s->done) {
+                        end_stream(st, s, ec);
+                        return;
+                    }
+                    std::lock_guard<std::mutex> lock(st->mutex);
+                    st->streams.push_back(s);
                 });
             },
             token, req, std::move(cb));
     }
 
+    /// The number of streams held open now.
+    std::size_t open_streams() const {
+        std::lock_guard<std::mutex> lock(state_->mutex);
+        return state_->streams.size();
+    }
+
+    /** Delivers `chunk` to every stream held open now, on the executor (after the call); a
+        stream whose `on_data` returns false ends without an error. */
+    void push_chunk(std::string chunk) {
+        auto st = state_;
+        boost::asio::post(st->executor, [st, chunk = std::move(chunk)] { deliver(st, chunk); });
+    }
+
+    /** Delivers `chunk` to the streams held open when the fake clock reaches `when`: a wait
+        on `timers` that `run_async_until()` fires in its turn. Its timer lives until then. */
+    void push_chunk_at(fake_timer_queue& timers, steady_time_point when, std::string chunk) {
+        auto st = state_;
+        auto timer = std::make_shared<fake_timer>(st->executor, timers);
+        timer->async_wait_until(when, [st, timer, chunk = std::move(chunk)](error_code ec) mutable {
+            if (!ec) deliver(st, chunk);
+            // The handler owns its timer: free it after this call (not from inside it).
+            boost::asio::post(st->executor, [t = std::move(timer)] {});
+        });
+    }
+
+    /// Ends every stream held open now without an error, on the executor (after the call).
+    void close_streams() {
+        auto st = state_;
+        boost::asio::post(st->executor, [st] {
+            std::vector<std::shared_ptr<stream_op>> open;
+            {
+                std::lock_guard<std::mutex> lock(st->mutex);
+                open = st->streams;
+            }
+            for (auto& s : open) end_stream(st, s, error_code());
+        });
+    }
+
 private:
+    struct stream_op {
+        stream_callbacks cb;
+        detail::erased_handler<error_code> handler;
+        boost::asio::cancellation_slot slot;
+        bool cancelled = false;
+        bool done = false;
+    };
     struct op {
         detail::erased_handler<error_code, http_response> handler;
         boost::asio::cancellation_slot slot;
@@ -302,7 +376,38 @@ private:
         bool holding = false;
         std::deque<std::shared_ptr<op>> held;
         std::size_t outstanding = 0;
+        std::vector<std::shared_ptr<stream_op>> streams; // held open
     };
+
+    // On the executor: hands `chunk` to the open streams.
+    static void deliver(const std::shared_ptr<state>& st, const std::string& chunk) {
+        std::vector<std::shared_ptr<stream_op>> open;
+        {
+            std::lock_guard<std::mutex> lock(st->mutex);
+            open = st->streams;
+        }
+        for (auto& s : open) {
+            if (s->done) continue;
+            const bool more = !s->cb.on_data || s->cb.on_data(chunk);
+            if (!more) end_stream(st, s, error_code());
+        }
+    }
+
+    // On the executor: ends stream `s` once.
+    static void end_stream(const std::shared_ptr<state>& st, const std::shared_ptr<stream_op>& s, error_code ec) {
+        if (s->done) return;
+        s->done = true;
+        {
+            std::lock_guard<std::mutex> lock(st->mutex);
+            auto it = std::find(st->streams.begin(), st->streams.end(), s);
+            if (it != st->streams.end()) st->streams.erase(it);
+        }
+        if (s->slot.is_connected()) s->slot.clear();
+        auto h = std::move(s->handler);
+        s->handler = nullptr;
+        s->cb = stream_callbacks();
+        if (h) h(ec);
+    }
 
     static void finish(const std::shared_ptr<state>& st, const std::shared_ptr<op>& o, error_code ec, http_response res) {
         if (!o->handler) return;

@@ -279,6 +279,16 @@ public:
 
     /// See the Transport requirements.
     void stream(const http_request& req, stream_callbacks& cb, const stop_token& stop, error_code& ec) {
+        if (stream_begin(req, cb, stop, ec)) hold(cb, stop, ec);
+    }
+
+    /** The part of `stream()` that never blocks: records the request, takes the next stream
+        script and runs its head and chunks through `cb`. Returns true when the script holds
+        the connection open (`hold_open`) and the callbacks asked for more: holding it is
+        then the caller's (`fake_async_transport` does so without blocking); false when the
+        connection is over, `ec` saying how.
+    */
+    bool stream_begin(const http_request& req, stream_callbacks& cb, const stop_token& stop, error_code& ec) {
         ec = {};
         stream_script script;
         {
@@ -286,7 +296,7 @@ public:
             state_->log.push_back({req, true});
             if (auto injected = take_failure()) {
                 ec = *injected;
-                return;
+                return false;
             }
             const auto q = req.target.find('?');
             const std::string path = q == std::string::npos ? req.target : req.target.substr(0, q);
@@ -305,25 +315,24 @@ public:
         }
         if (stop.stop_requested()) {
             ec = errc::canceled;
-            return;
+            return false;
         }
         http_response head;
         head.status = script.status;
         head.headers = script.headers;
-        if (cb.on_response && !cb.on_response(head)) return;
+        if (cb.on_response && !cb.on_response(head)) return false;
         for (const auto& c : script.chunks) {
             if (stop.stop_requested()) {
                 ec = errc::canceled;
-                return;
+                return false;
             }
-            if (cb.on_data && !cb.on_data(c)) return;
+            if (cb.on_data && !cb.on_data(c)) return false;
         }
         if (script.end_error) {
             ec = script.end_error;
-            return;
+            return false;
         }
-        if (!script.hold_open) return;
-        hold(cb, stop, ec);
+        return script.hold_open;
     }
 
 private:
