@@ -1,12 +1,14 @@
 // SPDX-License-Identifier: MIT
 // sekuire-fleet's engine (not installed): N asynchronous beacons on an io_context run by a
 // few threads, started in a staggered way against one backend, observed through a
-// transport and a timer that count what passes through them. docs/fleet.md describes the
-// program and its table.
+// transport and a timer that count what passes through them; the first W of them also run
+// an asynchronous worker, and tasks are enqueued at a rate through the mock's admin API.
+// docs/fleet.md describes the program and its table.
 #ifndef SEKUIRE_TOOLS_FLEET_HPP
 #define SEKUIRE_TOOLS_FLEET_HPP
 
 #include <sekuire/async/beacon.hpp>
+#include <sekuire/async/worker.hpp>
 #include <sekuire/credential_store.hpp>
 #include <sekuire/histogram.hpp>
 #include <sekuire/mask.hpp>
@@ -30,6 +32,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <ostream>
 #include <string>
 #include <thread>
@@ -58,6 +61,15 @@ struct fleet_options {
     std::vector<std::string> install_tokens; ///< one per agent; empty: created by the admin API
     std::string api_key;                     ///< the admin API's key (for creating tokens)
     std::string agent_prefix = "fleet-agent-";
+    std::size_t workers = 0; ///< the first `workers` agents also run an asynchronous worker
+    /// How long each task's handler waits (on a timer) before it answers (0: at once).
+    std::chrono::milliseconds handler_sleep{0};
+    /// Tasks enqueued per second through the admin API (`POST /admin/v1/tasks`, the
+    /// mock's; 0: none), from the first start until `duration`.
+    double task_rate = 0;
+    /// After `duration`, how long the run waits for the tasks enqueued to be reported
+    /// before it stops the agents.
+    std::chrono::milliseconds task_drain{10s};
     sekuire::transport_options transport;
     /// Called on a run thread with each live summary (a benchmark samples the process).
     std::function<void(const fleet_stats&)> on_report;
@@ -97,10 +109,20 @@ struct fleet_stats {
     sekuire::latency_histogram heartbeat_lateness{fine_bounds()};
     std::mutex errors_mutex;
     std::map<std::string, std::uint64_t> errors; ///< by class: "http 503", "timeout", ...
+    // Tasks.
+    std::atomic<std::uint64_t> workers_started{0}, tasks_enqueued{0}, tasks_handled{0};
+    std::atomic<std::uint64_t> tasks_completed{0}, tasks_not_completed{0}, completions_sent{0};
+    std::atomic<std::int64_t> max_task_latency_ns{0};
+    sekuire::latency_histogram task_latency{fine_bounds()};
+    std::map<std::string, std::uint64_t> task_errors; ///< by class; under errors_mutex
 
     void error(const std::string& what) {
         std::lock_guard<std::mutex> lock(errors_mutex);
         ++errors[what];
+    }
+    void task_error(const std::string& what) {
+        std::lock_guard<std::mutex> lock(errors_mutex);
+        ++task_errors[what];
     }
     static void raise(std::atomic<std::int64_t>& m, std::int64_t v) {
         std::int64_t cur = m.load();
@@ -247,6 +269,98 @@ private:
     std::chrono::steady_clock::duration late_after_ = 100ms;
 };
 
+/// Steady-clock nanoseconds: the time a task is enqueued, carried in its input and echoed
+/// in its output, so that its latency is measured when its result is accepted.
+inline std::int64_t now_ns() {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+/// The worker's AsyncTransport: `beast_transport`, counting the results it reports (and
+/// the task latency of those accepted) into `fleet_stats`.
+class worker_transport {
+public:
+    using executor_type = boost::asio::any_io_executor;
+
+    worker_transport(sekuire::beast_transport inner, std::shared_ptr<fleet_stats> stats)
+        : inner_(std::move(inner)), stats_(std::move(stats)) {}
+
+    executor_type get_executor() const { return inner_.get_executor(); }
+
+    template <class Token>
+    auto async_send(const sekuire::http_request& req, Token&& token) {
+        return boost::asio::async_initiate<Token, void(sekuire::error_code, sekuire::http_response)>(
+            [this](auto handler, const sekuire::http_request& r) {
+                const std::string path = r.target.substr(0, r.target.find('?'));
+                const bool completion = path.rfind(sekuire::protocol::path::tasks_prefix, 0) == 0;
+                std::int64_t enqueued = 0;
+                std::string outcome; // empty: completed; else the class of a task not completed
+                if (completion) {
+                    ++stats_->completions_sent;
+                    sekuire::protocol::completion_request body;
+                    sekuire::protocol::decode_error err;
+                    if (sekuire::protocol::decode(r.body, body, err)) {
+                        if (body.status != sekuire::protocol::task_status::completed)
+                            outcome = std::string("task ") + sekuire::protocol::to_string(body.status) +
+                                      (body.error ? std::string(" ") + sekuire::protocol::to_string(body.error->code) : "");
+                        if (body.output.is_object() && body.output.as_object().contains("enqueued_ns") &&
+                            body.output.as_object().at("enqueued_ns").is_int64())
+                            enqueued = body.output.as_object().at("enqueued_ns").as_int64();
+                    }
+                }
+                auto slot = boost::asio::get_associated_cancellation_slot(handler);
+                auto ex = boost::asio::get_associated_executor(handler, inner_.get_executor());
+                inner_.async_send(
+                    r, boost::asio::bind_cancellation_slot(
+                           slot, boost::asio::bind_executor(ex, [stats = stats_, completion, enqueued, outcome,
+                                                                 h = std::move(handler)](sekuire::error_code ec,
+                                                                                         sekuire::http_response res) mutable {
+                               if (completion) record(*stats, enqueued, outcome, ec, res);
+                               std::move(h)(ec, std::move(res));
+                           })));
+            },
+            token, req);
+    }
+
+    template <class Token>
+    auto async_stream(const sekuire::http_request& req, sekuire::stream_callbacks cb, Token&& token) {
+        return inner_.async_stream(req, std::move(cb), std::forward<Token>(token));
+    }
+
+    /// Closes the connections (the run is over).
+    void close() { inner_.close(); }
+
+private:
+    static void record(fleet_stats& s, std::int64_t enqueued, const std::string& outcome, const sekuire::error_code& ec,
+                       const sekuire::http_response& res) {
+        if (ec) {
+            if (ec != sekuire::errc::canceled) s.task_error("completion: " + ec.message());
+            return;
+        }
+        // 409: the backend has this result already (a retry whose first try got through).
+        if (res.status / 100 != 2 && res.status != 409) {
+            s.task_error("completion: http " + std::to_string(res.status));
+            return;
+        }
+        if (!outcome.empty()) {
+            ++s.tasks_not_completed;
+            s.task_error(outcome);
+            return;
+        }
+        ++s.tasks_completed;
+        if (enqueued > 0) {
+            const auto d = std::chrono::nanoseconds(now_ns() - enqueued);
+            s.task_latency.observe(d);
+            fleet_stats::raise(s.max_task_latency_ns, d.count());
+        }
+    }
+
+    sekuire::beast_transport inner_;
+    std::shared_ptr<fleet_stats> stats_;
+};
+
+/// One simulated agent's worker.
+using agent_worker = sekuire::async::basic_worker<worker_transport, sekuire::system_clock, sekuire::memory_store>;
+
 /// One simulated agent's beacon.
 using agent_beacon = sekuire::async::basic_beacon<counting_transport, sekuire::system_clock, sekuire::memory_store,
                                                   sekuire::testing::fixed_probe, counting_timer>;
@@ -263,6 +377,11 @@ struct fleet_report {
     double latency_p50 = 0, latency_p95 = 0, latency_p99 = 0, latency_max = 0;
     double lateness_p99 = 0, lateness_max = 0;
     std::map<std::string, std::uint64_t> errors;
+    std::uint64_t workers = 0, workers_started = 0;
+    std::uint64_t tasks_enqueued = 0, tasks_handled = 0, tasks_completed = 0, tasks_not_completed = 0;
+    std::uint64_t completions_sent = 0;
+    double task_latency_p50 = 0, task_latency_p95 = 0, task_latency_p99 = 0, task_latency_max = 0;
+    std::map<std::string, std::uint64_t> task_errors;
     std::string setup_error; ///< set when the run could not start (no tokens, say)
 };
 
@@ -292,8 +411,20 @@ inline fleet_report report_of(fleet_stats& s, std::size_t agents, double seconds
     const auto late = s.heartbeat_lateness.snapshot();
     r.lateness_p99 = quantile_seconds(late, 0.99);
     r.lateness_max = static_cast<double>(s.max_lateness_ns.load()) / 1e9;
+    r.workers_started = s.workers_started;
+    r.tasks_enqueued = s.tasks_enqueued;
+    r.tasks_handled = s.tasks_handled;
+    r.tasks_completed = s.tasks_completed;
+    r.tasks_not_completed = s.tasks_not_completed;
+    r.completions_sent = s.completions_sent;
+    const auto tl = s.task_latency.snapshot();
+    r.task_latency_p50 = quantile_seconds(tl, 0.50);
+    r.task_latency_p95 = quantile_seconds(tl, 0.95);
+    r.task_latency_p99 = quantile_seconds(tl, 0.99);
+    r.task_latency_max = static_cast<double>(s.max_task_latency_ns.load()) / 1e9;
     std::lock_guard<std::mutex> lock(s.errors_mutex);
     r.errors = s.errors;
+    r.task_errors = s.task_errors;
     return r;
 }
 
@@ -339,6 +470,20 @@ inline void print_table(std::ostream& out, const fleet_report& r) {
     row("revocations", std::to_string(r.revocations));
     row("errors", std::to_string(error_total(r.errors)));
     for (const auto& kv : r.errors) row("  " + kv.first, std::to_string(kv.second));
+    if (r.workers == 0) return;
+    row("workers", std::to_string(r.workers));
+    row("workers started", std::to_string(r.workers_started));
+    row("tasks enqueued", std::to_string(r.tasks_enqueued));
+    row("tasks handled", std::to_string(r.tasks_handled));
+    row("results sent", std::to_string(r.completions_sent));
+    row("tasks completed", std::to_string(r.tasks_completed));
+    row("tasks not completed", std::to_string(r.tasks_not_completed));
+    row("task latency p50", ms(r.task_latency_p50));
+    row("task latency p95", ms(r.task_latency_p95));
+    row("task latency p99", ms(r.task_latency_p99));
+    row("task latency max", ms(r.task_latency_max));
+    row("task errors", std::to_string(error_total(r.task_errors)));
+    for (const auto& kv : r.task_errors) row("  " + kv.first, std::to_string(kv.second));
 }
 
 /// The report as JSON (the same figures; seconds for durations).
@@ -369,6 +514,20 @@ inline std::string to_json(const fleet_report& r) {
     boost::json::object e;
     for (const auto& kv : r.errors) e[kv.first] = kv.second;
     o["errors"] = std::move(e);
+    o["workers"] = r.workers;
+    o["workers_started"] = r.workers_started;
+    o["tasks_enqueued"] = r.tasks_enqueued;
+    o["tasks_handled"] = r.tasks_handled;
+    o["results_sent"] = r.completions_sent;
+    o["tasks_completed"] = r.tasks_completed;
+    o["tasks_not_completed"] = r.tasks_not_completed;
+    o["task_latency_p50"] = r.task_latency_p50;
+    o["task_latency_p95"] = r.task_latency_p95;
+    o["task_latency_p99"] = r.task_latency_p99;
+    o["task_latency_max"] = r.task_latency_max;
+    boost::json::object te;
+    for (const auto& kv : r.task_errors) te[kv.first] = kv.second;
+    o["task_errors"] = std::move(te);
     return boost::json::serialize(o);
 }
 
@@ -440,6 +599,7 @@ inline fleet_report run_fleet(const fleet_options& o, std::ostream& live) {
     struct agent {
         std::shared_ptr<agent_context> ctx;
         std::unique_ptr<agent_beacon> beacon;
+        std::unique_ptr<agent_worker> worker; // the first `workers` agents only
         std::unique_ptr<boost::asio::steady_timer> start_timer;
     };
     std::vector<agent> agents(o.agents);
@@ -467,9 +627,37 @@ inline fleet_report run_fleet(const fleet_options& o, std::ostream& live) {
         bo.on_revoked = [stats](const sekuire::revocation_info&) { ++stats->revocations; };
         counting_transport t(sekuire::beast_transport(ex, o.url, o.transport), stats, a.ctx);
         t.set_late_after(o.late_after);
-        a.beacon = std::make_unique<agent_beacon>(ex, std::move(bo), std::move(t), sekuire::system_clock(),
-                                                  sekuire::memory_store(), sekuire::testing::fixed_probe(platform),
-                                                  counting_timer(ex, a.ctx));
+        sekuire::memory_store store; // the beacon's and its worker's: the installation it bootstraps
+        a.beacon = std::make_unique<agent_beacon>(ex, std::move(bo), std::move(t), sekuire::system_clock(), store,
+                                                  sekuire::testing::fixed_probe(platform), counting_timer(ex, a.ctx));
+        if (i < o.workers) {
+            sekuire::worker_options wo;
+            wo.api_base_url = o.url;
+            wo.transport = o.transport;
+            wo.agent_id = o.agent_prefix + std::to_string(i);
+            wo.capabilities = {"fleet"};
+            wo.startup_jitter = 0ms;
+            wo.heartbeat_interval = o.interval;
+            wo.environment = [](const char*) -> std::optional<std::string> { return std::nullopt; };
+            a.worker = std::make_unique<agent_worker>(
+                ex, std::move(wo), worker_transport(sekuire::beast_transport(ex, o.url, o.transport), stats),
+                sekuire::system_clock(), store);
+            // The output echoes the enqueue time: the latency is taken when the result is accepted.
+            if (o.handler_sleep <= 0ms) {
+                a.worker->on_task("fleet", [stats](const sekuire::task_context&, const boost::json::value& in) {
+                    ++stats->tasks_handled;
+                    return in;
+                });
+            } else {
+                a.worker->on_task_async("fleet", [stats, ex, sleep = o.handler_sleep](const sekuire::task_context&,
+                                                                                      const boost::json::value& in,
+                                                                                      sekuire::async::task_done done) {
+                    ++stats->tasks_handled;
+                    auto t = std::make_shared<boost::asio::steady_timer>(ex, sleep);
+                    t->async_wait([t, in, done](sekuire::error_code) { done(in); });
+                });
+            }
+        }
         a.start_timer = std::make_unique<boost::asio::steady_timer>(ex);
     }
 
@@ -479,10 +667,17 @@ inline fleet_report run_fleet(const fleet_options& o, std::ostream& live) {
                             static_cast<std::int64_t>(i) / static_cast<std::int64_t>(o.agents);
         agents[i].start_timer->expires_at(t0 + offset);
         agent_beacon* b = agents[i].beacon.get();
-        agents[i].start_timer->async_wait([b, stats](sekuire::error_code ec) {
+        agent_worker* w = agents[i].worker.get();
+        agents[i].start_timer->async_wait([b, w, stats](sekuire::error_code ec) {
             if (ec) return;
             ++stats->agents_started;
-            b->async_start([](sekuire::error_code) {});
+            // The worker starts once the beacon has bootstrapped (its installation is in
+            // the store they share).
+            b->async_start([w, stats](sekuire::error_code e) {
+                if (!w || e) return;
+                ++stats->workers_started;
+                w->async_start([](sekuire::error_code) {});
+            });
         });
     }
 
@@ -497,10 +692,10 @@ inline fleet_report run_fleet(const fleet_options& o, std::ostream& live) {
             const auto lat = stats->heartbeat_latency.snapshot();
             std::size_t connected = 0;
             for (auto& a : agents) connected += a.beacon->is_connected() ? 1 : 0;
-            char line[256];
+            char line[320];
             std::snprintf(line, sizeof line,
                           "t=%.1fs started %llu/%zu connected %zu bootstraps %llu heartbeats %llu (on time %llu/%llu) "
-                          "p99 %s errors %llu lease losses %llu",
+                          "p99 %s errors %llu lease losses %llu tasks %llu/%llu",
                           t, static_cast<unsigned long long>(stats->agents_started.load()), o.agents, connected,
                           static_cast<unsigned long long>(stats->bootstraps_ok.load()),
                           static_cast<unsigned long long>(stats->heartbeats_sent.load()),
@@ -511,26 +706,113 @@ inline fleet_report run_fleet(const fleet_options& o, std::ostream& live) {
                               std::lock_guard<std::mutex> lock(stats->errors_mutex);
                               return error_total(stats->errors);
                           }()),
-                          static_cast<unsigned long long>(stats->lease_losses.load()));
+                          static_cast<unsigned long long>(stats->lease_losses.load()),
+                          static_cast<unsigned long long>(stats->tasks_completed.load()),
+                          static_cast<unsigned long long>(stats->tasks_enqueued.load()));
             live << line << std::endl;
             if (o.on_report) o.on_report(*stats);
             report();
         });
     };
     report();
+    // -- tasks: enqueued at the rate through the admin API until `duration` ---------------
+    const bool tasks = o.workers > 0 && o.task_rate > 0;
+    std::optional<sekuire::beast_transport> admin;
+    if (tasks) admin.emplace(ex, o.url, o.transport);
+    boost::asio::steady_timer enqueuer(ex);
+    std::uint64_t launched = 0;
+    std::size_t outstanding = 0; // enqueue requests under way (on the run's threads: guarded below)
+    std::mutex enqueue_mutex;
+    bool enqueuing = tasks;
+    std::function<void()> enqueue_tick = [&] {
+        enqueuer.expires_after(10ms);
+        enqueuer.async_wait([&](sekuire::error_code ec) {
+            std::lock_guard<std::mutex> lock(enqueue_mutex);
+            if (ec || !enqueuing) return;
+            const double t = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+            const auto due = static_cast<std::uint64_t>(t * o.task_rate);
+            // At most 256 requests under way: a backend slower than the rate is not flooded.
+            while (launched < due && outstanding < 256) {
+                ++launched;
+                ++outstanding;
+                sekuire::http_request req;
+                req.method = sekuire::http_method::post;
+                req.target = "/admin/v1/tasks";
+                req.headers = {{"X-API-Key", o.api_key}, {"Content-Type", "application/json"}};
+                boost::json::object body{{"capability", "fleet"}, {"input", boost::json::object{{"enqueued_ns", now_ns()}}}};
+                req.body = boost::json::serialize(body);
+                req.timeout = 30s;
+                admin->async_send(req, [&, stats](sekuire::error_code e, sekuire::http_response res) {
+                    {
+                        std::lock_guard<std::mutex> l(enqueue_mutex);
+                        --outstanding;
+                    }
+                    if (e) stats->task_error("enqueue: " + e.message());
+                    else if (res.status != 201) stats->task_error("enqueue: http " + std::to_string(res.status));
+                    else ++stats->tasks_enqueued;
+                });
+            }
+            enqueue_tick();
+        });
+    };
+    if (tasks) enqueue_tick();
+
     std::atomic<std::size_t> stopped{0};
-    ender.expires_at(t0 + o.duration);
-    ender.async_wait([&](sekuire::error_code) {
+    auto stop_all = [&] {
         reporter.cancel();
         for (auto& a : agents) {
             a.start_timer->cancel();
-            a.beacon->async_stop([&](sekuire::error_code) {
-                // Once every agent has stopped, the kept-alive connections go too: then the
-                // io_context runs out of work and the run returns.
-                if (++stopped == agents.size())
-                    for (auto& x : agents) x.beacon->transport().close();
-            });
+            agent_beacon* b = a.beacon.get();
+            auto stop_beacon = [&, b] {
+                b->async_stop([&](sekuire::error_code) {
+                    // Once every agent has stopped, the kept-alive connections go too: then
+                    // the io_context runs out of work and the run returns.
+                    if (++stopped == agents.size()) {
+                        for (auto& x : agents) {
+                            x.beacon->transport().close();
+                            if (x.worker) x.worker->transport().close();
+                        }
+                        if (admin) admin->close();
+                    }
+                });
+            };
+            // The worker drains first (its results reported), then the beacon's final heartbeat.
+            if (a.worker)
+                a.worker->async_stop([stop_beacon](sekuire::error_code) { stop_beacon(); });
+            else
+                stop_beacon();
         }
+    };
+    // After `duration`: no more tasks; the run waits (at most `task_drain`) until every task
+    // enqueued was reported, then stops the agents.
+    boost::asio::steady_timer drainer(ex);
+    std::function<void()> drain = [&] {
+        bool over = false;
+        {
+            std::lock_guard<std::mutex> lock(enqueue_mutex);
+            over = outstanding == 0 &&
+                   stats->tasks_completed + stats->tasks_not_completed >= stats->tasks_enqueued.load();
+        }
+        if (over || std::chrono::steady_clock::now() >= t0 + o.duration + o.task_drain) {
+            stop_all();
+            return;
+        }
+        drainer.expires_after(20ms);
+        drainer.async_wait([&](sekuire::error_code ec) {
+            if (!ec) drain();
+        });
+    };
+    ender.expires_at(t0 + o.duration);
+    ender.async_wait([&](sekuire::error_code) {
+        {
+            std::lock_guard<std::mutex> lock(enqueue_mutex);
+            enqueuing = false;
+        }
+        enqueuer.cancel();
+        if (tasks)
+            drain();
+        else
+            stop_all();
     });
 
     std::vector<std::thread> extra;
@@ -539,6 +821,7 @@ inline fleet_report run_fleet(const fleet_options& o, std::ostream& live) {
     for (auto& t : extra) t.join();
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     fleet_report r = report_of(*stats, o.agents, seconds);
+    r.workers = std::min(o.workers, o.agents);
     agents.clear();
     ioc.restart();
     ioc.run(); // whatever the beacons' destruction left

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
-// sekuire-fleet: a load generator. N simulated agents, each a real asynchronous beacon, on
-// one thread (or a few), against one backend; staggered start; a live summary line and a
-// final table (docs/fleet.md).
+// sekuire-fleet: a load generator. N simulated agents, each a real asynchronous beacon (and,
+// for the first W, an asynchronous worker), on one thread (or a few), against one backend;
+// staggered start; tasks enqueued at a rate through the mock's admin API; a live summary
+// line and a final table (docs/fleet.md).
 
 #include "cli.hpp"
 #include "fleet.hpp"
@@ -18,6 +19,7 @@ namespace {
 constexpr const char* program = "sekuire-fleet";
 constexpr const char* synopsis =
     "sekuire-fleet --url URL [--agents N] [--threads N] [--interval S] [--duration S] [--stagger S] "
+    "[--workers N] [--handler-sleep-ms MS] [--task-rate R] [--task-drain S] "
     "[--install-token T]... [--install-tokens-file F] [--api-key K] [--json]";
 
 } // namespace
@@ -27,13 +29,16 @@ int main(int argc, char** argv) {
     CLI::App app{"A load generator for a Sekuire backend: N simulated agents, each a real asynchronous beacon "
                  "(bootstrap, heartbeats, token refresh, lease), on one thread or a few, with a staggered start. "
                  "Prints a live summary and ends with a table: bootstraps, heartbeats sent and on time, heartbeat "
-                 "latency p50/p95/p99/max, lease losses, errors by class.",
+                 "latency p50/p95/p99/max, lease losses, errors by class; with workers, tasks enqueued and completed, task "
+                 "latency p50/p95/p99/max and task errors by class.",
                  program};
     app.set_version_flag("--version", version_text(program));
     fleet::fleet_options o;
     o.api_key = std::string(sekuire::testing::mock_default_api_key);
     std::size_t agents = 100, threads = 1;
     double interval = 60, duration = 60, stagger = 10, late_after_ms = 100, report_every = 1;
+    std::size_t workers = 0;
+    double handler_sleep_ms = 0, task_rate = 0, task_drain = 10;
     std::string tokens_file;
     bool json = false, allow_insecure = false;
     app.add_option("--url", o.url, "the backend's base URL (plain http only to loopback unless --allow-insecure-http)")
@@ -60,6 +65,24 @@ int main(int argc, char** argv) {
         ->type_name("MS")
         ->check(CLI::Range(0.0, 3600000.0));
     app.add_option("--report-every", report_every, "seconds between live summary lines (default 1; 0: none)")
+        ->type_name("SECONDS")
+        ->check(CLI::Range(0.0, 3600.0));
+    app.add_option("--workers", workers,
+                   "the first N agents also run an asynchronous worker taking tasks of capability 'fleet' "
+                   "(default 0)")
+        ->type_name("N")
+        ->check(CLI::Range(0, 100000));
+    app.add_option("--handler-sleep-ms", handler_sleep_ms,
+                   "each task's handler waits this long on a timer before it answers (default 0: at once)")
+        ->type_name("MS")
+        ->check(CLI::Range(0.0, 3600000.0));
+    app.add_option("--task-rate", task_rate,
+                   "tasks enqueued per second through the admin API (POST /admin/v1/tasks, the mock's; a real "
+                   "backend needs its own task source), until --duration (default 0: none)")
+        ->type_name("PER_SECOND")
+        ->check(CLI::Range(0.0, 1000000.0));
+    app.add_option("--task-drain", task_drain,
+                   "after --duration, the longest wait for the tasks enqueued to be reported (default 10 s)")
         ->type_name("SECONDS")
         ->check(CLI::Range(0.0, 3600.0));
     app.add_option("--install-token", o.install_tokens, "an install token (repeat: one per agent)")
@@ -95,6 +118,16 @@ int main(int argc, char** argv) {
                            "fewer install tokens (" + std::to_string(o.install_tokens.size()) + ") than agents (" +
                                std::to_string(agents) + ")",
                            synopsis, args);
+    if (workers > agents)
+        return usage_error(program,
+                           "--workers (" + std::to_string(workers) + ") exceeds --agents (" + std::to_string(agents) + ")",
+                           synopsis, args);
+    if (task_rate > 0 && workers == 0)
+        return usage_error(program, "--task-rate needs --workers: no agent would take the tasks", synopsis, args);
+    o.workers = workers;
+    o.handler_sleep = std::chrono::milliseconds(static_cast<std::int64_t>(handler_sleep_ms));
+    o.task_rate = task_rate;
+    o.task_drain = std::chrono::milliseconds(static_cast<std::int64_t>(task_drain * 1000));
     o.agents = agents;
     o.threads = threads;
     o.interval = std::chrono::seconds(static_cast<std::int64_t>(interval));
