@@ -158,4 +158,60 @@ BOOST_AUTO_TEST_CASE(bad_input_is_a_usage_error_that_masks_tokens) {
     BOOST_TEST(run("--url http://127.0.0.1:1 --agents 2 --duration 1 --report-every 0 2>/dev/null").exit_code == 1);
 }
 
+BOOST_AUTO_TEST_CASE(agents_with_workers_complete_every_task_enqueued) {
+    BOOST_TEST_REQUIRE(fs::exists(tool_path()));
+    st::mock_backend backend;
+    backend.start();
+    const int agents = 200, workers = 60;
+    const run_result r = run("--url " + backend.url() + " --agents " + std::to_string(agents) + " --workers " +
+                             std::to_string(workers) +
+                             " --task-rate 150 --handler-sleep-ms 10 --interval 1 --duration 3 --stagger 1 --json");
+    BOOST_TEST_REQUIRE(r.exit_code == 0);
+    boost::system::error_code jec;
+    const auto v = boost::json::parse(r.out, jec);
+    BOOST_TEST_REQUIRE(!jec, "not JSON: " << r.out);
+    const auto& o = v.as_object();
+    BOOST_TEST(field(o, "agents_connected") == static_cast<std::uint64_t>(agents));
+    BOOST_TEST(field(o, "workers") == static_cast<std::uint64_t>(workers));
+    BOOST_TEST(field(o, "workers_started") == static_cast<std::uint64_t>(workers));
+    // Every task the fleet enqueued (one admin request each) was handled once and its result
+    // accepted; the backend agrees.
+    const std::uint64_t enqueued = field(o, "tasks_enqueued");
+    BOOST_TEST(enqueued == backend.request_count(st::mock_admin_path::tasks));
+    BOOST_TEST(enqueued >= 300u); // 150 a second for 3 s, less the first tick
+    BOOST_TEST(field(o, "tasks_completed") == enqueued);
+    BOOST_TEST(field(o, "tasks_handled") == enqueued);
+    BOOST_TEST(field(o, "tasks_not_completed") == 0u);
+    BOOST_TEST(field(o, "results_sent") == count_paths(backend, "/complete"));
+    BOOST_TEST(field(o, "results_sent") == enqueued);
+    std::size_t completed = 0;
+    for (const auto& t : backend.tasks()) completed += t.status == st::mock_task_status::completed ? 1 : 0;
+    BOOST_TEST(completed == enqueued);
+    BOOST_TEST(o.at("task_errors").as_object().empty());
+    const double p50 = boost::json::value_to<double>(o.at("task_latency_p50"));
+    const double p99 = boost::json::value_to<double>(o.at("task_latency_p99"));
+    const double mx = boost::json::value_to<double>(o.at("task_latency_max"));
+    BOOST_TEST(p50 >= 0.010); // the handler alone sleeps 10 ms
+    BOOST_TEST(p50 <= p99);
+    BOOST_TEST(p99 <= mx * 1.06);
+    // The beacons' figures are unchanged by the workers (theirs go through their own
+    // transport): heartbeats counted are the beacons' only.
+    const std::size_t beacon_heartbeats = count_paths(backend, "/heartbeat") - count_paths(backend, "/worker/heartbeat");
+    const std::uint64_t answered = field(o, "heartbeats_answered");
+    BOOST_TEST(answered <= beacon_heartbeats);
+    BOOST_TEST(beacon_heartbeats <= answered + field(o, "requests_canceled"));
+    BOOST_TEST(o.at("errors").as_object().empty());
+    std::size_t stopped = 0;
+    for (const auto& i : backend.installations()) stopped += i.state == st::mock_installation_state::stopped ? 1 : 0;
+    BOOST_TEST(stopped == static_cast<std::size_t>(agents));
+    BOOST_TEST(backend.open_streams() == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(task_options_are_checked) {
+    BOOST_TEST_REQUIRE(fs::exists(tool_path()));
+    BOOST_TEST(run("--url http://127.0.0.1:1 --agents 3 --workers 4 2>/dev/null").exit_code == 2);
+    BOOST_TEST(run("--url http://127.0.0.1:1 --agents 3 --task-rate 5 2>/dev/null").exit_code == 2);
+    BOOST_TEST(run("--url http://127.0.0.1:1 --agents 3 --workers 1 --task-rate -1 2>/dev/null").exit_code == 2);
+}
+
 BOOST_AUTO_TEST_SUITE_END()
