@@ -11,6 +11,18 @@
 //     stop), divided by the heartbeats sent meanwhile;
 //   - heartbeat lateness p99 and max: how late the timers of scheduled heartbeats fired.
 //
+// With --workers W the first W agents also run an asynchronous worker with an open task
+// stream, and --task-rate R enqueues R tasks a second through the mock's admin API; then
+// also:
+//
+//   - tasks per second: tasks completed over the steady part of the run, per second;
+//   - task latency p50/p99 (enqueue to the result accepted).
+//
+// The figure of issue 12 for workers (1,000 workers with open task streams on one thread):
+//
+//   build/release/bench/sekuire_async_fleet_figures --url http://127.0.0.1:5556
+//       --agents 1000 --workers 1000 --task-rate 2000 --interval 60 --stagger 10 --duration 60
+//
 // The agents are sekuire-fleet's (tools/fleet.hpp). Run the backend in its own process so
 // that its memory and CPU are not counted:
 //
@@ -87,7 +99,7 @@ int main(int argc, char** argv) {
         double v = 0;
         if (a == "--help") {
             std::cout << "usage: sekuire_async_fleet_figures --url URL [--agents N] [--interval S] [--stagger S] "
-                         "[--duration S]\n";
+                         "[--duration S] [--workers W] [--task-rate R] [--handler-sleep-ms MS]\n";
             return 0;
         }
         if (i + 1 >= argc) {
@@ -107,10 +119,17 @@ int main(int argc, char** argv) {
         else if (a == "--interval" && v >= 1) o.interval = std::chrono::seconds(static_cast<std::int64_t>(v));
         else if (a == "--stagger") o.stagger = std::chrono::milliseconds(static_cast<std::int64_t>(v * 1000));
         else if (a == "--duration" && v > 0) o.duration = std::chrono::milliseconds(static_cast<std::int64_t>(v * 1000));
+        else if (a == "--workers") o.workers = static_cast<std::size_t>(v);
+        else if (a == "--task-rate") o.task_rate = v;
+        else if (a == "--handler-sleep-ms") o.handler_sleep = std::chrono::milliseconds(static_cast<std::int64_t>(v));
         else {
             std::cerr << "unknown or out-of-range option " << a << "\n";
             return 2;
         }
+    }
+    if (o.workers > o.agents || (o.task_rate > 0 && o.workers == 0)) {
+        std::cerr << "--workers must be at most --agents, and --task-rate needs --workers\n";
+        return 2;
     }
     if (o.url.empty()) {
         std::cerr << "--url is required (start sekuire-mock first)\n";
@@ -122,7 +141,8 @@ int main(int argc, char** argv) {
     std::size_t threads = 0;
     bool steady = false;
     double cpu0 = 0, cpu1 = 0;
-    std::uint64_t beats0 = 0, beats1 = 0;
+    std::uint64_t beats0 = 0, beats1 = 0, tasks0 = 0, tasks1 = 0;
+    std::chrono::steady_clock::time_point at0{}, at1{};
     o.on_report = [&](const sekuire_tools::fleet::fleet_stats& s) {
         rss_peak = std::max(rss_peak, rss_bytes());
         threads = std::max(threads, thread_count());
@@ -130,10 +150,14 @@ int main(int argc, char** argv) {
             steady = true;
             cpu0 = cpu_seconds();
             beats0 = s.heartbeats_sent.load();
+            tasks0 = s.tasks_completed.load();
+            at0 = std::chrono::steady_clock::now();
         }
         if (steady) {
             cpu1 = cpu_seconds();
             beats1 = s.heartbeats_sent.load();
+            tasks1 = s.tasks_completed.load();
+            at1 = std::chrono::steady_clock::now();
         }
     };
     std::ostringstream live;
@@ -155,5 +179,17 @@ int main(int argc, char** argv) {
                     (cpu1 - cpu0) * 1e6 / static_cast<double>(beats), cpu1 - cpu0,
                     static_cast<unsigned long long>(beats));
     std::printf("  heartbeat lateness p99       %.1f ms (max %.1f ms)\n", r.lateness_p99 * 1000, r.lateness_max * 1000);
+    if (o.workers > 0) {
+        const double secs = std::chrono::duration<double>(at1 - at0).count();
+        std::printf("  workers with open streams    %zu\n", o.workers);
+        if (steady && secs > 0)
+            std::printf("  tasks per second             %.0f (%llu tasks completed in the steady %.1f s; rate asked %.0f/s)\n",
+                        static_cast<double>(tasks1 - tasks0) / secs, static_cast<unsigned long long>(tasks1 - tasks0),
+                        secs, o.task_rate);
+        std::printf("  task latency p50 / p99       %.1f ms / %.1f ms (max %.1f ms)\n", r.task_latency_p50 * 1000,
+                    r.task_latency_p99 * 1000, r.task_latency_max * 1000);
+        std::printf("  tasks enqueued / completed   %llu / %llu\n", static_cast<unsigned long long>(r.tasks_enqueued),
+                    static_cast<unsigned long long>(r.tasks_completed));
+    }
     return r.agents_connected == o.agents ? 0 : 1;
 }
