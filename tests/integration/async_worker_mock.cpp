@@ -33,15 +33,18 @@ using st::mock_task_status;
 
 using mem_worker = sekuire::async::basic_worker<sekuire::beast_transport, sekuire::system_clock, sekuire::memory_store>;
 
-// An io_context run by one thread for the test's duration.
+// An io_context run by `n` threads for the test's duration.
 struct loop {
+    explicit loop(int n = 1) {
+        for (int i = 0; i < n; ++i) threads.emplace_back([this] { ioc.run(); });
+    }
     boost::asio::io_context ioc;
     boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work{ioc.get_executor()};
-    std::thread thread{[this] { ioc.run(); }};
+    std::vector<std::thread> threads;
     ~loop() {
         work.reset();
         ioc.stop();
-        thread.join();
+        for (auto& t : threads) t.join();
     }
 };
 
@@ -206,13 +209,14 @@ BOOST_AUTO_TEST_CASE(a_revocation_stops_the_worker) {
     w->async_stop(boost::asio::use_future).get(); // completes at once
 }
 
-BOOST_AUTO_TEST_CASE(twenty_workers_share_one_thread) {
-    const int n = 20;
+namespace {
+// `n` workers on an io_context run by `threads` threads complete 200 tasks between them.
+void many_workers(int n, int threads) {
     st::mock_backend_options mo = backend_options();
     for (int i = 0; i < n; ++i) mo.install_tokens.push_back("skt_async_worker_token_" + std::to_string(i));
     st::mock_backend backend(mo);
     backend.start();
-    loop l;
+    loop l(threads);
     std::vector<std::unique_ptr<mem_worker>> workers;
     std::vector<std::future<void>> started;
     for (int i = 0; i < n; ++i) {
@@ -230,5 +234,11 @@ BOOST_AUTO_TEST_CASE(twenty_workers_share_one_thread) {
     for (auto& w : workers) completed += w->get_status().completed;
     BOOST_TEST(completed == 200u);
 }
+} // namespace
+
+BOOST_AUTO_TEST_CASE(twenty_workers_share_one_thread) { many_workers(20, 1); }
+
+// Each worker runs on a strand: an io_context run by two threads carries them as well.
+BOOST_AUTO_TEST_CASE(twenty_workers_on_two_threads) { many_workers(20, 2); }
 
 BOOST_AUTO_TEST_SUITE_END()
