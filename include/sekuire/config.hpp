@@ -21,6 +21,15 @@
 #define SEKUIRE_HAS_CONCEPTS 0
 #endif
 
+#if defined(SEKUIRE_SEPARATE_COMPILATION)
+#define SEKUIRE_DECL
+#else
+/** How the library's non-template functions are declared: `inline`, their bodies in the
+    headers (header-only, the default). With `SEKUIRE_SEPARATE_COMPILATION` it is empty, and
+    the bodies are compiled once, in the file that includes `<sekuire/src.hpp>`. */
+#define SEKUIRE_DECL inline
+#endif
+
 /// Precondition checks (misuse of the API, not bad input). Defaults to `BOOST_ASSERT`.
 #ifndef SEKUIRE_ASSERT
 #define SEKUIRE_ASSERT(expr) BOOST_ASSERT(expr)

@@ -20,6 +20,9 @@
 #include <sekuire/sdk.hpp>
 #include <sekuire/worker.hpp>
 
+// The non-template code, compiled here once (header-only, the headers include it).
+#include <sekuire/detail/impl/worker_base.ipp>
+
 // Explicit instantiations, not new entities: Doxygen would take them for undocumented
 // declarations.
 /// @cond SEKUIRE_INSTANTIATIONS
