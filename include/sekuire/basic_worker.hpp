@@ -229,6 +229,9 @@ private:
     Clock clock_;
     CredentialStore store_;
     Executor executor_;
+
+    template <class, class, class, class, class>
+    friend class basic_sdk; // holds its workers as detail::worker_base
 };
 
 // Defined outside the class: not inline, so that `extern template` (SEKUIRE_SEPARATE_COMPILATION)

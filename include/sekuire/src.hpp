@@ -21,6 +21,7 @@
 #include <sekuire/worker.hpp>
 
 // The non-template code, compiled here once (header-only, the headers include it).
+#include <sekuire/detail/impl/sdk_base.ipp>
 #include <sekuire/detail/impl/worker_base.ipp>
 
 // Explicit instantiations, not new entities: Doxygen would take them for undocumented

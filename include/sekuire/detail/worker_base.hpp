@@ -39,6 +39,8 @@ public:
     virtual ~worker_base() = default;
 
 protected:
+    friend class sdk_base; // an SDK drives its workers through this class
+
     // From options already prepared (detail::prepare).
     SEKUIRE_DECL explicit worker_base(worker_options options);
 
