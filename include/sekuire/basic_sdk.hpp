@@ -84,18 +84,10 @@ public:
     basic_sdk(basic_sdk&&) noexcept = default;
 
     /// Shuts this SDK down, then takes `other`'s parts.
-    basic_sdk& operator=(basic_sdk&& other) noexcept {
-        if (this != &other) {
-            shutdown();
-            s_ = std::move(other.s_);
-        }
-        return *this;
-    }
+    basic_sdk& operator=(basic_sdk&& other) noexcept;
 
     /// Shuts down (see `shutdown()`).
-    ~basic_sdk() {
-        if (s_) shutdown();
-    }
+    ~basic_sdk();
 
     /** Starts the beacon (bootstrap or recovery, registration heartbeat: at most
         `start_timeout`) and the supervisor that shuts everything down on terminate or
@@ -188,13 +180,8 @@ private:
 
     // The parts and the policies; what needs no policy is detail::sdk_base's.
     struct state final : detail::sdk_base {
-        state(sdk_options o, Transport t, Clock c, CredentialStore s, Executor e)
-            : sdk_base(std::move(o)), transport(std::move(t)), clock(std::move(c)), store(std::move(s)),
-              executor(std::move(e)) {}
-        ~state() override {
-            release_workers();
-            beacon.reset();
-        }
+        state(sdk_options o, Transport t, Clock c, CredentialStore s, Executor e);
+        ~state() override;
 
         Transport transport;
         Clock clock;
@@ -202,10 +189,10 @@ private:
         Executor executor;
         std::unique_ptr<beacon_type> beacon;
 
-        void beacon_apply_command(const protocol::command& c) override { beacon->apply_command(c); }
-        void beacon_apply_revocation(const protocol::revocation& r) override { beacon->apply_revocation(r); }
-        void beacon_draining() override { beacon->set_reported_status(protocol::heartbeat_status::draining); }
-        void beacon_stop() override { beacon->stop(); }
+        void beacon_apply_command(const protocol::command& c) override;
+        void beacon_apply_revocation(const protocol::revocation& r) override;
+        void beacon_draining() override;
+        void beacon_stop() override;
     };
 
     std::unique_ptr<state> s_;
@@ -224,6 +211,20 @@ basic_sdk<Transport, Clock, CredentialStore, PlatformProbe, Executor>::basic_sdk
     // auto_heartbeat off) the workers.
     detail::recover_from_env(s_->options);
     s_->beacon = std::make_unique<beacon_type>(s_->wire_beacon(), s_->transport, s_->clock, s_->store, std::move(probe));
+}
+
+template <class Transport, class Clock, class CredentialStore, class PlatformProbe, class Executor>
+auto basic_sdk<Transport, Clock, CredentialStore, PlatformProbe, Executor>::operator=(basic_sdk&& other) noexcept -> basic_sdk& {
+    if (this != &other) {
+        shutdown();
+        s_ = std::move(other.s_);
+    }
+    return *this;
+}
+
+template <class Transport, class Clock, class CredentialStore, class PlatformProbe, class Executor>
+basic_sdk<Transport, Clock, CredentialStore, PlatformProbe, Executor>::~basic_sdk() {
+    if (s_) shutdown();
 }
 
 template <class Transport, class Clock, class CredentialStore, class PlatformProbe, class Executor>
@@ -256,6 +257,36 @@ auto basic_sdk<Transport, Clock, CredentialStore, PlatformProbe, Executor>::crea
     *self = w.get();
     s_->adopt_worker(std::unique_ptr<detail::worker_base>(w.release()));
     return made;
+}
+
+template <class Transport, class Clock, class CredentialStore, class PlatformProbe, class Executor>
+basic_sdk<Transport, Clock, CredentialStore, PlatformProbe, Executor>::state::state(sdk_options o, Transport t, Clock c, CredentialStore s, Executor e)
+    : sdk_base(std::move(o)), transport(std::move(t)), clock(std::move(c)), store(std::move(s)), executor(std::move(e)) {}
+
+template <class Transport, class Clock, class CredentialStore, class PlatformProbe, class Executor>
+basic_sdk<Transport, Clock, CredentialStore, PlatformProbe, Executor>::state::~state() {
+    release_workers();
+    beacon.reset(); // after the workers: they call into it
+}
+
+template <class Transport, class Clock, class CredentialStore, class PlatformProbe, class Executor>
+void basic_sdk<Transport, Clock, CredentialStore, PlatformProbe, Executor>::state::beacon_apply_command(const protocol::command& c) {
+    beacon->apply_command(c);
+}
+
+template <class Transport, class Clock, class CredentialStore, class PlatformProbe, class Executor>
+void basic_sdk<Transport, Clock, CredentialStore, PlatformProbe, Executor>::state::beacon_apply_revocation(const protocol::revocation& r) {
+    beacon->apply_revocation(r);
+}
+
+template <class Transport, class Clock, class CredentialStore, class PlatformProbe, class Executor>
+void basic_sdk<Transport, Clock, CredentialStore, PlatformProbe, Executor>::state::beacon_draining() {
+    beacon->set_reported_status(protocol::heartbeat_status::draining);
+}
+
+template <class Transport, class Clock, class CredentialStore, class PlatformProbe, class Executor>
+void basic_sdk<Transport, Clock, CredentialStore, PlatformProbe, Executor>::state::beacon_stop() {
+    beacon->stop();
 }
 
 } // namespace sekuire
