@@ -21,6 +21,7 @@
 #include <sekuire/worker.hpp>
 
 // The non-template code, compiled here once (header-only, the headers include it).
+#include <sekuire/core/impl/worker_core.ipp>
 #include <sekuire/detail/impl/sdk_base.ipp>
 #include <sekuire/detail/impl/worker_base.ipp>
 
