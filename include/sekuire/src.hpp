@@ -7,8 +7,10 @@
 /// exactly one `.cpp` file of a program, and define `SEKUIRE_SEPARATE_COMPILATION` for
 /// every file of the program (the compiler's `-D`). That file then holds the compiled
 /// members of `sekuire::beacon`, `sekuire::worker` and `sekuire::sdk`, which the other
-/// files only declare (`extern template`): they compile faster and the program holds one
-/// copy. Templates over other policies are still instantiated where they are used.
+/// files only declare (`extern template`), and the library's non-template code (the bodies
+/// in the `impl/*.ipp` files, which the headers include in header-only mode): the other files
+/// compile faster and the program holds one copy. Templates over other policies are still
+/// instantiated where they are used (they use that compiled code too).
 ///
 /// CMake does it for you: link `sekuire::sekuire_compiled` instead of `sekuire::sekuire`.
 
@@ -21,9 +23,15 @@
 #include <sekuire/worker.hpp>
 
 // The non-template code, compiled here once (header-only, the headers include it).
+#include <sekuire/detail/impl/proxy.ipp>
+#include <sekuire/detail/impl/http_common.ipp>
+#include <sekuire/impl/time.ipp>
+#include <sekuire/detail/impl/auth.ipp>
+#include <sekuire/core/impl/auth_chain.ipp>
 #include <sekuire/core/impl/worker_core.ipp>
 #include <sekuire/detail/impl/sdk_base.ipp>
 #include <sekuire/detail/impl/worker_base.ipp>
+#include <sekuire/impl/file_store.ipp>
 
 // Explicit instantiations, not new entities: Doxygen would take them for undocumented
 // declarations.

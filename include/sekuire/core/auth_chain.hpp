@@ -12,6 +12,7 @@
 /// I/O: the steps return the request to send or the store operation to perform, and take
 /// their results.
 
+#include <sekuire/config.hpp>
 #include <sekuire/core/common.hpp>
 #include <sekuire/credential_store.hpp>
 #include <sekuire/detail/auth.hpp>
@@ -54,16 +55,10 @@ public:
     // ---- the store as last seen --------------------------------------------------------
 
     /// The store's contents (or why it could not be read), as just read.
-    void store_seen(std::optional<installation_credentials> stored, const error_code& ec) {
-        stored_ = std::move(stored);
-        stored_ec_ = ec;
-    }
+    SEKUIRE_DECL void store_seen(std::optional<installation_credentials> stored, const error_code& ec);
 
     /// What the store is about to hold (a save asked for): later reads see it.
-    void store_will_hold(std::optional<installation_credentials> c) {
-        stored_ = std::move(c);
-        stored_ec_ = {};
-    }
+    SEKUIRE_DECL void store_will_hold(std::optional<installation_credentials> c);
 
     /// The store's contents as last seen (or as about to be saved).
     const std::optional<installation_credentials>& stored() const noexcept { return stored_; }
@@ -76,17 +71,7 @@ public:
         A reference to the chain's own copy (no copy made: a beacon reads it every cycle),
         valid until the next call that changes the chain.
     */
-    const std::optional<installation_credentials>& reconciled(bool& save_again) {
-        save_again = false;
-        if (!unsaved_) return stored_;
-        if (!stored_ || stored_->installation_id != unsaved_->installation_id ||
-            stored_->token_version > unsaved_->token_version) {
-            unsaved_.reset();
-            return stored_;
-        }
-        save_again = true;
-        return unsaved_;
-    }
+    SEKUIRE_DECL const std::optional<installation_credentials>& reconciled(bool& save_again);
 
     /// Credentials the store refused: kept, used, and saved again.
     void remember_unsaved(installation_credentials c) { unsaved_ = std::move(c); }
@@ -96,9 +81,7 @@ public:
     // ---- the backend's clock -----------------------------------------------------------
 
     /// Learns from a response's `Date`; true when the offset just became notable.
-    bool observe(const std::optional<wall_time_point>& server_time, wall_time_point local) {
-        return skew_.observe(server_time, local);
-    }
+    SEKUIRE_DECL bool observe(const std::optional<wall_time_point>& server_time, wall_time_point local);
     /// `local` in the backend's time.
     wall_time_point backend_now(wall_time_point local) const { return skew_.now(local); }
     /// The backend's clock as learnt from `Date` headers (its offset from the local one).
@@ -107,47 +90,20 @@ public:
     // ---- the requests of the chain -----------------------------------------------------
 
     /// Section 1: the install-token bootstrap.
-    http_request bootstrap_request(const std::string& install_token, const std::string& agent_id,
-                                   const std::vector<std::string>& capabilities, const platform_info& platform) const {
-        protocol::bootstrap_request body;
-        body.install_token = install_token;
-        body.agent_id = agent_id;
-        body.capabilities = capabilities;
-        body.platform = platform;
-        return detail::make_request(http_method::post, std::string(protocol::path::bootstrap), protocol::encode(body),
-                                    request_timeout_);
-    }
+    SEKUIRE_DECL http_request bootstrap_request(const std::string& install_token, const std::string& agent_id, const std::vector<std::string>& capabilities, const platform_info& platform) const;
 
     /// Section 2: the recovery bootstrap with an API key.
-    http_request recover_request(const std::string& api_key, const std::string& workspace_id, const std::string& agent_id,
-                                 const std::vector<std::string>& capabilities, const platform_info& platform) const {
-        protocol::recover_request body;
-        body.workspace_id = workspace_id;
-        body.agent_id = agent_id;
-        body.capabilities = capabilities;
-        body.platform = platform;
-        http_request req = detail::make_request(http_method::post, std::string(protocol::path::recover),
-                                                protocol::encode(body), request_timeout_);
-        req.headers.push_back({std::string(protocol::header::api_key), api_key});
-        return req;
-    }
+    SEKUIRE_DECL http_request recover_request(const std::string& api_key, const std::string& workspace_id, const std::string& agent_id, const std::vector<std::string>& capabilities, const platform_info& platform) const;
 
     /// Reads a bootstrap's (or recovery bootstrap's) answer; with `ok`, `credentials` are
     /// what it granted, issued at `issued_at` (the backend's time).
-    static detail::bootstrap_result bootstrap_answer(detail::http_outcome&& out) {
-        return detail::finish_bootstrap(std::move(out));
-    }
+    static SEKUIRE_DECL detail::bootstrap_result bootstrap_answer(detail::http_outcome&& out);
 
     // ---- the single-flight refresh -----------------------------------------------------
 
     /// Starts a refresh of `stale_token`: the caller asks for the store's refresh lock (never
     /// waiting) and feeds the result to `refresh_locked()`.
-    void begin_refresh(std::string stale_token) {
-        refresh_stale_ = std::move(stale_token);
-        refresh_result_ = {};
-        refreshing_ = true;
-        lock_held_ = false;
-    }
+    SEKUIRE_DECL void begin_refresh(std::string stale_token);
 
     /// Whether a refresh is under way.
     bool refreshing() const noexcept { return refreshing_; }
@@ -164,99 +120,17 @@ public:
         token with one that needs no refresh, that one is used and no call is made.
         `backend_now` is the backend's time.
     */
-    refresh_step refresh_locked(bool owned, std::optional<installation_credentials> stored, const error_code& ec,
-                                wall_time_point backend_now) {
-        detail::refresh_result& out = refresh_result_;
-        refresh_step step;
-        if (!owned) {
-            out.status = detail::refresh_status::store_failed;
-            out.error = ec ? ec : error_code(errc::store_locked);
-            refreshing_ = false;
-            return step;
-        }
-        lock_held_ = true;
-        if (ec) {
-            out.status = detail::refresh_status::store_failed;
-            out.error = ec;
-            refreshing_ = false;
-            return step;
-        }
-        store_seen(std::move(stored), {});
-        bool ignored = false;
-        std::optional<installation_credentials> creds = reconciled(ignored);
-        if (!creds || !creds->can_refresh()) {
-            out.status = detail::refresh_status::no_refresh_token;
-            out.error = errc::no_credentials;
-            refreshing_ = false;
-            return step;
-        }
-        if (creds->runtime_token != refresh_stale_ && !detail::token_needs_refresh(*creds, backend_now)) {
-            out.status = detail::refresh_status::refreshed;
-            out.credentials = std::move(creds);
-            refreshing_ = false;
-            return step;
-        }
-        refresh_base_ = *creds;
-        out.called = true;
-        protocol::refresh_request body{creds->refresh_token};
-        step.what = refresh_step::kind::send;
-        step.request = detail::make_request(http_method::post, protocol::path::refresh(creds->installation_id),
-                                            protocol::encode(body), request_timeout_);
-        return step;
-    }
+    SEKUIRE_DECL refresh_step refresh_locked(bool owned, std::optional<installation_credentials> stored, const error_code& ec, wall_time_point backend_now);
 
     /** The refresh call's answer (classified, observed). A new token is saved before
         anyone uses it, under the lock (a rotated refresh token exists nowhere else):
         `save` comes back, and `refresh_saved()` ends the refresh.
     */
-    refresh_step refresh_answered(detail::http_outcome&& res, wall_time_point backend_now) {
-        detail::refresh_result& out = refresh_result_;
-        out.retry_after = res.retry_after;
-        out.server_time = res.server_time;
-        out.error = res.error;
-        refresh_step step;
-        switch (res.cls) {
-        case protocol::status_class::ok: {
-            protocol::refresh_response r;
-            protocol::decode_error derr;
-            if (!protocol::decode(res.response.body, r, derr)) {
-                out.status = detail::refresh_status::transient;
-                out.error = derr.code;
-                break;
-            }
-            installation_credentials next = refresh_base_;
-            next.runtime_token = std::move(r.runtime_token);
-            next.runtime_token_expires_at = r.expires_at;
-            next.runtime_token_issued_at = backend_now;
-            next.token_version = r.token_version;
-            if (r.refresh_token && *r.refresh_token != next.refresh_token) {
-                next.refresh_token = std::move(*r.refresh_token);
-                out.rotated = true;
-            }
-            out.status = detail::refresh_status::refreshed;
-            out.credentials = next;
-            store_will_hold(next);
-            step.what = refresh_step::kind::save;
-            step.credentials = std::move(next);
-            return step;
-        }
-        case protocol::status_class::revoked: out.status = detail::refresh_status::revoked; break;
-        case protocol::status_class::installation_gone: out.status = detail::refresh_status::gone; break;
-        case protocol::status_class::transient: out.status = detail::refresh_status::transient; break;
-        case protocol::status_class::token_rejected:
-        case protocol::status_class::permanent: out.status = detail::refresh_status::rejected; break;
-        }
-        refreshing_ = false;
-        return step;
-    }
+    SEKUIRE_DECL refresh_step refresh_answered(detail::http_outcome&& res, wall_time_point backend_now);
 
     /// The save of refreshed credentials: when it failed they are kept in memory (and
     /// saved again later); the refresh is over.
-    void refresh_saved(const error_code& ec) {
-        refresh_result_.persist_error = ec;
-        if (ec && refresh_result_.credentials) remember_unsaved(*refresh_result_.credentials);
-        refreshing_ = false;
-    }
+    SEKUIRE_DECL void refresh_saved(const error_code& ec);
 
     /// The outcome of the last refresh.
     const detail::refresh_result& result() const noexcept { return refresh_result_; }
@@ -276,5 +150,9 @@ private:
 };
 
 } // namespace sekuire
+
+#if !defined(SEKUIRE_SEPARATE_COMPILATION)
+#include <sekuire/core/impl/auth_chain.ipp>
+#endif
 
 #endif

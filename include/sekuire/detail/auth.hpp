@@ -6,6 +6,7 @@
 // classes of protocol.md section 0, the bootstrap and recovery bootstrap, and the
 // single-flight runtime token refresh over a shared credential store.
 
+#include <sekuire/config.hpp>
 #include <sekuire/credential_store.hpp>
 #include <sekuire/error.hpp>
 #include <sekuire/protocol.hpp>
@@ -42,30 +43,9 @@ struct http_outcome {
     bool ok() const noexcept { return cls == protocol::status_class::ok; }
 };
 
-inline http_request make_request(http_method method, std::string target, std::string body,
-                                  std::chrono::milliseconds timeout) {
-    http_request req;
-    req.method = method;
-    req.target = std::move(target);
-    req.body = std::move(body);
-    req.timeout = timeout;
-    req.headers.reserve(4); // Accept, Content-Type, Authorization and one more: grown once
-    req.headers.push_back({std::string(protocol::header::accept), std::string(protocol::header::json_type)});
-    if (!req.body.empty())
-        req.headers.push_back({std::string(protocol::header::content_type), std::string(protocol::header::json_type)});
-    return req;
-}
+SEKUIRE_DECL http_request make_request(http_method method, std::string target, std::string body, std::chrono::milliseconds timeout);
 
-inline void set_bearer(http_request& req, std::string_view token) {
-    std::string value(protocol::header::bearer_prefix);
-    value += token;
-    for (auto& h : req.headers)
-        if (iequals(h.name, protocol::header::authorization)) {
-            h.value = std::move(value);
-            return;
-        }
-    req.headers.push_back({std::string(protocol::header::authorization), std::move(value)});
-}
+SEKUIRE_DECL void set_bearer(http_request& req, std::string_view token);
 
 /** Sets the headers of `req` as `make_request()` and `set_bearer(req, token)` do (Accept,
     Content-Type when it has a body, Authorization), in that order, reusing the storage of
@@ -89,17 +69,10 @@ inline void set_json_bearer_headers(http_request& req, std::string_view token) {
 
 /// Milliseconds since the epoch: differences of these cannot overflow, whatever two
 /// representable instants they come from.
-inline std::int64_t wall_ms(wall_time_point t) noexcept {
-    return std::chrono::floor<std::chrono::milliseconds>(t.time_since_epoch()).count();
-}
+SEKUIRE_DECL std::int64_t wall_ms(wall_time_point t) noexcept;
 
 /// The instant `ms` milliseconds after the epoch, saturated to what the clock represents.
-inline wall_time_point wall_from_ms(std::int64_t ms) noexcept {
-    using dur = wall_time_point::duration;
-    const std::int64_t hi = std::chrono::duration_cast<std::chrono::milliseconds>(dur::max()).count() - 1;
-    const std::int64_t lo = std::chrono::duration_cast<std::chrono::milliseconds>(dur::min()).count() + 1;
-    return wall_time_point(std::chrono::duration_cast<dur>(std::chrono::milliseconds(std::clamp(ms, lo, hi))));
-}
+SEKUIRE_DECL wall_time_point wall_from_ms(std::int64_t ms) noexcept;
 
 /// A `Date` header names the second in which the response was made (HTTP dates have whole
 /// seconds): the backend's clock read somewhere in [date, date + 1 s).
@@ -110,39 +83,14 @@ inline constexpr std::int64_t date_resolution_ms = 1000;
     pulled to the nearest edge of it. Judging against the `Date` itself would put every
     backend time up to a second late (a 1 s heartbeat interval became 1.6-2.0 s).
 */
-inline wall_time_point within_date(wall_time_point date, wall_time_point local) noexcept {
-    const std::int64_t d = wall_ms(date), l = wall_ms(local);
-    if (l < d) return date;
-    if (l >= d + date_resolution_ms) return wall_from_ms(d + date_resolution_ms - 1);
-    return local;
-}
+SEKUIRE_DECL wall_time_point within_date(wall_time_point date, wall_time_point local) noexcept;
 
 /// Classifies the answer to a request (or the transport's error): the status class and the
 /// error of docs/protocol.md's table (`bearer` and `installation_path` select its rows),
 /// the error body's code, the backend's time from `Date` (clamped to plausible instants)
 /// and `Retry-After` (an HTTP-date one measured against the response's own `Date`). `now`
 /// is the client's idea of the backend's time when the request went out.
-inline http_outcome classify(const error_code& transport_error, http_response&& response, bool bearer,
-                             bool installation_path, wall_time_point now) {
-    http_outcome out;
-    if (transport_error) {
-        out.error = transport_error;
-        out.cls = protocol::status_class::transient;
-        return out;
-    }
-    out.response = std::move(response);
-    const int status = out.response.status;
-    if (status < 200 || status >= 300) out.code = protocol::error_code_of(out.response.body);
-    out.cls = protocol::classify_status(status, out.code, bearer, installation_path);
-    if (out.cls != protocol::status_class::ok) out.error = protocol::status_error(status, out.code, bearer, installation_path);
-    if (const std::string* d = find_header(out.response.headers, protocol::header::date)) {
-        if (const auto t = parse_http_date(*d))
-            out.server_time = std::clamp(*t, protocol::timing::earliest_timestamp, protocol::timing::latest_timestamp);
-    }
-    if (const std::string* ra = find_header(out.response.headers, protocol::header::retry_after))
-        out.retry_after = parse_retry_after(*ra, out.server_time ? within_date(*out.server_time, now) : now);
-    return out;
-}
+SEKUIRE_DECL http_outcome classify(const error_code& transport_error, http_response&& response, bool bearer, bool installation_path, wall_time_point now);
 
 /** The backend's clock as last seen in `Date` headers. Token expiries and the times the
     backend directs are in its time; judging them against a local clock that is hours off
@@ -197,9 +145,7 @@ private:
 };
 
 /// True when the runtime token is known to have expired at `now` (the backend's time).
-inline bool token_expired(const installation_credentials& c, wall_time_point now) noexcept {
-    return c.runtime_token.empty() || (c.runtime_token_expires_at && now >= *c.runtime_token_expires_at);
-}
+SEKUIRE_DECL bool token_expired(const installation_credentials& c, wall_time_point now) noexcept;
 
 /** When the client refreshes a token on its own, if no heartbeat did: 6 days before its
     expiry (protocol.md section 5 gives the backend 7), but never earlier than a third into
@@ -207,23 +153,10 @@ inline bool token_expired(const installation_credentials& c, wall_time_point now
     expires, and a 1-hour token after 20 minutes rather than at once and for ever.
     Computed in milliseconds and saturated: hostile instants cannot overflow it.
 */
-inline std::optional<wall_time_point> refresh_due_at(const installation_credentials& c) noexcept {
-    if (!c.runtime_token_expires_at) return std::nullopt;
-    const std::int64_t expires = wall_ms(*c.runtime_token_expires_at);
-    std::int64_t window = std::chrono::duration_cast<std::chrono::milliseconds>(protocol::timing::client_refresh_window).count();
-    if (c.runtime_token_issued_at) {
-        const std::int64_t issued = wall_ms(*c.runtime_token_issued_at);
-        if (issued < expires) window = std::min(window, (expires - issued) / 3 * 2);
-    }
-    return wall_from_ms(expires - window);
-}
+SEKUIRE_DECL std::optional<wall_time_point> refresh_due_at(const installation_credentials& c) noexcept;
 
 /// True when the client should refresh on its own: expired, or past `refresh_due_at`.
-inline bool token_needs_refresh(const installation_credentials& c, wall_time_point now) noexcept {
-    if (token_expired(c, now)) return true;
-    const auto due = refresh_due_at(c);
-    return due && now >= *due;
-}
+SEKUIRE_DECL bool token_needs_refresh(const installation_credentials& c, wall_time_point now) noexcept;
 
 /// Outcome of a refresh.
 enum class refresh_status {
@@ -386,57 +319,22 @@ struct bootstrap_result {
     std::string error_message;
 };
 
-inline bootstrap_result finish_bootstrap(http_outcome&& res) {
-    bootstrap_result out;
-    out.retry_after = res.retry_after;
-    out.server_time = res.server_time;
-    out.error = res.error;
-    if (!res.ok()) out.error_message = protocol::error_message_of(res.response.body);
-    switch (res.cls) {
-    case protocol::status_class::ok: {
-        protocol::decode_error derr;
-        if (!protocol::decode(res.response.body, out.response, derr)) {
-            out.status = bootstrap_status::transient;
-            out.error = derr.code;
-        } else {
-            out.status = bootstrap_status::ok;
-        }
-        return out;
-    }
-    case protocol::status_class::transient: out.status = bootstrap_status::transient; return out;
-    case protocol::status_class::revoked: out.status = bootstrap_status::revoked; return out;
-    default: out.status = bootstrap_status::permanent; return out;
-    }
-}
+SEKUIRE_DECL bootstrap_result finish_bootstrap(http_outcome&& res);
 
 /// The credentials a bootstrap response grants, issued at `issued_at`.
-inline installation_credentials credentials_from(const protocol::bootstrap_response& r, wall_time_point issued_at) {
-    installation_credentials c;
-    c.installation_id = r.installation_id;
-    c.refresh_token = r.refresh_token;
-    c.runtime_token = r.runtime_token;
-    c.runtime_token_expires_at = r.runtime_token_expires_at;
-    c.runtime_token_issued_at = issued_at;
-    c.token_version = 1;
-    return c;
-}
+SEKUIRE_DECL installation_credentials credentials_from(const protocol::bootstrap_response& r, wall_time_point issued_at);
 
 /** Converts a backend timestamp into a delay from now, robust to a wrong local clock:
     the difference is taken against the backend's own `Date` when it sent one. Returns
     nullopt when the result is implausible (in the past, or further than `max_ahead`).
 */
-inline std::optional<std::chrono::milliseconds> delay_until(wall_time_point when, std::optional<wall_time_point> server_now,
-                                                            wall_time_point local_now, std::chrono::milliseconds max_ahead) {
-    const wall_time_point ref = server_now ? *server_now : local_now;
-    const auto when_ms = std::chrono::duration_cast<std::chrono::milliseconds>(when.time_since_epoch()).count();
-    const auto ref_ms = std::chrono::duration_cast<std::chrono::milliseconds>(ref.time_since_epoch()).count();
-    if (when_ms < ref_ms) return std::nullopt;
-    const std::int64_t d = when_ms - ref_ms;
-    if (d > max_ahead.count()) return std::nullopt;
-    return std::chrono::milliseconds(d);
-}
+SEKUIRE_DECL std::optional<std::chrono::milliseconds> delay_until(wall_time_point when, std::optional<wall_time_point> server_now, wall_time_point local_now, std::chrono::milliseconds max_ahead);
 
 } // namespace detail
 } // namespace sekuire
+
+#if !defined(SEKUIRE_SEPARATE_COMPILATION)
+#include <sekuire/detail/impl/auth.ipp>
+#endif
 
 #endif
