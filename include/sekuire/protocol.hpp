@@ -250,41 +250,10 @@ inline constexpr wall_time_point latest_timestamp{std::chrono::seconds(725811840
 enum class status_class { ok, token_rejected, revoked, installation_gone, transient, permanent };
 
 /// Classifies a status. `error_code` is the code of the error body (may be empty).
-inline status_class classify_status(int status, std::string_view error_code, bool bearer_call,
-                                    bool installation_path) noexcept {
-    if (status >= 200 && status < 300) return status_class::ok;
-    if (status == 401 && bearer_call) return status_class::token_rejected;
-    if (status == 403 && error_code == error_code_name::installation_revoked) return status_class::revoked;
-    if (status == 404 && installation_path && error_code != error_code_name::unknown_task)
-        return status_class::installation_gone;
-    if (status == 408 || status == 425 || status == 429 || status >= 500 || status < 200)
-        return status_class::transient;
-    return status_class::permanent;
-}
+SEKUIRE_DECL status_class classify_status(int status, std::string_view error_code, bool bearer_call, bool installation_path) noexcept;
 
 /// The `errc` that describes a non-2xx status and its error-body code, for status and logs.
-inline error_code status_error(int status, std::string_view code, bool bearer_call, bool installation_path) {
-    namespace n = error_code_name;
-    if (status >= 200 && status < 300) return {};
-    if (status >= 300 && status < 400) return errc::redirect_refused;
-    if (code == n::installation_revoked && status == 403) return errc::revoked;
-    if (status == 401) {
-        if (code == n::invalid_install_token) return errc::invalid_install_token;
-        if (code == n::invalid_api_key) return errc::invalid_api_key;
-        if (code == n::invalid_refresh_token) return errc::invalid_refresh_token;
-        if (bearer_call) return errc::unauthorized;
-        return errc::http_error;
-    }
-    if (status == 409 && code == n::install_token_used) return errc::install_token_used;
-    if (status == 410 && code == n::install_token_expired) return errc::install_token_expired;
-    if (status == 403 && code == n::agent_mismatch) return errc::agent_mismatch;
-    if (status == 403 && code == n::workspace_mismatch) return errc::workspace_mismatch;
-    if (status == 404 && code == n::unknown_task) return errc::unknown_task;
-    if (status == 404 && installation_path) return errc::installation_not_found;
-    if (status == 429) return errc::rate_limited;
-    if (status == 408 || status == 425 || status >= 500 || status < 200) return errc::transient_http;
-    return errc::http_error;
-}
+SEKUIRE_DECL error_code status_error(int status, std::string_view code, bool bearer_call, bool installation_path);
 
 // ---------------------------------------------------------------------------------------
 // Paths (sections 1 to 6 and 9)
@@ -292,45 +261,16 @@ inline error_code status_error(int status, std::string_view code, bool bearer_ca
 
 namespace detail {
 /// Appends `s` to `out`, percent-encoding everything but RFC 3986 unreserved characters.
-inline void percent_encode_to(std::string& out, std::string_view s) {
-    static constexpr char hex[] = "0123456789ABCDEF";
-    for (unsigned char c : s) {
-        const bool unreserved = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-                                c == '-' || c == '_' || c == '.' || c == '~';
-        if (unreserved) {
-            out.push_back(static_cast<char>(c));
-        } else {
-            out.push_back('%');
-            out.push_back(hex[c >> 4]);
-            out.push_back(hex[c & 15]);
-        }
-    }
-}
+SEKUIRE_DECL void percent_encode_to(std::string& out, std::string_view s);
 
 /// Percent-encodes everything but RFC 3986 unreserved characters.
-inline std::string percent_encode(std::string_view s) {
-    std::string out;
-    out.reserve(s.size());
-    percent_encode_to(out, s);
-    return out;
-}
+SEKUIRE_DECL std::string percent_encode(std::string_view s);
 
 // Writes the path into `out` (its storage reused; room for the longest encoding is
 // reserved first, so one allocation at most).
-inline void installation_path_to(std::string& out, std::string_view installation_id, std::string_view tail) {
-    constexpr std::string_view prefix = "/api/v1/installations/";
-    out.clear();
-    out.reserve(prefix.size() + 3 * installation_id.size() + tail.size());
-    out += prefix;
-    percent_encode_to(out, installation_id);
-    out += tail;
-}
+SEKUIRE_DECL void installation_path_to(std::string& out, std::string_view installation_id, std::string_view tail);
 
-inline std::string installation_path(std::string_view installation_id, std::string_view tail) {
-    std::string p;
-    installation_path_to(p, installation_id, tail);
-    return p;
-}
+SEKUIRE_DECL std::string installation_path(std::string_view installation_id, std::string_view tail);
 } // namespace detail
 
 /// Paths, and the matching route patterns (ECMAScript regular expressions with the ids
@@ -346,9 +286,7 @@ inline constexpr std::string_view installations_prefix = "/api/v1/installations/
 inline constexpr std::string_view tasks_prefix = "/api/v1/tasks/";
 
 /// Section 3: the refresh path of an installation (its id percent-encoded).
-inline std::string refresh(std::string_view installation_id) {
-    return detail::installation_path(installation_id, "/refresh");
-}
+SEKUIRE_DECL std::string refresh(std::string_view installation_id);
 /// Section 5: the heartbeat path of an installation (its id percent-encoded).
 inline std::string heartbeat(std::string_view installation_id) {
     return detail::installation_path(installation_id, "/heartbeat");
@@ -363,35 +301,13 @@ inline std::string worker_heartbeat(std::string_view installation_id) {
     return detail::installation_path(installation_id, "/worker/heartbeat");
 }
 /// Section 9: the operator's revoke path of an installation (its id percent-encoded).
-inline std::string revoke(std::string_view installation_id) {
-    return detail::installation_path(installation_id, "/revoke");
-}
+SEKUIRE_DECL std::string revoke(std::string_view installation_id);
 /// The task stream, with `capabilities=a,b` (each name percent-encoded) when any are given.
-inline std::string task_stream(std::string_view installation_id, const std::vector<std::string>& capabilities) {
-    std::string p = detail::installation_path(installation_id, "/tasks/stream");
-    if (!capabilities.empty()) {
-        p += "?capabilities=";
-        for (std::size_t i = 0; i < capabilities.size(); ++i) {
-            if (i) p += ',';
-            p += detail::percent_encode(capabilities[i]);
-        }
-    }
-    return p;
-}
+SEKUIRE_DECL std::string task_stream(std::string_view installation_id, const std::vector<std::string>& capabilities);
 /// Section 6.2: the completion path of a task (its id percent-encoded).
-inline std::string complete(std::string_view task_id) {
-    std::string p(tasks_prefix);
-    p += detail::percent_encode(task_id);
-    p += "/complete";
-    return p;
-}
+SEKUIRE_DECL std::string complete(std::string_view task_id);
 /// Section 6.4: the active policy path of a workspace (its id percent-encoded).
-inline std::string active_policy(std::string_view workspace_id) {
-    std::string p = "/api/v1/workspaces/";
-    p += detail::percent_encode(workspace_id);
-    p += "/policies/active";
-    return p;
-}
+SEKUIRE_DECL std::string active_policy(std::string_view workspace_id);
 
 /// Route of `refresh()`; group 1 is the installation id.
 inline constexpr const char* refresh_route = R"(/api/v1/installations/([^/]+)/refresh)";
@@ -741,47 +657,13 @@ inline const char* to_string(heartbeat_status s) noexcept {
     return "healthy";
 }
 /// The wire name of a command type (`unknown` for `unknown`).
-inline const char* to_string(command_type t) noexcept {
-    switch (t) {
-    case command_type::pause: return "pause";
-    case command_type::resume: return "resume";
-    case command_type::terminate: return "terminate";
-    case command_type::unknown: return "unknown";
-    }
-    return "unknown";
-}
+SEKUIRE_DECL const char* to_string(command_type t) noexcept;
 /// The wire name of a completion status.
-inline const char* to_string(task_status s) noexcept {
-    switch (s) {
-    case task_status::completed: return "completed";
-    case task_status::failed: return "failed";
-    case task_status::rejected: return "rejected";
-    }
-    return "failed";
-}
+SEKUIRE_DECL const char* to_string(task_status s) noexcept;
 /// The wire name of a completion error code.
-inline const char* to_string(task_error e) noexcept {
-    switch (e) {
-    case task_error::handler_error: return "handler_error";
-    case task_error::handler_timeout: return "handler_timeout";
-    case task_error::invalid_input: return "invalid_input";
-    case task_error::no_handler: return "no_handler";
-    case task_error::worker_paused: return "worker_paused";
-    case task_error::rate_limited: return "rate_limited";
-    case task_error::capability_denied: return "capability_denied";
-    case task_error::shutting_down: return "shutting_down";
-    }
-    return "handler_error";
-}
+SEKUIRE_DECL const char* to_string(task_error e) noexcept;
 /// The wire name of a worker state.
-inline const char* to_string(worker_state s) noexcept {
-    switch (s) {
-    case worker_state::running: return "running";
-    case worker_state::paused: return "paused";
-    case worker_state::draining: return "draining";
-    }
-    return "running";
-}
+SEKUIRE_DECL const char* to_string(worker_state s) noexcept;
 
 namespace detail {
 template <class E, std::size_t N>
@@ -805,31 +687,16 @@ inline bool from_string(std::string_view s, heartbeat_status& out) noexcept {
 }
 /// Reads a command type by its wire name into `out`; false (and `out` unchanged) for any other
 /// text, `unknown` included.
-inline bool from_string(std::string_view s, command_type& out) noexcept {
-    static constexpr command_type all[] = {command_type::pause, command_type::resume, command_type::terminate};
-    return detail::enum_from_string(s, out, all);
-}
+SEKUIRE_DECL bool from_string(std::string_view s, command_type& out) noexcept;
 /// Reads a completion status by its wire name into `out`; false (and `out` unchanged) for any other
 /// text.
-inline bool from_string(std::string_view s, task_status& out) noexcept {
-    static constexpr task_status all[] = {task_status::completed, task_status::failed, task_status::rejected};
-    return detail::enum_from_string(s, out, all);
-}
+SEKUIRE_DECL bool from_string(std::string_view s, task_status& out) noexcept;
 /// Reads a completion error code by its wire name into `out`; false (and `out` unchanged) for any
 /// other text.
-inline bool from_string(std::string_view s, task_error& out) noexcept {
-    static constexpr task_error all[] = {task_error::handler_error,   task_error::handler_timeout,
-                                         task_error::invalid_input,   task_error::no_handler,
-                                         task_error::worker_paused,   task_error::rate_limited,
-                                         task_error::capability_denied, task_error::shutting_down};
-    return detail::enum_from_string(s, out, all);
-}
+SEKUIRE_DECL bool from_string(std::string_view s, task_error& out) noexcept;
 /// Reads a worker state by its wire name into `out`; false (and `out` unchanged) for any other
 /// text.
-inline bool from_string(std::string_view s, worker_state& out) noexcept {
-    static constexpr worker_state all[] = {worker_state::running, worker_state::paused, worker_state::draining};
-    return detail::enum_from_string(s, out, all);
-}
+SEKUIRE_DECL bool from_string(std::string_view s, worker_state& out) noexcept;
 
 // ---------------------------------------------------------------------------------------
 // JSON codec
@@ -871,21 +738,7 @@ namespace json = boost::json;
 
 // Boost.JSON reads a number too large for a double (1e400) as infinity and serializes it
 // as `Infinity`, which is not JSON: a kept value with one would not encode again.
-inline bool all_numbers_finite(const json::value& root) {
-    std::vector<const json::value*> stack{&root}; // explicit: depth is bounded, but by the caller
-    while (!stack.empty()) {
-        const json::value* v = stack.back();
-        stack.pop_back();
-        if (v->is_double()) {
-            if (!std::isfinite(v->get_double())) return false;
-        } else if (v->is_array()) {
-            for (const auto& e : v->get_array()) stack.push_back(&e);
-        } else if (v->is_object()) {
-            for (const auto& kv : v->get_object()) stack.push_back(&kv.value());
-        }
-    }
-    return true;
-}
+SEKUIRE_DECL bool all_numbers_finite(const json::value& root);
 
 /// Reads fields of one JSON object, naming the first failure in a `decode_error`.
 class reader {
@@ -1084,140 +937,36 @@ private:
 
 inline json::string_view jsv(std::string_view s) noexcept { return json::string_view(s.data(), s.size()); }
 
-inline json::array to_json_array(const std::vector<std::string>& v) {
-    json::array a;
-    a.reserve(v.size());
-    for (const auto& s : v) a.emplace_back(jsv(s));
-    return a;
-}
+SEKUIRE_DECL json::array to_json_array(const std::vector<std::string>& v);
 
-inline json::value optional_to_json(const std::optional<std::string>& s) {
-    return s ? json::value(jsv(*s)) : json::value(nullptr);
-}
+SEKUIRE_DECL json::value optional_to_json(const std::optional<std::string>& s);
 
 // -- platform and sdk ---------------------------------------------------------------------
 
-inline json::object to_json(const platform_info& p) {
-    json::object o;
-    o.reserve(p.attributes.size() + 2);
-    o[jsv(platform::key_type)] = jsv(p.type);
-    for (const auto& kv : p.attributes) o[jsv(kv.first)] = jsv(kv.second);
-    if (p.pid) o[jsv(platform::key_pid)] = *p.pid;
-    return o;
-}
+SEKUIRE_DECL json::object to_json(const platform_info& p);
 
-inline bool read(reader& r, const json::object& o, platform_info& p) {
-    if (!r.required_string(platform::key_type, p.type)) return false;
-    if (!r.optional_int(platform::key_pid, p.pid)) return false;
-    p.attributes.clear();
-    for (const auto& kv : o) {
-        const std::string_view key(kv.key().data(), kv.key().size());
-        if (key == platform::key_type || key == platform::key_pid) continue;
-        if (kv.value().is_string())
-            p.attributes.emplace_back(std::string(key),
-                                      std::string(kv.value().get_string().data(), kv.value().get_string().size()));
-    }
-    return true;
-}
+SEKUIRE_DECL bool read(reader& r, const json::object& o, platform_info& p);
 
-inline json::object to_json(const sdk_info& s) {
-    json::object o;
-    o["name"] = jsv(s.name);
-    o["version"] = jsv(s.version);
-    return o;
-}
+SEKUIRE_DECL json::object to_json(const sdk_info& s);
 
-inline bool read_platform_and_sdk(reader& r, platform_info& platform, sdk_info& sdk) {
-    const json::object* p = nullptr;
-    if (!r.optional_object("platform", p)) return false;
-    if (p) {
-        reader pr = r.nested(*p, "platform");
-        if (!read(pr, *p, platform)) return false;
-    }
-    const json::object* s = nullptr;
-    if (!r.optional_object("sdk", s)) return false;
-    if (s) {
-        reader sr = r.nested(*s, "sdk");
-        if (!sr.optional_string("name", sdk.name) || !sr.optional_string("version", sdk.version)) return false;
-    }
-    return true;
-}
+SEKUIRE_DECL bool read_platform_and_sdk(reader& r, platform_info& platform, sdk_info& sdk);
 
 // -- sections 1 to 3 ----------------------------------------------------------------------
 
-inline json::object to_json(const bootstrap_request& m) {
-    json::object o;
-    o["install_token"] = jsv(m.install_token);
-    o["agent_id"] = jsv(m.agent_id);
-    o["capabilities"] = to_json_array(m.capabilities);
-    o["platform"] = to_json(m.platform);
-    o["sdk"] = to_json(m.sdk);
-    return o;
-}
-inline bool read(reader& r, const json::object&, bootstrap_request& m) {
-    return r.required_string("install_token", m.install_token) && r.required_string("agent_id", m.agent_id) &&
-           r.optional_string_array("capabilities", m.capabilities) && read_platform_and_sdk(r, m.platform, m.sdk);
-}
+SEKUIRE_DECL json::object to_json(const bootstrap_request& m);
+SEKUIRE_DECL bool read(reader& r, const json::object&, bootstrap_request& m);
 
-inline json::object to_json(const recover_request& m) {
-    json::object o;
-    o["workspace_id"] = jsv(m.workspace_id);
-    o["agent_id"] = jsv(m.agent_id);
-    o["capabilities"] = to_json_array(m.capabilities);
-    o["platform"] = to_json(m.platform);
-    o["sdk"] = to_json(m.sdk);
-    return o;
-}
-inline bool read(reader& r, const json::object&, recover_request& m) {
-    return r.required_string("workspace_id", m.workspace_id) && r.required_string("agent_id", m.agent_id) &&
-           r.optional_string_array("capabilities", m.capabilities) && read_platform_and_sdk(r, m.platform, m.sdk);
-}
+SEKUIRE_DECL json::object to_json(const recover_request& m);
+SEKUIRE_DECL bool read(reader& r, const json::object&, recover_request& m);
 
-inline json::object to_json(const bootstrap_response& m) {
-    json::object o;
-    o["installation_id"] = jsv(m.installation_id);
-    o["runtime_token"] = jsv(m.runtime_token);
-    o["runtime_token_expires_at"] = format_rfc3339(m.runtime_token_expires_at);
-    o["refresh_token"] = jsv(m.refresh_token);
-    o["lease_expires_at"] = format_rfc3339(m.lease_expires_at);
-    if (m.heartbeat_interval_seconds) o["heartbeat_interval_seconds"] = *m.heartbeat_interval_seconds;
-    if (m.deployment_url) o["deployment_url"] = jsv(*m.deployment_url);
-    return o;
-}
-inline bool read(reader& r, const json::object&, bootstrap_response& m) {
-    return r.required_string("installation_id", m.installation_id) &&
-           r.required_string("runtime_token", m.runtime_token) &&
-           r.required_time("runtime_token_expires_at", m.runtime_token_expires_at) &&
-           r.required_string("refresh_token", m.refresh_token) &&
-           r.required_time("lease_expires_at", m.lease_expires_at) &&
-           r.optional_int("heartbeat_interval_seconds", m.heartbeat_interval_seconds, 1) &&
-           r.optional_string("deployment_url", m.deployment_url);
-}
+SEKUIRE_DECL json::object to_json(const bootstrap_response& m);
+SEKUIRE_DECL bool read(reader& r, const json::object&, bootstrap_response& m);
 
-inline json::object to_json(const refresh_request& m) {
-    json::object o;
-    o["refresh_token"] = jsv(m.refresh_token);
-    return o;
-}
-inline bool read(reader& r, const json::object&, refresh_request& m) {
-    return r.required_string("refresh_token", m.refresh_token);
-}
+SEKUIRE_DECL json::object to_json(const refresh_request& m);
+SEKUIRE_DECL bool read(reader& r, const json::object&, refresh_request& m);
 
-inline json::object to_json(const refresh_response& m) {
-    json::object o;
-    o["runtime_token"] = jsv(m.runtime_token);
-    o["expires_at"] = format_rfc3339(m.expires_at);
-    o["token_version"] = m.token_version;
-    if (m.refresh_token) o["refresh_token"] = jsv(*m.refresh_token);
-    return o;
-}
-inline bool read(reader& r, const json::object&, refresh_response& m) {
-    if (!r.required_string("runtime_token", m.runtime_token) || !r.required_time("expires_at", m.expires_at) ||
-        !r.optional_int("token_version", m.token_version) || !r.optional_string("refresh_token", m.refresh_token))
-        return false;
-    if (m.refresh_token && m.refresh_token->empty()) return r.fail(errc::invalid_value, "refresh_token");
-    return true;
-}
+SEKUIRE_DECL json::object to_json(const refresh_response& m);
+SEKUIRE_DECL bool read(reader& r, const json::object&, refresh_response& m);
 
 // -- section 5 ----------------------------------------------------------------------------
 
@@ -1254,67 +1003,18 @@ inline bool read(reader& r, const json::object&, heartbeat_request& m) {
     return true;
 }
 
-inline json::object to_json(const command& c) {
-    json::object o;
-    o["id"] = jsv(c.id);
-    o["type"] = c.type == command_type::unknown ? jsv(c.type_name) : json::string_view(to_string(c.type));
-    o["reason"] = jsv(c.reason);
-    if (c.shutdown_timeout_ms) o["shutdown_timeout_ms"] = *c.shutdown_timeout_ms;
-    return o;
-}
-inline void clamp_shutdown_timeout(std::optional<std::int64_t>& ms) noexcept {
-    if (ms && *ms > timing::max_shutdown_timeout.count()) *ms = timing::max_shutdown_timeout.count();
-}
+SEKUIRE_DECL json::object to_json(const command& c);
+SEKUIRE_DECL void clamp_shutdown_timeout(std::optional<std::int64_t>& ms) noexcept;
 
-inline bool read(reader& r, const json::object&, command& c) {
-    if (!r.required_string("id", c.id) || !r.required_string("type", c.type_name) ||
-        !r.optional_string("reason", c.reason) || !r.optional_int("shutdown_timeout_ms", c.shutdown_timeout_ms))
-        return false;
-    clamp_shutdown_timeout(c.shutdown_timeout_ms);
-    if (!from_string(c.type_name, c.type)) c.type = command_type::unknown;
-    return true;
-}
+SEKUIRE_DECL bool read(reader& r, const json::object&, command& c);
 
-inline json::object to_json(const revocation& v) {
-    json::object o;
-    o["lease_renewed"] = false;
-    o["revoked"] = true;
-    o["reason"] = jsv(v.reason);
-    if (v.shutdown_timeout_ms) o["shutdown_timeout_ms"] = *v.shutdown_timeout_ms;
-    return o;
-}
-inline bool read(reader& r, const json::object&, revocation& v) {
-    if (!r.optional_string("reason", v.reason) || !r.optional_int("shutdown_timeout_ms", v.shutdown_timeout_ms))
-        return false;
-    clamp_shutdown_timeout(v.shutdown_timeout_ms);
-    return true;
-}
+SEKUIRE_DECL json::object to_json(const revocation& v);
+SEKUIRE_DECL bool read(reader& r, const json::object&, revocation& v);
 
 /// Reads the revoked shape when `revoked` is true.
-inline bool read_revoked(reader& r, const json::object& o, std::optional<revocation>& out) {
-    std::optional<bool> revoked;
-    if (!r.optional_bool("revoked", revoked)) return false;
-    out.reset();
-    if (revoked && *revoked) {
-        revocation v;
-        if (!read(r, o, v)) return false;
-        out = std::move(v);
-    }
-    return true;
-}
+SEKUIRE_DECL bool read_revoked(reader& r, const json::object& o, std::optional<revocation>& out);
 
-inline bool read_command_field(reader& r, std::optional<command>& out) {
-    const json::object* c = nullptr;
-    if (!r.optional_object("command", c)) return false;
-    out.reset();
-    if (c) {
-        reader cr = r.nested(*c, "command");
-        command cmd;
-        if (!read(cr, *c, cmd)) return false;
-        out = std::move(cmd);
-    }
-    return true;
-}
+SEKUIRE_DECL bool read_command_field(reader& r, std::optional<command>& out);
 
 inline json::object to_json(const heartbeat_response& m) {
     if (m.revoked) return to_json(*m.revoked);
@@ -1356,94 +1056,17 @@ inline bool read(reader& r, const json::object& o, heartbeat_response& m) {
 
 // -- section 6 ----------------------------------------------------------------------------
 
-inline json::object to_json(const task& t) {
-    json::object o;
-    o["task_id"] = jsv(t.task_id);
-    o["capability"] = jsv(t.capability);
-    o["input"] = t.input;
-    o["workspace_id"] = optional_to_json(t.workspace_id);
-    o["trace_id"] = optional_to_json(t.trace_id);
-    o["requester_agent_id"] = optional_to_json(t.requester_agent_id);
-    o["parent_task_id"] = optional_to_json(t.parent_task_id);
-    o["workflow_id"] = optional_to_json(t.workflow_id);
-    o["deadline_at"] = t.deadline_at ? json::value(format_rfc3339(*t.deadline_at)) : json::value(nullptr);
-    return o;
-}
-inline bool read(reader& r, const json::object&, task& t) {
-    // Documented aliases: `id` for `task_id`, `target_capability` for `capability`.
-    if (r.find("task_id")) {
-        if (!r.required_string("task_id", t.task_id)) return false;
-    } else if (!r.required_string(r.find("id") ? "id" : "task_id", t.task_id)) {
-        return false;
-    }
-    if (r.find("capability")) {
-        if (!r.required_string("capability", t.capability)) return false;
-    } else if (!r.required_string(r.find("target_capability") ? "target_capability" : "capability", t.capability)) {
-        return false;
-    }
-    return r.any_value("input", t.input) && r.optional_string("workspace_id", t.workspace_id) &&
-           r.optional_string("trace_id", t.trace_id) && r.optional_string("requester_agent_id", t.requester_agent_id) &&
-           r.optional_string("parent_task_id", t.parent_task_id) && r.optional_string("workflow_id", t.workflow_id) &&
-           r.optional_time("deadline_at", t.deadline_at);
-}
+SEKUIRE_DECL json::object to_json(const task& t);
+SEKUIRE_DECL bool read(reader& r, const json::object&, task& t);
 
-inline json::object to_json(const policy_event& e) {
-    json::object o;
-    o["active_policy_hash"] = jsv(e.active_policy_hash);
-    return o;
-}
-inline bool read(reader& r, const json::object&, policy_event& e) {
-    return r.required_string("active_policy_hash", e.active_policy_hash, true);
-}
+SEKUIRE_DECL json::object to_json(const policy_event& e);
+SEKUIRE_DECL bool read(reader& r, const json::object&, policy_event& e);
 
-inline json::object to_json(const completion_request& m) {
-    json::object o;
-    o["installation_id"] = jsv(m.installation_id);
-    o["status"] = to_string(m.status);
-    o["output"] = m.output;
-    if (m.error) {
-        json::object e;
-        e["code"] = to_string(m.error->code);
-        e["message"] = jsv(m.error->message);
-        o["error"] = std::move(e);
-    } else {
-        o["error"] = nullptr;
-    }
-    o["execution_time_ms"] = m.execution_time_ms;
-    o["trace_id"] = optional_to_json(m.trace_id);
-    return o;
-}
-inline bool read(reader& r, const json::object&, completion_request& m) {
-    if (!r.required_string("installation_id", m.installation_id) || !r.required_enum("status", m.status) ||
-        !r.any_value("output", m.output) || !r.optional_int("execution_time_ms", m.execution_time_ms) ||
-        !r.optional_string("trace_id", m.trace_id))
-        return false;
-    const json::object* e = nullptr;
-    if (!r.optional_object("error", e)) return false;
-    m.error.reset();
-    if (e) {
-        reader er = r.nested(*e, "error");
-        completion_error ce;
-        if (!er.required_enum("code", ce.code) || !er.optional_string("message", ce.message)) return false;
-        m.error = std::move(ce);
-    }
-    if (m.status != task_status::completed && !m.error) return r.fail(errc::missing_field, "error");
-    return true;
-}
+SEKUIRE_DECL json::object to_json(const completion_request& m);
+SEKUIRE_DECL bool read(reader& r, const json::object&, completion_request& m);
 
-inline json::object to_json(const completion_response& m) {
-    json::object o;
-    o["accepted"] = m.accepted;
-    return o;
-}
-inline bool read(reader& r, const json::object& o, completion_response& m) {
-    const json::value* v = r.find("accepted");
-    if (!v) return r.fail(errc::missing_field, "accepted");
-    if (!v->is_bool()) return r.fail(errc::wrong_type, "accepted");
-    m.accepted = v->get_bool();
-    (void)o;
-    return true;
-}
+SEKUIRE_DECL json::object to_json(const completion_response& m);
+SEKUIRE_DECL bool read(reader& r, const json::object& o, completion_response& m);
 
 inline json::object to_json(const worker_heartbeat_request& m) {
     json::object o;
@@ -1475,103 +1098,14 @@ inline bool read(reader& r, const json::object& o, worker_heartbeat_response& m)
 
 // The typed fields are written into `content` (over what it holds), so that a document
 // built from them and one decoded from JSON encode alike.
-inline json::object to_json(const policy_document& m) {
-    json::object o;
-    o["policy_id"] = jsv(m.policy_id);
-    o["workspace_id"] = jsv(m.workspace_id);
-    o["version"] = jsv(m.version);
-    o["status"] = jsv(m.status);
-    o["hash"] = jsv(m.hash);
-    json::object content = m.content;
-    auto sub = [](json::object& parent, const char* key) -> json::object& {
-        json::value& v = parent[key];
-        if (!v.is_object()) v = json::object();
-        return v.get_object();
-    };
-    if (!m.allowed_tools.empty() || !m.denied_tools.empty()) {
-        json::object& caps = sub(sub(content, "agent"), "capabilities");
-        caps["allowed_tools"] = to_json_array(m.allowed_tools);
-        caps["denied_tools"] = to_json_array(m.denied_tools);
-    }
-    if (m.rate_limits.max_per_minute || m.rate_limits.max_per_hour) {
-        json::object& requests = sub(sub(content, "rate_limits"), "requests");
-        if (m.rate_limits.max_per_minute) requests["max_per_minute"] = *m.rate_limits.max_per_minute;
-        if (m.rate_limits.max_per_hour) requests["max_per_hour"] = *m.rate_limits.max_per_hour;
-    }
-    o["content"] = std::move(content);
-    return o;
-}
-inline bool read(reader& r, const json::object&, policy_document& m) {
-    if (!r.optional_string("policy_id", m.policy_id) || !r.optional_string("workspace_id", m.workspace_id) ||
-        !r.optional_string("status", m.status) || !r.required_string("hash", m.hash, true))
-        return false;
-    if (const json::value* v = r.find("version"); v && v->is_int64()) {
-        m.version = std::to_string(v->get_int64());
-    } else if (!r.optional_string("version", m.version)) {
-        return false;
-    }
-    const json::object* content = nullptr;
-    if (!r.required_object("content", content)) return false;
-    m.content = json::object(*content, json::storage_ptr());
-    reader cr = r.nested(*content, "content");
-    const json::object* agent = nullptr;
-    if (!cr.optional_object("agent", agent)) return false;
-    if (agent) {
-        reader ar = cr.nested(*agent, "agent");
-        const json::object* caps = nullptr;
-        if (!ar.optional_object("capabilities", caps)) return false;
-        if (caps) {
-            reader capr = ar.nested(*caps, "capabilities");
-            if (!capr.optional_string_array("allowed_tools", m.allowed_tools) ||
-                !capr.optional_string_array("denied_tools", m.denied_tools))
-                return false;
-        }
-    }
-    const json::object* limits = nullptr;
-    if (!cr.optional_object("rate_limits", limits)) return false;
-    if (limits) {
-        reader lr = cr.nested(*limits, "rate_limits");
-        const json::object* requests = nullptr;
-        if (!lr.optional_object("requests", requests)) return false;
-        if (requests) {
-            reader rr = lr.nested(*requests, "requests");
-            if (!rr.optional_int("max_per_minute", m.rate_limits.max_per_minute) ||
-                !rr.optional_int("max_per_hour", m.rate_limits.max_per_hour))
-                return false;
-        }
-    }
-    // Last, so that a rule field of the content is named when it is the one out of range.
-    if (!all_numbers_finite(*r.find("content"))) return r.fail(errc::invalid_value, "content");
-    return true;
-}
+SEKUIRE_DECL json::object to_json(const policy_document& m);
+SEKUIRE_DECL bool read(reader& r, const json::object&, policy_document& m);
 
-inline json::object to_json(const error_body& m) {
-    json::object e;
-    e["code"] = jsv(m.code);
-    e["message"] = jsv(m.message);
-    json::object o;
-    o["error"] = std::move(e);
-    return o;
-}
-inline bool read(reader& r, const json::object&, error_body& m) {
-    const json::object* e = nullptr;
-    if (!r.required_object("error", e)) return false;
-    reader er = r.nested(*e, "error");
-    return er.required_string("code", m.code) && er.optional_string("message", m.message);
-}
+SEKUIRE_DECL json::object to_json(const error_body& m);
+SEKUIRE_DECL bool read(reader& r, const json::object&, error_body& m);
 
-inline json::object to_json(const revoke_request& m) {
-    json::object o;
-    o["reason"] = jsv(m.reason);
-    if (m.shutdown_timeout_ms) o["shutdown_timeout_ms"] = *m.shutdown_timeout_ms;
-    return o;
-}
-inline bool read(reader& r, const json::object&, revoke_request& m) {
-    if (!r.optional_string("reason", m.reason) || !r.optional_int("shutdown_timeout_ms", m.shutdown_timeout_ms))
-        return false;
-    clamp_shutdown_timeout(m.shutdown_timeout_ms);
-    return true;
-}
+SEKUIRE_DECL json::object to_json(const revoke_request& m);
+SEKUIRE_DECL bool read(reader& r, const json::object&, revoke_request& m);
 
 } // namespace detail
 
@@ -1696,61 +1230,25 @@ private:
 /** Reads the code of an error body leniently: any body, including none, HTML or JSON of
     another shape, gives an empty string rather than an error.
 */
-inline std::string error_code_of(std::string_view body) {
-    if (body.empty() || body.size() > (64u << 10)) return {};
-    error_body eb;
-    decode_error err;
-    if (!decode(body, eb, err)) return {};
-    return eb.code;
-}
+SEKUIRE_DECL std::string error_code_of(std::string_view body);
 
 /** Reads the id of a task event that cannot be decoded as a task (`task_id`, or its alias
     `id`): a non-empty string of at most 256 bytes, else an empty string. With it the
     client reports the task `rejected` with `invalid_input` instead of leaving it unanswered.
 */
-inline std::string task_id_of(std::string_view data) {
-    namespace json = boost::json;
-    if (data.empty() || data.size() > (1u << 20)) return {};
-    boost::system::error_code ec;
-    const json::value v = json::parse(json::string_view(data.data(), data.size()), ec);
-    if (ec || !v.is_object()) return {};
-    for (const char* key : {"task_id", "id"}) {
-        const auto it = v.get_object().find(key);
-        if (it != v.get_object().end() && it->value().is_string() && !it->value().get_string().empty() &&
-            it->value().get_string().size() <= 256)
-            return std::string(it->value().get_string());
-    }
-    return {};
-}
+SEKUIRE_DECL std::string task_id_of(std::string_view data);
 
 /** The message of an error body, bounded and stripped of control characters, for logs;
     empty when the body has none.
 */
-inline std::string error_message_of(std::string_view body) {
-    if (body.empty() || body.size() > (64u << 10)) return {};
-    error_body eb;
-    decode_error err;
-    if (!decode(body, eb, err)) return {};
-    std::string out;
-    for (char c : eb.message) {
-        if (out.size() >= 200) {
-            // Cut at a character boundary: drop a last character whose bytes did not all fit.
-            std::size_t lead = out.size();
-            while (lead > 0 && (static_cast<unsigned char>(out[lead - 1]) & 0xC0) == 0x80) --lead;
-            if (lead > 0) {
-                const auto b = static_cast<unsigned char>(out[lead - 1]);
-                const std::size_t need = b >= 0xF0 ? 4 : b >= 0xE0 ? 3 : b >= 0xC0 ? 2 : 1;
-                if (out.size() - (lead - 1) < need) out.resize(lead - 1);
-            }
-            break;
-        }
-        out.push_back(static_cast<unsigned char>(c) < 0x20 ? ' ' : c);
-    }
-    return out;
-}
+SEKUIRE_DECL std::string error_message_of(std::string_view body);
 
 
 } // namespace protocol
 } // namespace sekuire
+
+#if !defined(SEKUIRE_SEPARATE_COMPILATION)
+#include <sekuire/impl/protocol.ipp>
+#endif
 
 #endif
