@@ -23,6 +23,7 @@
 #include <sekuire/worker.hpp>
 
 // The non-template code, compiled here once (header-only, the headers include it).
+#include <sekuire/core/impl/beacon_core.ipp>
 #include <sekuire/impl/protocol.ipp>
 #include <sekuire/detail/impl/proxy.ipp>
 #include <sekuire/detail/impl/http_common.ipp>
