@@ -870,13 +870,13 @@ private:
     // Writes what the core has for the stream; called on wakes and after each write.
     void pull() {
         if (phase_ != phase::streaming || stream_writing_) return;
-        std::string out;
-        const auto end = server_.core_.next_frames(stream_id_, out);
-        if (out.empty()) {
+        // The buffer of the last write is reused: no write is under way.
+        stream_out_.clear();
+        const auto end = server_.core_.next_frames(stream_id_, stream_out_);
+        if (stream_out_.empty()) {
             if (end != mock_stream_end::none) finish_stream(end);
             return;
         }
-        stream_out_ = std::move(out);
         stream_writing_ = true;
         arm(mock_request_timeout);
         boost::asio::async_write(socket_, boost::beast::http::make_chunk(boost::asio::buffer(stream_out_)),

@@ -19,6 +19,7 @@
 #include <boost/json/object.hpp>
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
+#include <boost/json/serializer.hpp>
 #include <boost/json/value.hpp>
 
 #include <openssl/evp.h>
@@ -435,6 +436,10 @@ inline constexpr std::string_view mock_installation_mismatch = "installation_mis
 inline constexpr std::string_view mock_policy_id = "policy_mock";
 inline constexpr std::string_view mock_policy_status = "active";
 inline constexpr std::string_view mock_keepalive_frame = ": keep-alive\n\n";
+// `next_frames()` adds no further frame once its output holds this many bytes (one frame
+// may be larger): a stream with many large tasks pending writes them a few at a time,
+// rather than copying all of them into one ever-growing buffer.
+inline constexpr std::size_t mock_stream_write_budget = std::size_t(64) << 10;
 inline constexpr std::string_view mock_other_paths = "(other)";
 
 inline std::string hex_encode(const unsigned char* p, std::size_t n) {
@@ -1167,7 +1172,9 @@ public:
     }
 
     /** Appends to `out` the frames the stream should write now (possibly none, possibly a
-        keep-alive comment); never blocks. Tells how the stream ends after them.
+        keep-alive comment); never blocks. Tells how the stream ends after them. Adds no
+        further frame once `out` holds `mock_stream_write_budget` bytes: the rest comes with
+        the next call (the caller pulls again after each write).
     */
     mock_stream_end next_frames(std::uint64_t stream_id, std::string& out) {
         mock_stream_end end = mock_stream_end::none;
@@ -1185,7 +1192,7 @@ public:
                     end = mock_stream_end::cut;
                     break;
                 }
-                if (!pop_frame_locked(s, steady, out)) break;
+                if (out.size() >= mock_stream_write_budget || !pop_frame_locked(s, steady, out)) break;
                 produced = true;
             }
             if (end == mock_stream_end::none && s.closing && s.outbox.empty()) end = mock_stream_end::done;
@@ -2102,28 +2109,68 @@ private:
         return !s.installation->commands.empty();
     }
 
-    static void append_frame(std::string& out, std::uint64_t id, std::string_view type, std::string_view data) {
+    static void append_frame_head(std::string& out, std::uint64_t id, std::string_view type) {
         out += "id: ";
         out += std::to_string(id);
         out += "\nevent: ";
         out += type;
         out += "\ndata: ";
+    }
+
+    static void append_frame(std::string& out, std::uint64_t id, std::string_view type, std::string_view data) {
+        append_frame_head(out, id, type);
         out += data;
         out += "\n\n";
     }
 
-    std::string encode_task_locked(const task_rec& t) const {
+    // Serializes `v` at the end of `out`, with no text in between.
+    static void append_json(std::string& out, const boost::json::value& v) {
+        boost::json::serializer sr;
+        sr.reset(&v);
+        while (!sr.done()) {
+            const std::size_t used = out.size();
+            // Grow geometrically (resize() to capacity never reallocates).
+            if (out.capacity() - used < 4096) out.reserve((std::max)(out.capacity() * 2, used + 4096));
+            out.resize(out.capacity());
+            const auto written = sr.read(&out[used], out.size() - used);
+            out.resize(used + written.size());
+        }
+    }
+
+    // The frame of task `t` (protocol::encode of its `task` message, written straight into
+    // `out`). The input, which may be large, is lent to the message and given back, never
+    // copied: `t` is unchanged afterwards, even when this throws.
+    static void append_task_frame(std::string& out, std::uint64_t id, task_rec& t) {
         protocol::task m;
         m.task_id = t.info.task_id;
         m.capability = t.info.capability;
-        m.input = t.info.input;
         m.workspace_id = t.info.workspace_id;
         m.trace_id = t.info.trace_id;
         m.requester_agent_id = t.requester_agent_id;
         m.parent_task_id = t.parent_task_id;
         m.workflow_id = t.workflow_id;
         m.deadline_at = t.deadline_at;
-        return protocol::encode(m);
+        boost::json::value body = protocol::to_json(m); // "input": null, in its place
+        boost::json::value& slot = body.get_object()["input"];
+        // value::swap of two values on the same memory resource exchanges pointers and
+        // cannot throw; on different ones it would copy, so then the input is copied.
+        const bool same = *slot.storage() == *t.info.input.storage();
+        struct lend {
+            boost::json::value* a;
+            boost::json::value* b;
+            ~lend() {
+                if (a) a->swap(*b);
+            }
+        } lent{nullptr, nullptr};
+        if (same) {
+            slot.swap(t.info.input);
+            lent = {&slot, &t.info.input};
+        } else {
+            slot = t.info.input;
+        }
+        append_frame_head(out, id, protocol::event_type::task);
+        append_json(out, body);
+        out += "\n\n";
     }
 
     void record_event_locked(installation_rec& in, std::uint64_t id, event_rec ev) {
@@ -2156,7 +2203,7 @@ private:
                     t->second.info.installation_id != in.id || t->second.delivered_event != *f.fixed_id)
                     continue;
                 mark_delivered_locked(t->second, in, *f.fixed_id, steady);
-                append_frame(out, *f.fixed_id, f.type, encode_task_locked(t->second));
+                append_task_frame(out, *f.fixed_id, t->second);
             } else if (f.fixed_id) {
                 append_frame(out, *f.fixed_id, f.type, f.data);
             } else {
@@ -2186,7 +2233,7 @@ private:
             const auto id = in.next_event_id++;
             mark_delivered_locked(t->second, in, id, steady);
             record_event_locked(in, id, event_rec{task_id, std::string()});
-            append_frame(out, id, protocol::event_type::task, encode_task_locked(t->second));
+            append_task_frame(out, id, t->second);
             ++s.events_sent;
             return true;
         }
