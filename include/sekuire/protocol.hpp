@@ -29,6 +29,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -913,13 +914,26 @@ public:
         return true;
     }
 
-    /// Copies any value (absent: null) into `out`, which owns its memory.
+    /// Copies any value (absent: null) into `out`, which owns its memory; moves it instead
+    /// when the reader was given the object with `lend()`.
     bool any_value(std::string_view key, json::value& out) {
         const json::value* v = find(key);
         if (v && !all_numbers_finite(*v)) return fail(errc::invalid_value, key);
-        out = v ? json::value(*v, json::storage_ptr()) : json::value(nullptr);
+        if (!v) {
+            out = nullptr;
+        } else if (lent_) {
+            // The object being read is not const (see lend()): the value moves out, leaving
+            // null behind; without a copy when both are on the same memory resource.
+            out = std::move(const_cast<json::value&>(*v));
+        } else {
+            out = json::value(*v, json::storage_ptr());
+        }
         return true;
     }
+
+    /// Lets `any_value` move values out of the object being read (which must not be const),
+    /// instead of copying them.
+    void lend() noexcept { lent_ = true; }
 
     template <class E>
     bool required_enum(std::string_view key, E& out) {
@@ -933,6 +947,7 @@ private:
     const json::object& obj_;
     decode_error& err_;
     std::string prefix_;
+    bool lent_ = false;
 };
 
 inline json::string_view jsv(std::string_view s) noexcept { return json::string_view(s.data(), s.size()); }
@@ -1133,7 +1148,11 @@ bool decode(std::string_view body, T& out, decode_error& err, const decode_optio
         json::parse_options po;
         po.max_depth = opts.max_depth;
         boost::system::error_code ec;
-        const json::value v = json::parse(json::string_view(body.data(), body.size()), ec, &mr, po);
+        // A task larger than the buffer is parsed on the default resource, and its input
+        // moved out of the tree rather than copied (an input may be megabytes).
+        const bool lend = std::is_same<T, task>::value && body.size() > sizeof(buffer);
+        json::value v = json::parse(json::string_view(body.data(), body.size()), ec,
+                                    lend ? json::storage_ptr() : json::storage_ptr(&mr), po);
         if (ec) {
             err.code = errc::malformed_json;
             return false;
@@ -1145,6 +1164,7 @@ bool decode(std::string_view body, T& out, decode_error& err, const decode_optio
         }
         T tmp;
         detail::reader r(v.get_object(), err);
+        if (lend) r.lend();
         if (!detail::read(r, v.get_object(), tmp)) return false;
         out = std::move(tmp);
         return true;

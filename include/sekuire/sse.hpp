@@ -96,8 +96,11 @@ struct parser_limits {
 
     `feed` runs in time linear in the chunk's size and never rescans what it buffered. A
     line that ends in the chunk where it starts is read in place; only a line cut by the
-    chunk's end is copied, once, into the line buffer. Field values are copied once into
-    their buffers, which are reused from event to event.
+    chunk's end is copied, once, into the line buffer, except a `data` line: once its
+    field name and the space after it are known, the rest of its value goes straight to
+    the data buffer as it arrives. So each byte of data is copied once, however the chunks
+    cut it. Field values are copied once into their buffers, which are reused from event
+    to event.
 
     @par Thread Safety
     Distinct objects: Safe. Shared objects: Unsafe.
@@ -159,6 +162,8 @@ public:
     */
     void reset() noexcept {
         line_.clear();
+        data_line_ = false;
+        line_length_ = 0;
         data_.clear();
         type_.clear();
         id_pending_ = false;
@@ -178,6 +183,8 @@ private:
 
     void fail() {
         line_.clear();
+        data_line_ = false;
+        line_length_ = 0;
         data_.clear();
         type_.clear();
         id_pending_ = false;
@@ -222,7 +229,7 @@ private:
             if (next_cr < i) next_cr = next_of('\r', i);
             const std::size_t end = (std::min)(next_lf, next_cr);
             if (end == n) {
-                append_partial(in.substr(i));
+                hold_partial(in.substr(i));
                 return;
             }
             const std::string_view piece = in.substr(i, end - i);
@@ -236,7 +243,13 @@ private:
                     skip_lf_ = true;
                 }
             }
-            if (line_.empty()) {
+            if (data_line_) {
+                // The end of a data line whose value went to the data buffer as it came.
+                append_data(piece);
+                data_.push_back('\n');
+                data_line_ = false;
+                line_length_ = 0;
+            } else if (line_.empty()) {
                 if (piece.size() > limits_.max_line) fail();
                 process_line(piece, s);
             } else {
@@ -250,6 +263,35 @@ private:
     void append_partial(std::string_view piece) {
         if (piece.size() > limits_.max_line - line_.size()) fail();
         line_.append(piece.data(), piece.size());
+    }
+
+    // Keeps the start of a line that the chunk's end cut, until the rest comes.
+    void hold_partial(std::string_view piece) {
+        if (data_line_) {
+            append_data(piece);
+            return;
+        }
+        append_partial(piece);
+        // A data line, once "data:" and the byte after it are known: its value so far goes
+        // to the data buffer, and so will the rest (a long value is not copied twice).
+        constexpr std::string_view data_field = "data:";
+        if (line_.size() > data_field.size() && std::string_view(line_).substr(0, data_field.size()) == data_field) {
+            std::string_view value = std::string_view(line_).substr(data_field.size());
+            if (value.front() == ' ') value.remove_prefix(1);
+            line_length_ = line_.size() - value.size();
+            data_line_ = true;
+            append_data(value);
+            line_.clear();
+        }
+    }
+
+    // Appends part of a data line's value to the data buffer, within both bounds: the line
+    // (`line_length_` counts the bytes it had so far) and the event's data.
+    void append_data(std::string_view part) {
+        if (part.size() > limits_.max_line - line_length_) fail();
+        if (data_.size() > limits_.max_event || part.size() > limits_.max_event - data_.size()) fail();
+        line_length_ += part.size();
+        data_.append(part.data(), part.size());
     }
 
     void process_line(std::string_view line, const sink& s) {
@@ -324,6 +366,10 @@ private:
 
     parser_limits limits_{};
     std::string line_;          // the incomplete line carried over from the previous chunk
+    // Whether the incomplete line is a data line whose value is appended to data_ as it
+    // comes (line_ is then empty), and how long that line is so far.
+    bool data_line_ = false;
+    std::size_t line_length_ = 0;
     std::string data_;          // the data buffer, with a LF after each line
     std::string type_;          // the event type buffer
     // The standard's last event ID buffer is id_buffer_ while id_pending_, else equal to

@@ -184,6 +184,43 @@ BOOST_AUTO_TEST_CASE(stream_frames_have_ids_types_and_data) {
     BOOST_TEST(out.empty());
 }
 
+// A stream with large tasks pending writes them a few at a time (mock_stream_write_budget),
+// not all into one buffer; each frame is the task's encoding, and the task keeps its input.
+BOOST_AUTO_TEST_CASE(large_frames_are_written_a_budget_at_a_time) {
+    fake_clock clock;
+    mock::mock_core core(mock_backend_options{}, fns(clock));
+    auto b = bootstrap(core);
+    auto s = core.open_stream(b.installation_id, authz(b.runtime_token), std::nullopt, "", std::nullopt);
+    BOOST_REQUIRE(s.id != 0);
+    const std::string big(sekuire::testing::detail::mock_stream_write_budget, 'x');
+    std::vector<std::string> ids;
+    for (int i = 0; i < 3; ++i) {
+        auto r = task("summarize");
+        r.input = boost::json::object{{"n", i}, {"data", big}};
+        sekuire::error_code ec;
+        ids.push_back(core.enqueue_task(std::move(r), ec));
+        BOOST_REQUIRE(!ec);
+    }
+    const auto small = enqueue(core, "summarize");
+    for (int i = 0; i < 3; ++i) {
+        std::string out;
+        BOOST_TEST((core.next_frames(s.id, out) == mock::mock_stream_end::none));
+        proto::task t;
+        t.task_id = ids[static_cast<std::size_t>(i)];
+        t.capability = "summarize";
+        t.input = boost::json::object{{"n", i}, {"data", big}};
+        t.workspace_id = std::string(sekuire::testing::mock_default_workspace);
+        // One frame per call: the first frame alone is over the budget.
+        BOOST_TEST(out == "id: " + std::to_string(i + 1) + "\nevent: task\ndata: " + proto::encode(t) + "\n\n");
+        BOOST_TEST((core.task(t.task_id)->status == mock_task_status::delivered));
+        BOOST_TEST(core.task(t.task_id)->input == t.input); // lent to the encoder, given back
+    }
+    std::string out;
+    core.next_frames(s.id, out);
+    BOOST_TEST(out.find(small) != std::string::npos);
+    BOOST_TEST(out.find("id: 4\n") == 0u);
+}
+
 BOOST_AUTO_TEST_CASE(closing_a_stream_requeues_unwritten_tasks) {
     fake_clock clock;
     mock::mock_core core(mock_backend_options{}, fns(clock));

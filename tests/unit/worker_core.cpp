@@ -890,12 +890,13 @@ BOOST_AUTO_TEST_CASE(at_most_max_concurrent_handlers_run_and_a_refused_one_waits
     r.handler_done("a");
     BOOST_TEST(r.runs.size() == 3u);
     BOOST_TEST(r.runs.back().task_id == "c");
-    r.core->on_handler_refused("c");
+    r.core->on_handler_refused(r.runs.back()); // given back whole, its input included
     r.pump();
     BOOST_TEST(r.status().queued == 1u);
     r.advance();
     BOOST_TEST(r.runs.size() == 4u);
     BOOST_TEST(r.runs.back().task_id == "c");
+    BOOST_TEST(r.runs.back().input == boost::json::parse(R"({"q":1})")); // the input came back with it
     BOOST_TEST(r.core->handler_starting("c", r.time.now()));
 }
 

@@ -18,6 +18,8 @@
 /// - Handlers: `run_handler` asks the driver to run the handler of a task on its executor;
 ///   the driver asks `handler_starting()` right before it runs (false: skip it) and feeds
 ///   its outcome with `on_handler_done()`; `cancel_handler` fires the handler's stop token.
+///   The effect's task owns the input (the core keeps no copy of it): a driver whose
+///   executor refuses the run gives the task back with `on_handler_refused()`.
 ///
 /// Unlike the beacon's, several operations may be outstanding at once (the stream, the
 /// results of several tasks, a worker heartbeat, a policy fetch): each names its result
@@ -92,7 +94,7 @@ struct worker_effect {
     protocol::command command;
     /// For `revoked`: the revocation.
     revocation_info revocation;
-    /// For `run_handler`: the task to run.
+    /// For `run_handler`: the task to run, with its input (which the core does not keep).
     protocol::task task;
     /// For `run_handler`: the task's effective deadline, in wall time.
     wall_time_point deadline{};
@@ -167,9 +169,11 @@ public:
     /// A handler is about to run; false when its task was given up meanwhile (skip it).
     SEKUIRE_DECL bool handler_starting(const std::string& task_id, const clock_reading& now);
 
-    /// The executor could not take the handler of `task_id`: it goes back to the head of
-    /// the queue, tried again at the next dispatch.
-    SEKUIRE_DECL void on_handler_refused(const std::string& task_id);
+    /** The executor could not take the handler of `task`, the task of a `run_handler`
+        effect, given back whole (the core kept no copy of its input): it goes back to the
+        head of the queue, tried again at the next dispatch.
+    */
+    SEKUIRE_DECL void on_handler_refused(protocol::task task);
 
     /// A handler's outcome: its output, or the failure it threw.
     SEKUIRE_DECL void on_handler_done(const std::string& task_id, protocol::task_status status, boost::json::value output, std::optional<protocol::completion_error> err, const clock_reading& now);

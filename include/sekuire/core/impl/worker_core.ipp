@@ -175,10 +175,10 @@ auto worker_core::handler_starting(const std::string& task_id, const clock_readi
     return true;
 }
 
-void worker_core::on_handler_refused(const std::string& task_id) {
-    auto it = running_.find(task_id);
+void worker_core::on_handler_refused(protocol::task task) {
+    auto it = running_.find(task.task_id);
     if (it == running_.end()) return;
-    queued_.push_front(std::move(it->second.task));
+    queued_.push_front(std::move(task));
     running_.erase(it);
     log("handler_not_started", &queued_.front(), log_level::error, "a handler could not be started (the executor refused it); the task waits in the queue");
 }
@@ -1175,7 +1175,10 @@ void worker_core::dispatch() {
             rt.deadline = std::min(rt.deadline, now_.steady + std::chrono::duration_cast<steady_time_point::duration>(left));
         }
         auto& e = emit(worker_effect::type::run_handler);
+        // The input, which may be large, goes to the handler; the core keeps the rest.
+        boost::json::value input = std::move(rt.task.input); // leaves null behind
         e.task = rt.task;
+        e.task.input = std::move(input);
         e.deadline = now_.wall + std::chrono::duration_cast<wall_time_point::duration>(rt.deadline - now_.steady);
         std::string id = rt.task.task_id;
         const steady_time_point deadline = rt.deadline;

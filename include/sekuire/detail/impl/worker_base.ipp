@@ -278,12 +278,14 @@ void worker_base::run_handler(std::unique_lock<std::mutex>& lock, worker_effect 
     task_handler handler;
     if (auto h = handlers_.find(e.task.capability); h != handlers_.end()) handler = h->second;
     const std::string id = e.task.task_id;
+    // Held here too: a refused task (and its input, of which the core keeps no copy) goes
+    // back to the core.
+    auto task = std::make_shared<protocol::task>(std::move(e.task));
     lock.unlock();
     try {
-        post_handler([this, gate = gate_, task = std::move(e.task), deadline = e.deadline, stop,
-                      handler = std::move(handler)]() mutable {
+        post_handler([this, gate = gate_, task, deadline = e.deadline, stop, handler = std::move(handler)]() mutable {
             if (!gate->enter()) return;
-            run_task(std::move(task), deadline, stop, std::move(handler));
+            run_task(std::move(*task), deadline, stop, std::move(handler));
             gate->leave();
         });
         lock.lock();
@@ -291,7 +293,7 @@ void worker_base::run_handler(std::unique_lock<std::mutex>& lock, worker_effect 
         // The executor could not take it (no thread could be started).
         lock.lock();
         handler_stops_.erase(id);
-        core_.on_handler_refused(id);
+        core_.on_handler_refused(std::move(*task));
     }
 }
 
