@@ -62,9 +62,13 @@ public:
 
     /// Queues `f` to run on one of the pool's threads.
     void post(std::function<void()> f) const {
-        std::lock_guard<std::mutex> lock(pool_->queue->mutex);
-        pool_->start_locked();
-        pool_->queue->functions.push_back(std::move(f));
+        {
+            std::lock_guard<std::mutex> lock(pool_->queue->mutex);
+            pool_->start_locked();
+            pool_->queue->functions.push_back(std::move(f));
+        }
+        // After the unlock: a thread woken while the mutex is held would wake only to wait
+        // for it (one more context switch per task).
         pool_->queue->cv.notify_one();
     }
 

@@ -17,6 +17,7 @@
 #include <sekuire/transport.hpp>
 #include <sekuire/worker_options.hpp>
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -112,6 +113,7 @@ private:
     std::shared_ptr<stop_source> stream_stop_;
     operation_id stream_op_ = 0;
     std::vector<worker_effect> notifications_;
+    std::atomic<bool> notified_{false}; // notifications_ may be non-empty (set under mutex_)
     bool started_ = false;
     bool threaded_ = false;
     bool quit_ = false;

@@ -262,8 +262,12 @@ void worker_base::pump(std::unique_lock<std::mutex>& lock) {
                 quit();
                 finished_cv_.notify_all();
                 notifications_.push_back(std::move(e));
+                notified_.store(true, std::memory_order_relaxed);
                 break;
-            default: notifications_.push_back(std::move(e)); break;
+            default:
+                notifications_.push_back(std::move(e));
+                notified_.store(true, std::memory_order_relaxed);
+                break;
             }
         }
     }
@@ -371,10 +375,14 @@ steady_time_point worker_base::stream_once() {
 
 // Calls the user's callbacks, without the mutex (a callback may call back in).
 void worker_base::flush() {
+    // Without the mutex when there is nothing (most calls): whoever queues a notification
+    // flushes after it, so a stale false here loses nothing.
+    if (!notified_.load(std::memory_order_relaxed)) return;
     std::vector<worker_effect> ready;
     command_handler own;
     {
         std::lock_guard<std::mutex> lock(mutex_);
+        notified_.store(false, std::memory_order_relaxed);
         if (notifications_.empty()) return;
         ready.swap(notifications_);
         own = command_handler_;
