@@ -312,6 +312,7 @@ void worker_base::run_task(protocol::task task, wall_time_point deadline, const 
         }
     }
     handler_outcome out = detail::run_handler(handler, task, deadline, stop->get_token());
+    task.input = nullptr; // freed before the result goes out, not after
     try {
         feed([&] {
             handler_stops_.erase(task.task_id);
