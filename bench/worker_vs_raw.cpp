@@ -22,10 +22,11 @@
 //         thread holds the task stream open with `httplib::Client::Get` (the same
 //         `GET /api/v1/installations/{id}/tasks/stream?capabilities=echo` with Bearer token),
 //         splits the bytes into SSE events at blank lines, and for each `task` event parses
-//         its `data:` line with `boost::json::parse`, reads `task_id`, `input.n` and the
-//         length of `input.data`, and queues the task (mutex + condition variable). C poster
-//         threads, each with its own kept-alive `httplib::Client` (TCP_NODELAY, as the
-//         transport sets it), take tasks from the queue, serialize the same output with
+//         its `data:` line with `boost::json::parse`, reads `task_id`, and queues the task id
+//         with its parsed `input` (mutex + condition variable). C poster threads (the
+//         handlers), each with its own kept-alive `httplib::Client` (TCP_NODELAY, as the
+//         transport sets it), take tasks from the queue, read `input.n` and the length of
+//         `input.data` and drop the input, as ours's handler does, serialize the same output with
 //         `boost::json::serialize` and POST `{"installation_id", "status": "completed",
 //         "output", "execution_time_ms": 0}` to `/api/v1/tasks/{task_id}/complete` — the
 //         completion the backend accepts from the worker (it checks the Bearer token and
@@ -56,10 +57,10 @@
 //                                         [--window-1mb W] [--concurrency C] [--size 100|10k|1m]
 //                                         [--side both|ours|raw]
 //
-// Why a smaller window for 1 MB inputs: the mock backend writes every frame it has pending
-// for a stream into one buffer per write (`next_frames`), so with hundreds of 1 MB tasks
-// outstanding both sides mostly measure the mock growing and copying a buffer of hundreds
-// of MB. 16 outstanding keeps the pipeline of 16 handlers full.
+// Why a smaller window for 1 MB inputs: 16 outstanding keeps the pipeline of 16 handlers
+// full, and hundreds of 1 MB tasks outstanding would only make the mock hold hundreds of MB.
+// (Until the mock's `next_frames` stopped at `mock_stream_write_budget`, it also copied every
+// pending frame of a stream into one growing buffer per write, which both sides paid.)
 
 #include <sekuire/worker.hpp>
 
@@ -353,8 +354,7 @@ run_result run_ours(int concurrency, int tasks, int window, std::size_t bytes) {
 
 struct raw_task {
     std::string task_id;
-    std::int64_t n = 0;
-    std::int64_t len = 0;
+    json::value input; // read on the poster's thread, as a handler would
 };
 
 /// The raw side's hand-off from the stream reader to the posters.
@@ -424,18 +424,16 @@ private:
         }
         if (type != "task") return;
         boost::system::error_code ec;
-        const json::value v = json::parse(json::string_view(data.data(), data.size()), ec);
-        const json::object* o = v.if_object();
+        json::value v = json::parse(json::string_view(data.data(), data.size()), ec);
+        json::object* o = v.if_object();
         const json::value* id = o ? o->if_contains("task_id") : nullptr;
-        const json::value* in = o ? o->if_contains("input") : nullptr;
-        const json::object* input = in ? in->if_object() : nullptr;
-        const json::value* n = input ? input->if_contains("n") : nullptr;
-        const json::value* d = input ? input->if_contains("data") : nullptr;
-        if (ec || !id || !id->is_string() || !n || !n->is_int64() || !d || !d->is_string()) {
+        json::value* in = o ? o->if_contains("input") : nullptr;
+        if (ec || !id || !id->is_string() || !in) {
             errors_.fetch_add(1);
             return;
         }
-        q_.push(raw_task{std::string(id->get_string()), n->get_int64(), static_cast<std::int64_t>(d->get_string().size())});
+        // The input goes to a poster thread whole, as a worker hands it to a handler.
+        q_.push(raw_task{std::string(id->get_string()), std::move(*in)});
     }
 
     task_queue& q_;
@@ -497,10 +495,20 @@ run_result run_raw(int concurrency, int tasks, int window, std::size_t bytes) {
             cli.set_tcp_nodelay(true);
             const httplib::Headers headers{{"Authorization", bearer}};
             while (auto t = queue.pop(run_deadline)) {
+                // The handler's work: read the input, answer, drop the input.
+                const json::object* input = t->input.if_object();
+                const json::value* n = input ? input->if_contains("n") : nullptr;
+                const json::value* d = input ? input->if_contains("data") : nullptr;
+                if (!n || !n->is_int64() || !d || !d->is_string()) {
+                    errors.fetch_add(1);
+                    continue;
+                }
+                const std::int64_t len = static_cast<std::int64_t>(d->get_string().size());
                 json::object body;
                 body["installation_id"] = inst;
                 body["status"] = "completed";
-                body["output"] = json::object{{"n", t->n}, {"len", t->len}};
+                body["output"] = json::object{{"n", n->get_int64()}, {"len", len}};
+                t->input = nullptr;
                 body["execution_time_ms"] = 0;
                 auto res = cli.Post(proto::path::complete(t->task_id), headers, json::serialize(body),
                                     "application/json");
