@@ -2156,15 +2156,19 @@ private:
         // cannot throw; on different ones it would copy, so then the input is copied.
         const bool same = *slot.storage() == *t.info.input.storage();
         struct lend {
-            boost::json::value* a;
-            boost::json::value* b;
+            boost::json::value* a = nullptr;
+            boost::json::value* b = nullptr;
+            lend() = default;
+            lend(const lend&) = delete;
+            lend& operator=(const lend&) = delete;
             ~lend() {
                 if (a) a->swap(*b);
             }
-        } lent{nullptr, nullptr};
+        } lent;
         if (same) {
             slot.swap(t.info.input);
-            lent = {&slot, &t.info.input};
+            lent.a = &slot;
+            lent.b = &t.info.input;
         } else {
             slot = t.info.input;
         }
