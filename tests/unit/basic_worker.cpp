@@ -1537,10 +1537,12 @@ BOOST_AUTO_TEST_CASE(stop_callbacks_of_handlers_may_call_back_into_the_worker) {
     st::fake_transport transport;
     sekuire::memory_store store;
     sekuire::worker_options o = script_one_task(transport);
-    pool_worker w(o, transport, clock, store, sekuire::thread_pool_executor(1));
+    // Declared before the worker, so destroyed after it: the handler, given up by stop(),
+    // may still be waking on them until the worker's destruction waits for it.
     std::mutex m;
     std::condition_variable cv;
     bool started = false, stopped = false, status_read = false;
+    pool_worker w(o, transport, clock, store, sekuire::thread_pool_executor(1));
     w.on_task("summarize", [&](const sekuire::task_context& ctx, const boost::json::value& in) {
         sekuire::stop_callback<std::function<void()>> cb(ctx.stop, [&] {
             const auto st = w.get_status(); // takes the worker's mutex
