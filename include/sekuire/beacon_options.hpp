@@ -155,6 +155,17 @@ inline constexpr std::chrono::milliseconds default_shutdown_timeout{10000};
     style (`apiBaseUrl` is `api_base_url`, ...).
 */
 struct beacon_options {
+    /// Defaults as documented at each field: copyable and movable. The special members are compiled with the library,
+    /// not in every file that builds options (SEKUIRE_SEPARATE_COMPILATION).
+    ///@{
+    SEKUIRE_DECL beacon_options();
+    SEKUIRE_DECL beacon_options(const beacon_options&);
+    SEKUIRE_DECL beacon_options(beacon_options&&) noexcept;
+    SEKUIRE_DECL beacon_options& operator=(const beacon_options&);
+    SEKUIRE_DECL beacon_options& operator=(beacon_options&&) noexcept;
+    SEKUIRE_DECL ~beacon_options();
+    ///@}
+
     /// Base URL of the Sekuire API (may carry a path prefix).
     std::string api_base_url{protocol::default_api_url};
     /// The agent's Sekuire id.
@@ -329,5 +340,9 @@ void invoke_callback(const F& f, const log_handler& logger, const char* what, Ar
 } // namespace detail
 
 } // namespace sekuire
+
+#if !defined(SEKUIRE_SEPARATE_COMPILATION)
+#include <sekuire/impl/beacon_options.ipp>
+#endif
 
 #endif

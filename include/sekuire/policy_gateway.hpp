@@ -67,95 +67,34 @@ struct admission {
 class default_policy_gateway {
 public:
     /// A gateway that allows everything until a policy is set.
-    default_policy_gateway() : state_(std::make_shared<state>()) {}
+    SEKUIRE_DECL default_policy_gateway();
 
     /// A gateway enforcing `policy`.
-    explicit default_policy_gateway(protocol::policy_document policy) : default_policy_gateway() {
-        set_policy(std::move(policy));
-    }
+    SEKUIRE_DECL explicit default_policy_gateway(protocol::policy_document policy);
 
     /// Decides about a task for `capability` at steady time `now`, counting it when
     /// accepted.
-    admission admit(std::string_view capability, steady_time_point now) {
-        std::lock_guard<std::mutex> lock(state_->mutex);
-        const auto& p = state_->policy;
-        if (!p) return {};
-        for (const auto& pattern : p->denied_tools)
-            if (capability_matches(pattern, capability))
-                return {false, protocol::task_error::capability_denied,
-                        "capability '" + std::string(capability) + "' is denied by pattern '" + pattern + "'"};
-        if (!p->allowed_tools.empty()) {
-            bool any = false;
-            for (const auto& pattern : p->allowed_tools)
-                if (capability_matches(pattern, capability)) any = true;
-            if (!any)
-                return {false, protocol::task_error::capability_denied,
-                        "capability '" + std::string(capability) + "' is not in the allowed list"};
-        }
-        const auto& limits = p->rate_limits;
-        if (limits.max_per_minute || limits.max_per_hour) {
-            auto& accepted = state_->accepted;
-            // Forget what no window can see any more.
-            const auto keep = limits.max_per_hour ? hour : minute;
-            while (!accepted.empty() && accepted.front() + keep <= now) accepted.pop_front();
-            if (limits.max_per_minute && count_since(accepted, now, minute) >= as_count(*limits.max_per_minute))
-                return {false, protocol::task_error::rate_limited,
-                        "rate limit of " + std::to_string(*limits.max_per_minute) + " tasks per minute reached"};
-            if (limits.max_per_hour && count_since(accepted, now, hour) >= as_count(*limits.max_per_hour))
-                return {false, protocol::task_error::rate_limited,
-                        "rate limit of " + std::to_string(*limits.max_per_hour) + " tasks per hour reached"};
-            // Kept sorted even if callers on several threads pass times slightly out of order.
-            accepted.insert(std::upper_bound(accepted.begin(), accepted.end(), now), now);
-        }
-        return {};
-    }
+    SEKUIRE_DECL admission admit(std::string_view capability, steady_time_point now);
 
     /// Replaces the policy (the rate-limit windows keep their history).
-    void set_policy(protocol::policy_document policy) {
-        std::lock_guard<std::mutex> lock(state_->mutex);
-        state_->policy = std::move(policy);
-    }
+    SEKUIRE_DECL void set_policy(protocol::policy_document policy);
 
     /// The hash of the active policy (empty without one).
-    std::string policy_hash() const {
-        std::lock_guard<std::mutex> lock(state_->mutex);
-        return state_->policy ? state_->policy->hash : std::string();
-    }
+    SEKUIRE_DECL std::string policy_hash() const;
 
     /// The active policy, if any.
-    std::optional<protocol::policy_document> policy() const {
-        std::lock_guard<std::mutex> lock(state_->mutex);
-        return state_->policy;
-    }
+    SEKUIRE_DECL std::optional<protocol::policy_document> policy() const;
 
     /** Called with the `active_policy_hash` of a heartbeat response; true when the policy
         must be fetched again (the hash differs from the active policy's).
     */
-    bool on_heartbeat_response(const std::optional<std::string>& active_policy_hash) const {
-        if (!active_policy_hash) return false;
-        std::lock_guard<std::mutex> lock(state_->mutex);
-        return !state_->policy || state_->policy->hash != *active_policy_hash;
-    }
+    SEKUIRE_DECL bool on_heartbeat_response(const std::optional<std::string>& active_policy_hash) const;
 
 private:
     static constexpr steady_time_point::duration minute = std::chrono::minutes(1);
     static constexpr steady_time_point::duration hour = std::chrono::hours(1);
 
-    static std::size_t as_count(std::int64_t limit) noexcept { return limit < 0 ? 0 : static_cast<std::size_t>(limit); }
-
-    // Accepted tasks in the half-open window (now - window, now].
-    static std::size_t count_since(const std::deque<steady_time_point>& accepted, steady_time_point now,
-                                   steady_time_point::duration window) {
-        // Sorted by time: the entries after now - window are the ones that count.
-        const auto first = std::upper_bound(accepted.begin(), accepted.end(), now - window);
-        return static_cast<std::size_t>(accepted.end() - first);
-    }
-
-    struct state {
-        std::mutex mutex;
-        std::optional<protocol::policy_document> policy;
-        std::deque<steady_time_point> accepted;
-    };
+    struct state;
     std::shared_ptr<state> state_;
 };
 
@@ -263,10 +202,10 @@ concept policy_gateway_policy = is_policy_gateway<T>::value;
 class policy_gateway {
 public:
     /// Holds a new `default_policy_gateway` (everything allowed until a policy is set).
-    policy_gateway() : policy_gateway(default_policy_gateway{}) {}
+    SEKUIRE_DECL policy_gateway();
 
     /// Holds a new `default_policy_gateway` enforcing `policy`.
-    explicit policy_gateway(protocol::policy_document policy) : policy_gateway(default_policy_gateway(std::move(policy))) {}
+    SEKUIRE_DECL explicit policy_gateway(protocol::policy_document policy);
 
     /// Holds `gateway` (a copy, which shares its state).
     template <class Gateway, class = std::enable_if_t<!std::is_same<std::decay_t<Gateway>, policy_gateway>::value>>
@@ -319,5 +258,9 @@ private:
 };
 
 } // namespace sekuire
+
+#if !defined(SEKUIRE_SEPARATE_COMPILATION)
+#include <sekuire/impl/policy_gateway.ipp>
+#endif
 
 #endif

@@ -30,6 +30,17 @@ namespace sekuire {
     given here replaces that sum (the workers' counts are then not reported).
 */
 struct sdk_options : beacon_options {
+    /// Defaults as documented at each field and at `beacon_options`: copyable and movable. The special members are compiled with the library,
+    /// not in every file that builds options (SEKUIRE_SEPARATE_COMPILATION).
+    ///@{
+    SEKUIRE_DECL sdk_options();
+    SEKUIRE_DECL sdk_options(const sdk_options&);
+    SEKUIRE_DECL sdk_options(sdk_options&&) noexcept;
+    SEKUIRE_DECL sdk_options& operator=(const sdk_options&);
+    SEKUIRE_DECL sdk_options& operator=(sdk_options&&) noexcept;
+    SEKUIRE_DECL ~sdk_options();
+    ///@}
+
     /// Run the beacon (bootstrap and heartbeats). Off (the seed's `autoHeartbeat: false`):
     /// no heartbeats are sent and nothing bootstraps; workers authenticate with the
     /// recovery credentials given here (installation id with a runtime or refresh token).
@@ -166,5 +177,9 @@ private:
 
 } // namespace detail
 } // namespace sekuire
+
+#if !defined(SEKUIRE_SEPARATE_COMPILATION)
+#include <sekuire/impl/sdk_options.ipp>
+#endif
 
 #endif

@@ -34,6 +34,11 @@
 #include <sekuire/detail/impl/sdk_base.ipp>
 #include <sekuire/detail/impl/worker_base.ipp>
 #include <sekuire/impl/file_store.ipp>
+#include <sekuire/impl/httplib_transport.ipp>
+#include <sekuire/impl/beacon_options.ipp>
+#include <sekuire/impl/worker_options.ipp>
+#include <sekuire/impl/sdk_options.ipp>
+#include <sekuire/impl/policy_gateway.ipp>
 
 // Explicit instantiations, not new entities: Doxygen would take them for undocumented
 // declarations.

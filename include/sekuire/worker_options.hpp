@@ -181,6 +181,17 @@ inline std::string to_string(const worker_status& s) {
     C++ style.
 */
 struct worker_options {
+    /// Defaults as documented at each field: copyable and movable. The special members are compiled with the library,
+    /// not in every file that builds options (SEKUIRE_SEPARATE_COMPILATION).
+    ///@{
+    SEKUIRE_DECL worker_options();
+    SEKUIRE_DECL worker_options(const worker_options&);
+    SEKUIRE_DECL worker_options(worker_options&&) noexcept;
+    SEKUIRE_DECL worker_options& operator=(const worker_options&);
+    SEKUIRE_DECL worker_options& operator=(worker_options&&) noexcept;
+    SEKUIRE_DECL ~worker_options();
+    ///@}
+
     /// Base URL of the Sekuire API (may carry a path prefix).
     std::string api_base_url{protocol::default_api_url};
     /// The agent's Sekuire id (for a bootstrap with the install token).
@@ -311,5 +322,9 @@ inline worker_options prepare(worker_options o) {
 } // namespace detail
 
 } // namespace sekuire
+
+#if !defined(SEKUIRE_SEPARATE_COMPILATION)
+#include <sekuire/impl/worker_options.ipp>
+#endif
 
 #endif

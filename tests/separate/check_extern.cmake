@@ -38,7 +38,12 @@ foreach(object IN LISTS OBJECTS)
   execute_process(COMMAND "${NM}" -C --defined-only "${object}" OUTPUT_VARIABLE out)
   string(APPEND defined "${out}")
 endforeach()
-foreach(part IN ITEMS "sekuire::detail::cred_file::" "sekuire::httplib_transport::httplib_transport(" "sekuire::worker_core::" "sekuire::beacon_core::")
+# The options' special members and the default policy gateway are compiled there too, so
+# that a file building options does not instantiate every member's copy and destructor.
+foreach(part IN ITEMS "sekuire::detail::cred_file::" "sekuire::httplib_transport::httplib_transport("
+                      "sekuire::worker_core::" "sekuire::beacon_core::" "sekuire::beacon_options::beacon_options("
+                      "sekuire::worker_options::worker_options(" "sekuire::sdk_options::sdk_options("
+                      "sekuire::default_policy_gateway::" "sekuire::policy_gateway::model<")
   string(FIND "${defined}" "${part}" d)
   if(NOT d EQUAL -1)
     message(FATAL_ERROR "the user's object file defines ${part}...: it belongs to the compiled library")

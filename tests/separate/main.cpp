@@ -13,6 +13,12 @@
 #error "sekuire::sekuire_compiled must define SEKUIRE_SEPARATE_COMPILATION for its users"
 #endif
 
+// In this mode the public headers declare the default transport without its definition:
+// httplib.h (and the socket headers) are compiled in the library only.
+#if defined(CPPHTTPLIB_HTTPLIB_H)
+#error "<sekuire/sdk.hpp> included httplib.h in SEKUIRE_SEPARATE_COMPILATION mode"
+#endif
+
 namespace {
 int failures = 0;
 void check(bool ok, const char* what) {
