@@ -94,23 +94,29 @@ auto protocol::path::task_stream(std::string_view installation_id, const std::ve
         p += "?capabilities=";
         for (std::size_t i = 0; i < capabilities.size(); ++i) {
             if (i) p += ',';
-            p += detail::percent_encode(capabilities[i]);
+            detail::percent_encode_to(p, capabilities[i]);
         }
     }
     return p;
 }
 
 auto protocol::path::complete(std::string_view task_id) -> std::string {
-    std::string p(tasks_prefix);
-    p += detail::percent_encode(task_id);
-    p += "/complete";
+    constexpr std::string_view tail = "/complete";
+    std::string p;
+    p.reserve(tasks_prefix.size() + 3 * task_id.size() + tail.size()); // one allocation
+    p += tasks_prefix;
+    detail::percent_encode_to(p, task_id);
+    p += tail;
     return p;
 }
 
 auto protocol::path::active_policy(std::string_view workspace_id) -> std::string {
-    std::string p = "/api/v1/workspaces/";
-    p += detail::percent_encode(workspace_id);
-    p += "/policies/active";
+    constexpr std::string_view head = "/api/v1/workspaces/", tail = "/policies/active";
+    std::string p;
+    p.reserve(head.size() + 3 * workspace_id.size() + tail.size()); // one allocation
+    p += head;
+    detail::percent_encode_to(p, workspace_id);
+    p += tail;
     return p;
 }
 
