@@ -30,8 +30,8 @@
 /// |---------------------------------|---------------|-----------|
 /// | `T(t)`                          |               | copyable; copies share state (pool, operations under way) |
 /// | `t.get_executor()`              | an Asio executor | where the operations run |
-/// | `t.async_send(req, h1)`         | the token's   | as `send`, asynchronously: `h1(ec, response)` exactly once, never inside the call; `req.timeout` bounds the whole exchange; an Asio cancellation slot associated with `h1` (terminal cancellation at least) ends it with `errc::canceled` |
-/// | `t.async_stream(req, cbv, h2)`  | the token's   | as `stream`, asynchronously: the callbacks run on the executor, `h2(ec)` once at the end; cancellation as above, also from inside a callback |
+/// | `t.async_send(req, h1)`         | the token's   | as `send`, asynchronously: `h1(ec, response)` exactly once, never inside the call; `req` is copied when the operation starts and need not outlive the call; `req.timeout` bounds the whole exchange; an Asio cancellation slot associated with `h1` (terminal cancellation at least) ends it with `errc::canceled` |
+/// | `t.async_stream(req, cbv, h2)`  | the token's   | as `stream`, asynchronously (`req` copied as above): the callbacks run on the executor, `h2(ec)` once at the end; cancellation as above, also from inside a callback |
 ///
 /// Operations go through `boost::asio::async_initiate`, so callbacks, `use_future` and
 /// (C++20) `use_awaitable` all work. No member blocks the executor. `beast_transport`

@@ -389,7 +389,7 @@ private:
             }
         }
 
-        void send(const beacon_effect& e) {
+        void send(beacon_effect& e) {
             auto signal = std::make_shared<boost::asio::cancellation_signal>();
             in_flight_ = signal;
             const operation_id op = e.op;
@@ -400,6 +400,9 @@ private:
                                                    strand_, [self, signal, op](error_code ec, http_response res) {
                                                        self->answered(signal, op, ec, std::move(res));
                                                    })));
+            // An AsyncTransport copies the request when the operation starts: its storage
+            // serves the next heartbeat (target, headers and body written in place).
+            core_.reuse_request(std::move(e.request));
         }
 
         void answered(const std::shared_ptr<boost::asio::cancellation_signal>& signal, operation_id op, error_code ec,
