@@ -186,8 +186,8 @@ int main(int argc, char** argv) {
             std::printf("  tasks per second             %.0f (%llu tasks completed in the steady %.1f s; rate asked %.0f/s)\n",
                         static_cast<double>(tasks1 - tasks0) / secs, static_cast<unsigned long long>(tasks1 - tasks0),
                         secs, o.task_rate);
-        std::printf("  task latency p50 / p99       %.1f ms / %.1f ms (max %.1f ms)\n", r.task_latency_p50 * 1000,
-                    r.task_latency_p99 * 1000, r.task_latency_max * 1000);
+        std::printf("  task latency p50 / p99       %.1f ms / %.1f ms (max %.1f ms)\n", r.task_latency.p50 * 1000,
+                    r.task_latency.p99 * 1000, r.task_latency.max * 1000);
         std::printf("  tasks enqueued / completed   %llu / %llu\n", static_cast<unsigned long long>(r.tasks_enqueued),
                     static_cast<unsigned long long>(r.tasks_completed));
     }

@@ -38,10 +38,11 @@
 
 #include <httplib.h>
 
+#include "local_server.hpp"
+
 #include <chrono>
 #include <mutex>
 #include <string>
-#include <thread>
 
 namespace {
 
@@ -79,30 +80,8 @@ const answers& prepared() {
 
 class local_server {
 public:
-    local_server() {
-        svr_.set_tcp_nodelay(true);
-        svr_.set_keep_alive_max_count(100000000);
-        svr_.Post(std::string(proto::path::bootstrap), [](const httplib::Request&, httplib::Response& res) {
-            res.status = 201;
-            res.set_content(prepared().bootstrap, "application/json");
-        });
-        svr_.Post(proto::path::heartbeat(installation), [this](const httplib::Request& req, httplib::Response& res) {
-            {
-                std::lock_guard<std::mutex> lock(mutex_);
-                if (heartbeat_body_.empty()) heartbeat_body_ = req.body;
-            }
-            res.set_content(prepared().heartbeat, "application/json");
-        });
-        port_ = svr_.bind_to_any_port("127.0.0.1");
-        thread_ = std::thread([this] { svr_.listen_after_bind(); });
-        for (int i = 0; i < 3000 && !svr_.is_running(); ++i) std::this_thread::sleep_for(1ms);
-    }
-    ~local_server() {
-        svr_.stop();
-        thread_.join();
-    }
-    int port() const { return port_; }
-    std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+    int port() const { return http_.port(); }
+    std::string url() const { return http_.url(); }
     // The body of the first heartbeat a beacon sent, for the raw side to send alike.
     std::string heartbeat_body() const {
         std::lock_guard<std::mutex> lock(mutex_);
@@ -110,11 +89,22 @@ public:
     }
 
 private:
-    httplib::Server svr_;
-    int port_ = -1;
-    std::thread thread_;
     mutable std::mutex mutex_;
     std::string heartbeat_body_;
+    // Last: stopped (its handlers joined) before the members they use are destroyed.
+    sekuire_bench::local_http_server http_{[this](httplib::Server& svr) {
+        svr.Post(std::string(proto::path::bootstrap), [](const httplib::Request&, httplib::Response& res) {
+            res.status = 201;
+            res.set_content(prepared().bootstrap, "application/json");
+        });
+        svr.Post(proto::path::heartbeat(installation), [this](const httplib::Request& req, httplib::Response& res) {
+            {
+                std::lock_guard<std::mutex> lock(mutex_);
+                if (heartbeat_body_.empty()) heartbeat_body_ = req.body;
+            }
+            res.set_content(prepared().heartbeat, "application/json");
+        });
+    }};
 };
 
 local_server& server() {

@@ -25,12 +25,13 @@
 
 #include <httplib.h>
 
+#include "local_server.hpp"
+
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <new>
 #include <string>
-#include <thread>
 
 // Counts heap allocations per thread. (GCC sees the free() below paired with the library's
 // operator new when it inlines; these replacements are a matched pair.)
@@ -63,26 +64,14 @@ const std::string bearer = "Bearer srt_9b1f0c3e5a7d4e2f8c6b0a1d3e5f7a9c";
 // One local server for the whole run.
 class local_server {
 public:
-    local_server() {
-        svr_.set_tcp_nodelay(true);
-        svr_.set_keep_alive_max_count(1000000);
-        svr_.Post("/v1/installations/inst_4f2a9c1e7b3d/heartbeat",
-                  [](const httplib::Request&, httplib::Response& res) { res.set_content(response_body, "application/json"); });
-        port_ = svr_.bind_to_any_port("127.0.0.1");
-        thread_ = std::thread([this] { svr_.listen_after_bind(); });
-        for (int i = 0; i < 3000 && !svr_.is_running(); ++i) std::this_thread::sleep_for(1ms);
-    }
-    ~local_server() {
-        svr_.stop();
-        thread_.join();
-    }
-    int port() const { return port_; }
-    std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+    int port() const { return http_.port(); }
+    std::string url() const { return http_.url(); }
 
 private:
-    httplib::Server svr_;
-    int port_ = -1;
-    std::thread thread_;
+    sekuire_bench::local_http_server http_{[](httplib::Server& svr) {
+        svr.Post("/v1/installations/inst_4f2a9c1e7b3d/heartbeat",
+                 [](const httplib::Request&, httplib::Response& res) { res.set_content(response_body, "application/json"); });
+    }};
 };
 
 local_server& server() {

@@ -365,6 +365,17 @@ using agent_worker = sekuire::async::basic_worker<worker_transport, sekuire::sys
 using agent_beacon = sekuire::async::basic_beacon<counting_transport, sekuire::system_clock, sekuire::memory_store,
                                                   sekuire::testing::fixed_probe, counting_timer>;
 
+/// Quantiles and maximum of one latency histogram, in seconds.
+struct latency_summary {
+    double p50 = 0, p95 = 0, p99 = 0, max = 0;
+};
+
+/// The summary of `s`, with the exact maximum `max_ns` (the histogram rounds it).
+inline latency_summary summarize(const sekuire::histogram_snapshot& s, std::int64_t max_ns) {
+    return {quantile_seconds(s, 0.50), quantile_seconds(s, 0.95), quantile_seconds(s, 0.99),
+            static_cast<double>(max_ns) / 1e9};
+}
+
 /// The figures of a finished run.
 struct fleet_report {
     std::size_t agents = 0;
@@ -374,13 +385,13 @@ struct fleet_report {
     std::uint64_t heartbeats_sent = 0, heartbeats_answered = 0, heartbeats_ok = 0;
     std::uint64_t heartbeats_scheduled = 0, heartbeats_on_time = 0;
     std::uint64_t requests_canceled = 0, lease_losses = 0, revocations = 0;
-    double latency_p50 = 0, latency_p95 = 0, latency_p99 = 0, latency_max = 0;
+    latency_summary heartbeat_latency;
     double lateness_p99 = 0, lateness_max = 0;
     std::map<std::string, std::uint64_t> errors;
     std::uint64_t workers = 0, workers_started = 0;
     std::uint64_t tasks_enqueued = 0, tasks_handled = 0, tasks_completed = 0, tasks_not_completed = 0;
     std::uint64_t completions_sent = 0;
-    double task_latency_p50 = 0, task_latency_p95 = 0, task_latency_p99 = 0, task_latency_max = 0;
+    latency_summary task_latency;
     std::map<std::string, std::uint64_t> task_errors;
     std::string setup_error; ///< set when the run could not start (no tokens, say)
 };
@@ -403,11 +414,7 @@ inline fleet_report report_of(fleet_stats& s, std::size_t agents, double seconds
     r.requests_canceled = s.requests_canceled;
     r.lease_losses = s.lease_losses;
     r.revocations = s.revocations;
-    const auto lat = s.heartbeat_latency.snapshot();
-    r.latency_p50 = quantile_seconds(lat, 0.50);
-    r.latency_p95 = quantile_seconds(lat, 0.95);
-    r.latency_p99 = quantile_seconds(lat, 0.99);
-    r.latency_max = static_cast<double>(s.max_latency_ns.load()) / 1e9;
+    r.heartbeat_latency = summarize(s.heartbeat_latency.snapshot(), s.max_latency_ns.load());
     const auto late = s.heartbeat_lateness.snapshot();
     r.lateness_p99 = quantile_seconds(late, 0.99);
     r.lateness_max = static_cast<double>(s.max_lateness_ns.load()) / 1e9;
@@ -417,11 +424,7 @@ inline fleet_report report_of(fleet_stats& s, std::size_t agents, double seconds
     r.tasks_completed = s.tasks_completed;
     r.tasks_not_completed = s.tasks_not_completed;
     r.completions_sent = s.completions_sent;
-    const auto tl = s.task_latency.snapshot();
-    r.task_latency_p50 = quantile_seconds(tl, 0.50);
-    r.task_latency_p95 = quantile_seconds(tl, 0.95);
-    r.task_latency_p99 = quantile_seconds(tl, 0.99);
-    r.task_latency_max = static_cast<double>(s.max_task_latency_ns.load()) / 1e9;
+    r.task_latency = summarize(s.task_latency.snapshot(), s.max_task_latency_ns.load());
     std::lock_guard<std::mutex> lock(s.errors_mutex);
     r.errors = s.errors;
     r.task_errors = s.task_errors;
@@ -445,6 +448,12 @@ inline void print_table(std::ostream& out, const fleet_report& r) {
     auto row = [&](const std::string& name, const std::string& value) {
         out << "  " << name << std::string(name.size() < 28 ? 28 - name.size() : 1, ' ') << value << "\n";
     };
+    auto latency_rows = [&](const std::string& name, const latency_summary& l) {
+        row(name + " p50", ms(l.p50));
+        row(name + " p95", ms(l.p95));
+        row(name + " p99", ms(l.p99));
+        row(name + " max", ms(l.max));
+    };
     char head[96];
     std::snprintf(head, sizeof head, "sekuire-fleet: %zu agents, %.1f s\n", r.agents, r.seconds);
     out << head;
@@ -459,10 +468,7 @@ inline void print_table(std::ostream& out, const fleet_report& r) {
     row("heartbeats ok", std::to_string(r.heartbeats_ok));
     row("heartbeats scheduled", std::to_string(r.heartbeats_scheduled));
     row("heartbeats on time", std::to_string(r.heartbeats_on_time));
-    row("heartbeat latency p50", ms(r.latency_p50));
-    row("heartbeat latency p95", ms(r.latency_p95));
-    row("heartbeat latency p99", ms(r.latency_p99));
-    row("heartbeat latency max", ms(r.latency_max));
+    latency_rows("heartbeat latency", r.heartbeat_latency);
     row("heartbeat lateness p99", ms(r.lateness_p99));
     row("heartbeat lateness max", ms(r.lateness_max));
     row("requests canceled at stop", std::to_string(r.requests_canceled));
@@ -478,12 +484,17 @@ inline void print_table(std::ostream& out, const fleet_report& r) {
     row("results sent", std::to_string(r.completions_sent));
     row("tasks completed", std::to_string(r.tasks_completed));
     row("tasks not completed", std::to_string(r.tasks_not_completed));
-    row("task latency p50", ms(r.task_latency_p50));
-    row("task latency p95", ms(r.task_latency_p95));
-    row("task latency p99", ms(r.task_latency_p99));
-    row("task latency max", ms(r.task_latency_max));
+    latency_rows("task latency", r.task_latency);
     row("task errors", std::to_string(error_total(r.task_errors)));
     for (const auto& kv : r.task_errors) row("  " + kv.first, std::to_string(kv.second));
+}
+
+/// `<prefix>_p50`, `_p95`, `_p99` and `_max` of `l`, in seconds, into `o`.
+inline void put_latency(boost::json::object& o, const std::string& prefix, const latency_summary& l) {
+    o[prefix + "_p50"] = l.p50;
+    o[prefix + "_p95"] = l.p95;
+    o[prefix + "_p99"] = l.p99;
+    o[prefix + "_max"] = l.max;
 }
 
 /// The report as JSON (the same figures; seconds for durations).
@@ -502,10 +513,7 @@ inline std::string to_json(const fleet_report& r) {
     o["heartbeats_ok"] = r.heartbeats_ok;
     o["heartbeats_scheduled"] = r.heartbeats_scheduled;
     o["heartbeats_on_time"] = r.heartbeats_on_time;
-    o["heartbeat_latency_p50"] = r.latency_p50;
-    o["heartbeat_latency_p95"] = r.latency_p95;
-    o["heartbeat_latency_p99"] = r.latency_p99;
-    o["heartbeat_latency_max"] = r.latency_max;
+    put_latency(o, "heartbeat_latency", r.heartbeat_latency);
     o["heartbeat_lateness_p99"] = r.lateness_p99;
     o["heartbeat_lateness_max"] = r.lateness_max;
     o["requests_canceled"] = r.requests_canceled;
@@ -521,10 +529,7 @@ inline std::string to_json(const fleet_report& r) {
     o["results_sent"] = r.completions_sent;
     o["tasks_completed"] = r.tasks_completed;
     o["tasks_not_completed"] = r.tasks_not_completed;
-    o["task_latency_p50"] = r.task_latency_p50;
-    o["task_latency_p95"] = r.task_latency_p95;
-    o["task_latency_p99"] = r.task_latency_p99;
-    o["task_latency_max"] = r.task_latency_max;
+    put_latency(o, "task_latency", r.task_latency);
     boost::json::object te;
     for (const auto& kv : r.task_errors) te[kv.first] = kv.second;
     o["task_errors"] = std::move(te);
