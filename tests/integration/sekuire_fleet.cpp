@@ -62,6 +62,21 @@ std::size_t count_paths(const st::mock_backend& backend, std::string_view suffix
     return n;
 }
 
+// Under a sanitizer the agents run several times slower: 300 bootstraps did not all finish
+// within a 4 s run under ASan on a loaded 2-core machine (298 of 300 connected). Such a run
+// gets 8 s; the counts the test checks do not depend on the duration.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+constexpr bool sanitized = true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+constexpr bool sanitized = true;
+#else
+constexpr bool sanitized = false;
+#endif
+#else
+constexpr bool sanitized = false;
+#endif
+
 } // namespace
 
 BOOST_AUTO_TEST_SUITE(sekuire_fleet)
@@ -74,7 +89,7 @@ BOOST_AUTO_TEST_CASE(three_hundred_agents_match_the_backend_s_counters) {
     const int agents = 300;
     // Tokens are created by the fleet through the admin API (the mock's default key).
     const run_result r = run("--url " + backend.url() + " --agents " + std::to_string(agents) +
-                             " --interval 1 --duration 4 --stagger 1 --json");
+                             " --interval 1 --duration " + (sanitized ? "8" : "4") + " --stagger 1 --json");
     BOOST_TEST_REQUIRE(r.exit_code == 0);
     boost::system::error_code jec;
     const auto v = boost::json::parse(r.out, jec);
@@ -99,7 +114,7 @@ BOOST_AUTO_TEST_CASE(three_hundred_agents_match_the_backend_s_counters) {
     BOOST_TEST(backend_heartbeats <= answered + canceled);
     BOOST_TEST(field(o, "heartbeats_sent") == answered + canceled);
     BOOST_TEST(field(o, "heartbeats_ok") == answered);
-    // A registration heartbeat, regular ones (two or three in 4 s) and a final one each.
+    // A registration heartbeat, regular ones (two or more in 4 s) and a final one each.
     BOOST_TEST(answered >= static_cast<std::uint64_t>(agents) * 3);
     BOOST_TEST(field(o, "heartbeats_scheduled") <= field(o, "heartbeats_sent"));
     BOOST_TEST(field(o, "heartbeats_on_time") <= field(o, "heartbeats_scheduled"));
