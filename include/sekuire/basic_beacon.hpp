@@ -75,7 +75,7 @@ public:
         policies.)
     */
     template <class Options = beacon_options, class = std::enable_if_t<std::is_convertible<Options, beacon_options>::value>>
-    explicit basic_beacon(Options options) : basic_beacon(prepared{}, detail::prepare(std::move(options))) {}
+    explicit basic_beacon(Options options);
 
     /** A beacon over the given policies (copies of handles share state with the caller's).
         @throws sekuire::error when an option is out of range (`errc::invalid_option`).
@@ -372,6 +372,13 @@ private:
     std::atomic<bool> stopped_{false};
     std::thread thread_;
 };
+
+// Defined outside the class: not inline, so that `extern template` (SEKUIRE_SEPARATE_COMPILATION)
+// keeps every file but the one including <sekuire/src.hpp> from instantiating it.
+template <class Transport, class Clock, class CredentialStore, class PlatformProbe>
+template <class Options, class>
+basic_beacon<Transport, Clock, CredentialStore, PlatformProbe>::basic_beacon(Options options)
+    : basic_beacon(prepared{}, detail::prepare(std::move(options))) {}
 
 } // namespace sekuire
 

@@ -48,7 +48,7 @@ public:
     /// (A template only so that an explicit instantiation needs no default-constructible
     /// policies.)
     template <class Options = sdk_options, class = std::enable_if_t<std::is_convertible<Options, sdk_options>::value>>
-    explicit basic_sdk(Options options) : basic_sdk(prepared{}, checked(std::move(options))) {}
+    explicit basic_sdk(Options options);
 
     /// An SDK over the given policies (the workers get copies of the transport, clock,
     /// store and executor handles: they share one handler pool).
@@ -200,6 +200,11 @@ private:
 
 // Defined outside the class: not inline, so that `extern template` (SEKUIRE_SEPARATE_COMPILATION)
 // keeps every file but the one including <sekuire/src.hpp> from instantiating them.
+
+template <class Transport, class Clock, class CredentialStore, class PlatformProbe, class Executor>
+template <class Options, class>
+basic_sdk<Transport, Clock, CredentialStore, PlatformProbe, Executor>::basic_sdk(Options options)
+    : basic_sdk(prepared{}, checked(std::move(options))) {}
 
 template <class Transport, class Clock, class CredentialStore, class PlatformProbe, class Executor>
 basic_sdk<Transport, Clock, CredentialStore, PlatformProbe, Executor>::basic_sdk(sdk_options options, Transport transport,

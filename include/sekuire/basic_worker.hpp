@@ -71,7 +71,7 @@ public:
     /// (A template only so that an explicit instantiation needs no default-constructible
     /// policies.)
     template <class Options = worker_options, class = std::enable_if_t<std::is_convertible<Options, worker_options>::value>>
-    explicit basic_worker(Options options) : basic_worker(prepared{}, detail::prepare(std::move(options))) {}
+    explicit basic_worker(Options options);
 
     /** A worker over the given policies.
 
@@ -236,6 +236,11 @@ private:
 
 // Defined outside the class: not inline, so that `extern template` (SEKUIRE_SEPARATE_COMPILATION)
 // keeps every file but the one including <sekuire/src.hpp> from instantiating them.
+
+template <class Transport, class Clock, class CredentialStore, class Executor>
+template <class Options, class>
+basic_worker<Transport, Clock, CredentialStore, Executor>::basic_worker(Options options)
+    : basic_worker(prepared{}, detail::prepare(std::move(options))) {}
 
 template <class Transport, class Clock, class CredentialStore, class Executor>
 basic_worker<Transport, Clock, CredentialStore, Executor>::basic_worker(worker_options options, Transport transport,
