@@ -92,6 +92,10 @@ struct rig {
     bool finished = false;
     std::optional<sekuire::operation_id> stream;
     std::unique_ptr<sekuire::worker_core> core;
+    // Set: the stream's bytes are decoded first and fed with on_stream_chunk() (as
+    // basic_worker does), instead of on_stream_data().
+    std::optional<sekuire::worker_core::stream_decoder> decoder;
+    sekuire::worker_core::stream_chunk chunk;
 
     static sekuire::worker_options defaults() {
         sekuire::worker_options o;
@@ -129,11 +133,19 @@ struct rig {
         return d.request;
     }
     void head(int status, sekuire::header_list headers = {}) {
+        if (decoder) decoder->start(status);
         core->on_stream_head(*stream, status, headers, time.now());
         pump();
     }
-    bool data(const std::string& chunk) {
-        const bool go_on = core->on_stream_data(*stream, chunk, time.now());
+    bool data(const std::string& bytes) {
+        bool go_on = false;
+        if (decoder) {
+            chunk.clear();
+            decoder->decode(bytes, chunk);
+            go_on = core->on_stream_chunk(*stream, chunk, time.now());
+        } else {
+            go_on = core->on_stream_data(*stream, bytes, time.now());
+        }
         pump();
         return go_on;
     }
@@ -1305,6 +1317,207 @@ BOOST_AUTO_TEST_CASE(no_worker_heartbeat_after_a_revocation) {
     r.advance_to(10s);
     r.advance_to(20s);
     BOOST_TEST(r.count("send " + rig::heartbeat_line()) == 1u);
+}
+
+// ==== The stream decoded without the core (stream_decoder, on_stream_chunk) =================
+
+// What a driver sees of a core: every effect in order, every log line, every request, every
+// handler run with its input, the status, the stream's pacing.
+struct stream_step {
+    enum kind { connect, head, data, end, advance, complete } what;
+    std::string bytes; // data: the bytes; complete: the task id
+    int status = 200;  // head
+    error_code ec;     // end
+    ms t{0};           // advance: to this time
+};
+
+std::string transcript(const sekuire::worker_options& o, const std::vector<stream_step>& steps, bool decoded) {
+    rig r(o);
+    if (decoded) r.decoder.emplace();
+    std::string out;
+    r.start();
+    for (const auto& s : steps) {
+        switch (s.what) {
+        case stream_step::connect: {
+            const auto req = r.connect();
+            out += req ? "connect Last-Event-ID=" + header(*req, "Last-Event-ID") + "\n" : "connect: not now\n";
+            break;
+        }
+        case stream_step::head: r.head(s.status); break;
+        case stream_step::data: out += r.data(s.bytes) ? "data: go on\n" : "data: end\n"; break;
+        case stream_step::end:
+            r.end(s.ec);
+            out += "stream_next +" +
+                   std::to_string(std::chrono::duration_cast<ms>(r.core->stream_next() - at(0ms)).count()) + " ms\n";
+            break;
+        case stream_step::advance: r.advance_to(s.t); break;
+        case stream_step::complete: r.handler_done(s.bytes); break;
+        }
+    }
+    for (const auto& t : r.trace) out += "trace " + t + "\n";
+    for (const auto& l : r.logs)
+        out += "log " + std::to_string(static_cast<int>(l.level)) + " " + (l.event ? l.event : "") + " [" + l.task_id +
+               "|" + l.capability + "|" + l.trace_id + "] " + l.text + "\n";
+    for (const auto& q : r.sent) out += "sent " + line_of(q) + " " + header(q, "Authorization") + " " + q.body + "\n";
+    for (const auto& t : r.runs)
+        out += "run " + t.task_id + " " + t.capability + " " + boost::json::serialize(t.input) + "\n";
+    for (const auto& c : r.commands) out += std::string("command ") + protocol::to_string(c.type) + "\n";
+    const auto st = r.status();
+    out += "status " + sekuire::to_string(st) + " received=" + std::to_string(st.received) +
+           " duplicates=" + std::to_string(st.duplicates) + " rejected=" + std::to_string(st.rejected) +
+           " last_event_id=" + st.last_event_id + " last_error=" + st.last_error + "\n";
+    return out;
+}
+
+struct decoded_row {
+    std::string name;
+    std::vector<stream_step> steps;
+    std::vector<std::string> expected; // in the transcript (so that the row tests what it names)
+};
+std::ostream& operator<<(std::ostream& os, const decoded_row& r) { return os << r.name; }
+
+stream_step make_step(stream_step::kind k, std::string bytes = {}, int status = 200, error_code ec = {}, ms t = 0ms) {
+    stream_step s{k, std::move(bytes), status, ec, t};
+    return s;
+}
+stream_step data_step(std::string bytes) { return make_step(stream_step::data, std::move(bytes)); }
+stream_step head_step(int status = 200) { return make_step(stream_step::head, {}, status); }
+stream_step end_step(error_code ec = {}) { return make_step(stream_step::end, {}, 200, ec); }
+stream_step advance_step(ms t) { return make_step(stream_step::advance, {}, 200, {}, t); }
+
+const std::string mixed = "\xEF\xBB\xBF" ": comment\r\n" + sse("task", task_json("t1", "search", R"(,"trace_id":"tr1")"), "e1") +
+                          "event: task\r\nid: e2\r\ndata: {\"task_id\":\"t2\",\r\ndata: \"capability\":\"search\",\"input\":[1,2]}\r\n\r\n" +
+                          sse("policy", R"({"active_policy_hash":""})", "e3") + "garbage line\n\n" + "data: a message\n\n" +
+                          sse("mystery", "{}", "e4") + sse("task", task_json("t3"), "e5");
+
+const decoded_row decoded_rows[] = {
+    {"tasks, comments, a BOM, CRLF, multi-line data, unknown events, in one chunk",
+     {data_step(mixed)},
+     {"run t1 search", "run t2 search [1,2]", "run t3", "last_event_id=e5"}},
+    {"the same bytes cut into 7-byte chunks", {}, {"run t1 search", "run t2 search [1,2]", "run t3"}},
+    {"malformed tasks: a readable id is rejected invalid_input, none is logged and ignored",
+     {data_step(sse("task", R"({"task_id":"t9","capability":5,"input":{}})", "1") +
+                sse("task", R"({"capability":"search"})", "2") + sse("task", "not json", "3") +
+                "event: task\ndata: {\"task_id\":\"t8\",\ndata: \"input\":1}\n\n")},
+     {"malformed task event", "; ignored", "POST /api/v1/tasks/t9/complete", "invalid_input",
+      "POST /api/v1/tasks/t8/complete", "received=0"}},
+    {"a duplicate runs once and a finished one gets its result again",
+     {data_step(sse("task", task_json("t1"), "1")), make_step(stream_step::complete, "t1"),
+      data_step(sse("task", task_json("t1"), "2") + sse("task", task_json("t1"), "3"))},
+     {"duplicates=2", "run t1"}},
+    {"refused tasks: no handler, and commands that pause and resume",
+     {data_step(sse("task", task_json("t1", "other"), "1") +
+                sse("command", R"({"id":"c1","type":"pause"})", "2") + sse("task", task_json("t2"), "3") +
+                sse("command", R"({"id":"c2","type":"resume"})", "4") + sse("command", "{bad", "5") +
+                sse("command", R"({"id":"c3","type":"dance"})", "6") + sse("task", task_json("t3"), "7"))},
+     {"no_handler", "worker_paused", "command pause", "command resume", "malformed command", "run t3"}},
+    {"a revoked event cuts the chunk: the rest is not handled, Last-Event-ID stays",
+     {data_step(sse("task", task_json("t1"), "1") + sse("revoked", R"({"reason":"stolen"})", "2") +
+                sse("task", task_json("t3"), "3"))},
+     {"data: end", "trace revoked", "last_event_id=2"}},
+    {"a terminate command cuts the chunk too",
+     {data_step(sse("command", R"({"id":"c1","type":"terminate","shutdown_timeout_ms":5000})", "1") +
+                sse("task", task_json("t2"), "2"))},
+     {"data: end", "command terminate", "last_event_id=1"}},
+    {"a line over the limit after an event ends the connection; the event before it counts",
+     {data_step(sse("task", task_json("t1"), "1") + "data: " + std::string((1u << 20) + 16, 'x')),
+      end_step(errc::canceled)},
+     {"data: end", "run t1", "stream_next +1000 ms", "last_event_id=1"}},
+    {"retry: in one connection sets the base of the reconnect, and carries over",
+     {data_step("retry: 5000\n\n" + sse("task", task_json("t1"), "1")), end_step(),
+      advance_step(5000ms), make_step(stream_step::connect), head_step(),
+      data_step(sse("task", task_json("t2"))), end_step()},
+     {"stream_next +5000 ms", "connect Last-Event-ID=1", "run t2", "last_event_id=1"}},
+    {"an event cut by a reconnect is dropped; Last-Event-ID carries over connections",
+     {data_step(sse("task", task_json("t1"), "a1") + "event: task\ndata: {\"task_id\":\"t2\""), end_step(),
+      advance_step(2000ms), make_step(stream_step::connect), head_step(),
+      data_step(",\"capability\":\"search\",\"input\":1}\n\n" + sse("task", task_json("t4")))},
+     {"connect Last-Event-ID=a1", "run t4", "last_event_id=a1"}},
+    {"a refused connection's body is read (the first 4 KiB) and decides what follows",
+     {end_step(), advance_step(2000ms), make_step(stream_step::connect),
+      head_step(403), data_step(error_body("installation_revoked", "gone for good")),
+      data_step(std::string(5000, ' ')), end_step()},
+     {"trace revoked", "gone for good"}},
+    {"a 503's body over several chunks, then a retry",
+     {end_step(), advance_step(2000ms), make_step(stream_step::connect),
+      head_step(503), data_step(std::string(4000, ' ')), data_step(error_body("overloaded", "busy")),
+      end_step()},
+     {"task stream: "}},
+};
+
+// The decoded path (stream_decoder, then on_stream_chunk) does exactly what on_stream_data
+// does with the same bytes: the same effects in the same order, the same log lines, requests,
+// handler runs, status and pacing, also for garbage and malformed tasks.
+BOOST_DATA_TEST_CASE(the_decoded_stream_acts_as_its_bytes, bdata::make(decoded_rows), row) {
+    std::vector<stream_step> steps = row.steps;
+    if (steps.empty()) // the same bytes as the first row, cut into 7-byte chunks
+        for (std::size_t i = 0; i < mixed.size(); i += 7) steps.push_back(data_step(mixed.substr(i, 7)));
+    const std::string bytes_path = transcript(rig::defaults(), steps, false);
+    const std::string decoded_path = transcript(rig::defaults(), steps, true);
+    BOOST_TEST(decoded_path == bytes_path);
+    for (const auto& e : row.expected) BOOST_TEST(decoded_path.find(e) != std::string::npos, e);
+}
+
+BOOST_AUTO_TEST_CASE(the_decoder_decodes_tasks_and_keeps_what_it_could_not_decode) {
+    sekuire::worker_core::stream_decoder d;
+    sekuire::worker_core::stream_chunk c;
+    d.start(200);
+    d.decode(sse("task", task_json("t1"), "1") + sse("task", "{oops", "2") + "retry: 250\n" + sse("command", "{}"), c);
+    BOOST_REQUIRE(c.events.size() == 3u);
+    BOOST_REQUIRE(c.events[0].task.has_value());
+    BOOST_TEST(c.events[0].task->task_id == "t1");
+    BOOST_TEST(boost::json::serialize(c.events[0].task->input) == R"({"q":1})");
+    BOOST_TEST(c.events[0].data.empty()); // decoded: not kept twice
+    BOOST_TEST(!c.events[1].task.has_value());
+    BOOST_TEST(c.events[1].data == "{oops");
+    BOOST_TEST(!c.events[1].error.message().empty());
+    BOOST_TEST(c.events[2].type == "command");
+    BOOST_TEST(c.events[2].last_event_id == "2");
+    BOOST_TEST(c.retry.has_value());
+    BOOST_TEST(c.retry->count() == 250);
+    BOOST_TEST(!c.line_error);
+    // Over the limits: reported on every chunk until the next connection.
+    c.clear();
+    d.decode("data: " + std::string((1u << 20) + 1, 'x'), c);
+    BOOST_TEST(c.line_error);
+    c.clear();
+    d.decode(sse("task", task_json("t2")), c);
+    BOOST_TEST(c.line_error);
+    BOOST_TEST(c.events.empty());
+    c.clear();
+    d.start(200);
+    d.decode(sse("task", task_json("t2")), c);
+    BOOST_TEST(!c.line_error);
+    BOOST_REQUIRE(c.events.size() == 1u);
+    BOOST_TEST(c.events[0].last_event_id == "2"); // kept from one connection to the next
+    BOOST_TEST(c.retry->count() == 250);
+    // A refused connection's body: its first 4 KiB, over several chunks.
+    d.start(500);
+    c.clear();
+    d.decode(std::string(3000, 'a'), c);
+    d.decode(std::string(3000, 'b'), c);
+    BOOST_TEST(c.error_body.size() == 4096u);
+    BOOST_TEST(c.events.empty());
+    c.clear();
+    d.decode("more", c);
+    BOOST_TEST(c.error_body.empty());
+}
+
+BOOST_AUTO_TEST_CASE(a_decoded_chunk_of_a_connection_gone_is_refused) {
+    rig r;
+    r.decoder.emplace();
+    r.start();
+    const auto old = *r.stream;
+    r.end();
+    sekuire::worker_core::stream_decoder d;
+    sekuire::worker_core::stream_chunk c;
+    d.start(200);
+    d.decode(sse("task", task_json("t1"), "1"), c);
+    BOOST_TEST(!r.core->on_stream_chunk(old, c, r.time.now()));
+    BOOST_TEST(!r.core->on_stream_chunk(old + 100, c, r.time.now()));
+    r.pump();
+    BOOST_TEST(r.runs.empty());
+    BOOST_TEST(r.status().received == 0u);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -14,7 +14,10 @@
 ///
 /// - The task stream: `stream_connect(now)` says when to open it and gives the request;
 ///   the driver feeds what the connection brings (`on_stream_head`, `on_stream_data`,
-///   `on_stream_end`) and closes it when asked (`close_stream`).
+///   `on_stream_end`) and closes it when asked (`close_stream`). A threaded driver may
+///   decode the bytes first, without the core (`stream_decoder`: the SSE framing and each
+///   task's JSON), and feed the result with `on_stream_chunk` instead of `on_stream_data`:
+///   the work done under its lock is then only the decisions.
 /// - Handlers: `run_handler` asks the driver to run the handler of a task on its executor;
 ///   the driver asks `handler_starting()` right before it runs (false: skip it) and feeds
 ///   its outcome with `on_handler_done()`; `cancel_handler` fires the handler's stop token.
@@ -34,17 +37,20 @@
 #include <sekuire/core/common.hpp>
 #include <sekuire/detail/pacing.hpp>
 #include <sekuire/mask.hpp>
+#include <sekuire/protocol.hpp>
 #include <sekuire/sse.hpp>
 #include <sekuire/worker_options.hpp>
 
 #include <algorithm>
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <deque>
 #include <map>
 #include <optional>
 #include <set>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -119,6 +125,79 @@ public:
         steady_time_point next = steady_time_point::max();
     };
 
+    /** One event of the task stream, decoded by a `stream_decoder` (without the core).
+
+        A `task` event carries its task decoded (`task`), or, when it could not be decoded,
+        its data and why (`data`, `error`); any other event carries its data as it came.
+    */
+    struct decoded_event {
+        /// The SSE event type (`"message"` when the event named none).
+        std::string type;
+        /// The stream's last event ID when the event was dispatched.
+        std::string last_event_id;
+        /// The event's data; empty for a `task` event that was decoded.
+        std::string data;
+        /// For a `task` event: the task, when its data could be decoded.
+        std::optional<protocol::task> task;
+        /// For a `task` event that could not be decoded: why.
+        protocol::decode_error error;
+    };
+
+    /** What a `stream_decoder` made of the bytes of a stream connection, for
+        `on_stream_chunk()`. A driver may reuse one (`clear()` keeps its capacity).
+    */
+    struct stream_chunk {
+        /// The events completed by the bytes, in order.
+        std::vector<decoded_event> events;
+        /// The bytes of a refused connection's body (head not 200), the first 4 KiB of it.
+        std::string error_body;
+        /// The stream's `retry:` value after the bytes (none: never set).
+        std::optional<std::chrono::milliseconds> retry;
+        /// A line or event over the parser's limits: the connection must end.
+        bool line_error = false;
+
+        /// Empties it, keeping its storage.
+        void clear() noexcept {
+            events.clear();
+            error_body.clear();
+            retry.reset();
+            line_error = false;
+        }
+    };
+
+    /** Decodes a task stream's bytes (SSE framing, and the JSON of each task) into
+        `stream_chunk`s without touching the core, so that a threaded driver can do it
+        outside the lock that serialises the core's calls; `on_stream_chunk()` then acts on
+        the result exactly as `on_stream_data()` acts on the bytes.
+
+        One decoder serves the stream connections of one core one after the other: like the
+        core's own parser, it keeps the last event ID and the `retry:` value from one
+        connection to the next.
+
+        @par Thread Safety
+        Distinct objects: Safe. Shared objects: Unsafe.
+    */
+    class stream_decoder {
+    public:
+        /// A new connection whose head said `status` (only a 200's body is a stream).
+        void start(int status) noexcept {
+            parser_.reset();
+            status_ = status;
+            error_bytes_ = 0;
+        }
+
+        /** Decodes the next bytes of the connection into `out` (appended to what it holds).
+            A line over the limits sets `out.line_error`; every later call until `start()`
+            sets it again. Throws only what allocation throws.
+        */
+        SEKUIRE_DECL void decode(std::string_view bytes, stream_chunk& out);
+
+    private:
+        sse::parser parser_;
+        int status_ = 0;
+        std::size_t error_bytes_ = 0;
+    };
+
     /// A core for validated `options`; nothing happens before the first `advance()`.
     explicit worker_core(worker_options options)
         : options_(std::move(options)), random_(options_.random ? options_.random : default_random_source()),
@@ -150,6 +229,14 @@ public:
 
     /// A chunk of the stream connection `op`; false: end the connection.
     SEKUIRE_DECL bool on_stream_data(operation_id op, std::string_view chunk, const clock_reading& now);
+
+    /** The events of the stream connection `op` decoded by a `stream_decoder` (started with
+        the head's status); false: end the connection. Acts as `on_stream_data()` on the
+        bytes that `chunk` was decoded from (the same effects, the same status, the same log
+        lines, malformed tasks reported the same way); takes the decoded tasks out of
+        `chunk`. A driver uses one of the two for a connection, not both.
+    */
+    SEKUIRE_DECL bool on_stream_chunk(operation_id op, stream_chunk& chunk, const clock_reading& now);
 
     /// The end of the stream connection `op` (`ec` set when it failed).
     SEKUIRE_DECL void on_stream_end(operation_id op, const error_code& ec, const clock_reading& now);
@@ -429,7 +516,17 @@ private:
 
     SEKUIRE_DECL void handle_event(const sse::event& e);
 
+    SEKUIRE_DECL void handle_event(decoded_event& e);
+
+    // An event other than a task.
+    SEKUIRE_DECL void handle_other_event(const std::string& type, const std::string& data);
+
     SEKUIRE_DECL void handle_task_event(const std::string& data);
+
+    // A task event that could not be decoded (`data` as it came).
+    SEKUIRE_DECL void task_malformed(const std::string& data, const protocol::decode_error& err);
+
+    SEKUIRE_DECL void handle_task(protocol::task t);
 
     SEKUIRE_DECL void remember(const std::string& id);
 
@@ -523,6 +620,7 @@ private:
 
     // The stream.
     sse::parser parser_;
+    std::optional<std::chrono::milliseconds> retry_field_; // the stream's last retry: value
     backoff stream_backoff_;
     steady_time_point next_connect_at_{};
     bool refreshed_for_stream_ = false;

@@ -99,8 +99,19 @@ private:
     SEKUIRE_DECL bool finished() const;
     template <class Input>
     void feed(Input&& input);
+    // A handler run asked for, posted to the executor once the mutex is released.
+    struct pending_run {
+        std::shared_ptr<protocol::task> task;
+        wall_time_point deadline{};
+        std::shared_ptr<stop_source> stop;
+        task_handler handler;
+    };
+
     SEKUIRE_DECL void pump(std::unique_lock<std::mutex>& lock);
-    SEKUIRE_DECL void run_handler(std::unique_lock<std::mutex>& lock, worker_effect e);
+    SEKUIRE_DECL void release(std::unique_lock<std::mutex>& lock);
+    SEKUIRE_DECL void post_runs(std::vector<pending_run>& runs);
+    SEKUIRE_DECL void refused_runs(std::vector<pending_run>& runs);
+    SEKUIRE_DECL void run_handler(worker_effect e);
     SEKUIRE_DECL void run_task(protocol::task task, wall_time_point deadline, const std::shared_ptr<stop_source>& stop,
                                task_handler handler) noexcept;
     SEKUIRE_DECL steady_time_point stream_once();
@@ -112,6 +123,7 @@ private:
     std::map<std::string, std::shared_ptr<stop_source>> handler_stops_;
     std::shared_ptr<stop_source> stream_stop_;
     operation_id stream_op_ = 0;
+    std::vector<pending_run> runs_; // not yet posted (their refusals come back here)
     std::vector<worker_effect> notifications_;
     std::atomic<bool> notified_{false}; // notifications_ may be non-empty (set under mutex_)
     bool started_ = false;
@@ -122,6 +134,9 @@ private:
     wake_loop control_loop_, stream_loop_;
     std::thread control_thread_, stream_thread_;
     std::shared_ptr<run_gate> gate_ = std::make_shared<run_gate>();
+    // Used by stream_step() only (one call at a time), without the mutex.
+    worker_core::stream_decoder decoder_;
+    worker_core::stream_chunk chunk_;
 };
 
 } // namespace detail

@@ -91,6 +91,7 @@ auto worker_core::on_stream_data(operation_id op, std::string_view chunk, const 
             stream_error_body_.append(chunk.substr(0, 4096 - stream_error_body_.size()));
         return true;
     }
+    bool too_long = false;
     try {
         parser_.feed(chunk, [&](const sse::event& e) {
             // After a stop, the rest of the chunk is not handled, and Last-Event-ID stays
@@ -100,6 +101,60 @@ auto worker_core::on_stream_data(operation_id op, std::string_view chunk, const 
             resume_id_ = e.last_event_id;
         });
     } catch (const error&) {
+        too_long = true;
+    }
+    if (parser_.retry()) retry_field_ = parser_.retry();
+    if (too_long) {
+        line_error_ = true;
+        return false;
+    }
+    return !stream_closing_;
+}
+
+void worker_core::stream_decoder::decode(std::string_view bytes, stream_chunk& out) {
+    if (status_ != 200) { // a refusal's body: as on_stream_data keeps it
+        const std::size_t n = std::min(bytes.size(), error_bytes_ < 4096 ? 4096 - error_bytes_ : std::size_t(0));
+        out.error_body.append(bytes.substr(0, n));
+        error_bytes_ += n;
+        return;
+    }
+    try {
+        parser_.feed(bytes, [&](const sse::event& e) {
+            decoded_event& d = out.events.emplace_back();
+            d.type = e.type;
+            d.last_event_id = e.last_event_id;
+            if (e.type == protocol::event_type::task) {
+                protocol::task t;
+                if (protocol::decode(e.data, t, d.error))
+                    d.task = std::move(t);
+                else
+                    d.data = e.data;
+            } else {
+                d.data = e.data;
+            }
+        });
+    } catch (const error&) {
+        out.line_error = true;
+    }
+    out.retry = parser_.retry();
+}
+
+auto worker_core::on_stream_chunk(operation_id op, stream_chunk& chunk, const clock_reading& now) -> bool {
+    if (op != stream_op_ || !stream_open_) return false;
+    now_ = now;
+    last_byte_at_ = now.steady;
+    if (stream_status_ != 200) {
+        if (stream_error_body_.size() < 4096)
+            stream_error_body_.append(chunk.error_body, 0, 4096 - stream_error_body_.size());
+        return true;
+    }
+    for (decoded_event& e : chunk.events) {
+        if (stream_closing_) break; // as on_stream_data: the rest is not handled
+        handle_event(e);
+        resume_id_ = e.last_event_id;
+    }
+    if (chunk.retry) retry_field_ = chunk.retry;
+    if (chunk.line_error) {
         line_error_ = true;
         return false;
     }
@@ -1070,7 +1125,7 @@ void worker_core::schedule_reconnect(const error_code& ec, std::chrono::millisec
     refreshed_for_stream_ = false;
     detail::pacing::stream_end end;
     end.open_for = open_for;
-    end.retry_field = parser_.retry();
+    end.retry_field = retry_field_;
     end.retry_after = retry_after;
     const auto delay = detail::pacing::stream_reconnect(stream_backoff_, options_.backoff, end, random_());
     // From the end of the connection (or of the attempt), not its start.
@@ -1080,24 +1135,39 @@ void worker_core::schedule_reconnect(const error_code& ec, std::chrono::millisec
 
 void worker_core::handle_event(const sse::event& e) {
     if (revoked_) return; // a revoked event ends everything after it
-    if (e.type == protocol::event_type::task) {
+    if (e.type == protocol::event_type::task)
         handle_task_event(e.data);
-    } else if (e.type == protocol::event_type::command) {
+    else
+        handle_other_event(e.type, e.data);
+}
+
+void worker_core::handle_event(decoded_event& e) {
+    if (revoked_) return; // as above
+    if (e.type != protocol::event_type::task)
+        handle_other_event(e.type, e.data);
+    else if (e.task)
+        handle_task(std::move(*e.task));
+    else
+        task_malformed(e.data, e.error);
+}
+
+void worker_core::handle_other_event(const std::string& type, const std::string& data) {
+    if (type == protocol::event_type::command) {
         protocol::command cmd;
         protocol::decode_error err;
-        if (protocol::decode(e.data, cmd, err))
+        if (protocol::decode(data, cmd, err))
             handle_command(cmd);
         else
             log("command_malformed", log_level::warning, "malformed command event ignored: " + err.message());
-    } else if (e.type == protocol::event_type::revoked) {
+    } else if (type == protocol::event_type::revoked) {
         protocol::revocation r;
         protocol::decode_error err;
-        if (!protocol::decode(e.data, r, err)) r.reason = "installation revoked";
+        if (!protocol::decode(data, r, err)) r.reason = "installation revoked";
         handle_revocation(r);
-    } else if (e.type == protocol::event_type::policy) {
+    } else if (type == protocol::event_type::policy) {
         protocol::policy_event p;
         protocol::decode_error err;
-        if (protocol::decode(e.data, p, err) && options_.gateway.on_heartbeat_response(p.active_policy_hash)) {
+        if (protocol::decode(data, p, err) && options_.gateway.on_heartbeat_response(p.active_policy_hash)) {
             policy_fetch_due_ = true;
             wake_control();
         }
@@ -1108,18 +1178,23 @@ void worker_core::handle_event(const sse::event& e) {
 void worker_core::handle_task_event(const std::string& data) {
     protocol::task t;
     protocol::decode_error err;
-    if (!protocol::decode(data, t, err)) {
-        // Report it when at least its id can be read, so that it is not redelivered forever.
-        const std::string id = protocol::task_id_of(data);
-        log("task_malformed", log_level::warning, "malformed task event (" + err.message() + ")" + (id.empty() ? "; ignored" : ""));
-        if (!id.empty()) {
-            protocol::task stub;
-            stub.task_id = id;
-            remember(id);
-            reject(stub, protocol::task_error::invalid_input, "malformed task: " + err.message());
-        }
-        return;
+    if (!protocol::decode(data, t, err)) return task_malformed(data, err);
+    handle_task(std::move(t));
+}
+
+void worker_core::task_malformed(const std::string& data, const protocol::decode_error& err) {
+    // Report it when at least its id can be read, so that it is not redelivered forever.
+    const std::string id = protocol::task_id_of(data);
+    log("task_malformed", log_level::warning, "malformed task event (" + err.message() + ")" + (id.empty() ? "; ignored" : ""));
+    if (!id.empty()) {
+        protocol::task stub;
+        stub.task_id = id;
+        remember(id);
+        reject(stub, protocol::task_error::invalid_input, "malformed task: " + err.message());
     }
+}
+
+void worker_core::handle_task(protocol::task t) {
     ++status_.received;
     if (auto it = seen_.find(t.task_id); it != seen_.end()) {
         // The same task id runs once; a redelivered finished task gets its result again

@@ -65,8 +65,7 @@ void worker_base::stop() noexcept {
                 // Never started nor stepped: nothing to drain, nothing to tell anyone.
                 core_.force_finish(read_now(), false);
                 pump(lock);
-                lock.unlock();
-                flush();
+                release(lock);
                 return;
             }
         }
@@ -96,8 +95,7 @@ void worker_base::stop() noexcept {
                 core_.force_finish(read_now());
                 pump(lock);
             }
-            lock.unlock();
-            flush();
+            release(lock);
         }
     } catch (...) {
     }
@@ -157,8 +155,7 @@ steady_time_point worker_base::step() noexcept {
             start_cv_.notify_all();
         }
         const steady_time_point next = core_.next_wake();
-        lock.unlock();
-        flush();
+        release(lock);
         return next;
     } catch (const std::exception& e) {
         deliver_log(options().logger, log_level::error, std::string("internal error: ") + e.what());
@@ -209,13 +206,14 @@ void worker_base::feed(Input&& input) {
     std::unique_lock<std::mutex> lock(mutex_);
     input();
     pump(lock);
-    lock.unlock();
-    flush();
+    release(lock);
 }
 
 // Performs the core's effects until it asks for none: store operations and wake-ups at
-// once; a request, a handler run, or a stop token fired without the mutex (a handler or a
-// stop callback may call back in). Notifications wait for flush().
+// once; a request, or a stop token fired without the mutex (a handler or a stop callback
+// may call back in). Handler runs wait in runs_ for the next release of the mutex (here
+// before a request, else release()): posting one costs no extra lock. Notifications wait
+// for flush().
 void worker_base::pump(std::unique_lock<std::mutex>& lock) {
     std::vector<worker_effect> batch;
     for (int rounds = 0; rounds < 100000 && !core_.effects().empty(); ++rounds) {
@@ -230,7 +228,17 @@ void worker_base::pump(std::unique_lock<std::mutex>& lock) {
             switch (e.what) {
             case t::send: {
                 if (!core_.wants(e.op)) break; // moot since it was asked for
+                std::vector<pending_run> runs;
+                runs.swap(runs_);
                 lock.unlock();
+                if (!runs.empty()) {
+                    post_runs(runs);
+                    if (!runs.empty()) {
+                        lock.lock();
+                        refused_runs(runs);
+                        lock.unlock();
+                    }
+                }
                 flush();
                 error_code ec;
                 http_response res = send_request(e.request, ec);
@@ -238,7 +246,7 @@ void worker_base::pump(std::unique_lock<std::mutex>& lock) {
                 core_.on_response(e.op, ec, std::move(res), read_now());
                 break;
             }
-            case t::run_handler: run_handler(lock, std::move(e)); break;
+            case t::run_handler: run_handler(std::move(e)); break;
             case t::cancel_handler: {
                 auto it = handler_stops_.find(e.text);
                 if (it == handler_stops_.end()) break;
@@ -273,32 +281,65 @@ void worker_base::pump(std::unique_lock<std::mutex>& lock) {
     }
 }
 
-// Hands a task to the executor. The gate keeps a run that starts after the worker is gone
-// (an executor draining its queue late) away from it, and lets the worker wait for the runs
-// under way.
-void worker_base::run_handler(std::unique_lock<std::mutex>& lock, worker_effect e) {
-    auto stop = std::make_shared<stop_source>();
-    handler_stops_[e.task.task_id] = stop;
-    task_handler handler;
-    if (auto h = handlers_.find(e.task.capability); h != handlers_.end()) handler = h->second;
-    const std::string id = e.task.task_id;
-    // Held here too: a refused task (and its input, of which the core keeps no copy) goes
-    // back to the core.
-    auto task = std::make_shared<protocol::task>(std::move(e.task));
-    lock.unlock();
-    try {
-        post_handler([this, gate = gate_, task, deadline = e.deadline, stop, handler = std::move(handler)]() mutable {
-            if (!gate->enter()) return;
-            run_task(std::move(*task), deadline, stop, std::move(handler));
-            gate->leave();
-        });
+// Releases the mutex (held, after pump()), posts the handler runs asked for meanwhile, and
+// calls the user's callbacks. A run the executor refuses goes back to the core, under the
+// mutex again.
+void worker_base::release(std::unique_lock<std::mutex>& lock) {
+    for (int rounds = 0; rounds < 64 && !runs_.empty(); ++rounds) {
+        std::vector<pending_run> runs;
+        runs.swap(runs_);
+        lock.unlock();
+        post_runs(runs);
+        if (runs.empty()) break;
         lock.lock();
-    } catch (...) {
-        // The executor could not take it (no thread could be started).
-        lock.lock();
-        handler_stops_.erase(id);
-        core_.on_handler_refused(std::move(*task));
+        refused_runs(runs);
+        pump(lock);
     }
+    if (lock.owns_lock()) lock.unlock();
+    flush();
+}
+
+// Hands tasks to the executor, without the mutex (an executor may run a handler in place).
+// The gate keeps a run that starts after the worker is gone (an executor draining its queue
+// late) away from it, and lets the worker wait for the runs under way. Leaves in `runs` those
+// that the executor could not take (no thread could be started).
+void worker_base::post_runs(std::vector<pending_run>& runs) {
+    std::size_t refused = 0;
+    for (pending_run& r : runs) {
+        try {
+            post_handler([this, gate = gate_, task = r.task, deadline = r.deadline, stop = r.stop,
+                          handler = std::move(r.handler)]() mutable {
+                if (!gate->enter()) return;
+                run_task(std::move(*task), deadline, stop, std::move(handler));
+                gate->leave();
+            });
+        } catch (...) {
+            if (&runs[refused] != &r) runs[refused] = std::move(r);
+            ++refused;
+        }
+    }
+    runs.resize(refused);
+}
+
+// mutex_ held: the refused tasks (and their inputs, of which the core keeps no copy) go back
+// to the core.
+void worker_base::refused_runs(std::vector<pending_run>& runs) {
+    for (pending_run& r : runs) {
+        handler_stops_.erase(r.task->task_id);
+        core_.on_handler_refused(std::move(*r.task));
+    }
+    runs.clear();
+}
+
+// mutex_ held: a task to hand to the executor when the mutex is released.
+void worker_base::run_handler(worker_effect e) {
+    pending_run r;
+    r.stop = std::make_shared<stop_source>();
+    handler_stops_[e.task.task_id] = r.stop;
+    if (auto h = handlers_.find(e.task.capability); h != handlers_.end()) r.handler = h->second;
+    r.deadline = e.deadline;
+    r.task = std::make_shared<protocol::task>(std::move(e.task));
+    runs_.push_back(std::move(r));
 }
 
 void worker_base::run_task(protocol::task task, wall_time_point deadline, const std::shared_ptr<stop_source>& stop,
@@ -329,24 +370,28 @@ steady_time_point worker_base::stream_once() {
     worker_core::stream_decision d = core_.stream_connect(read_now());
     pump(lock);
     if (!d.request) {
-        lock.unlock();
-        flush();
+        release(lock);
         return d.next;
     }
     const operation_id op = d.op;
     auto stop = std::make_shared<stop_source>();
     stream_stop_ = stop;
     stream_op_ = op;
-    lock.unlock();
-    flush();
+    release(lock);
     stream_callbacks cb;
     cb.on_response = [&](const http_response& head) {
+        decoder_.start(head.status);
         feed([&] { core_.on_stream_head(op, head.status, head.headers, read_now()); });
         return !stop->stop_requested();
     };
+    // The SSE framing and the tasks' JSON are decoded here, without the mutex (which the
+    // handlers' threads take for every task); the core gets them decoded.
     cb.on_data = [&](std::string_view chunk) {
+        chunk_.clear();
+        decoder_.decode(chunk, chunk_);
         bool go = false;
-        feed([&] { go = core_.on_stream_data(op, chunk, read_now()); });
+        feed([&] { go = core_.on_stream_chunk(op, chunk_, read_now()); });
+        chunk_.clear(); // what the core did not take is freed without the mutex too
         return go && !stop->stop_requested();
     };
     error_code ec;
