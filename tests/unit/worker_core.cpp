@@ -1520,4 +1520,24 @@ BOOST_AUTO_TEST_CASE(a_decoded_chunk_of_a_connection_gone_is_refused) {
     BOOST_TEST(r.status().received == 0u);
 }
 
+// Bytes that complete nothing, fed later with the time they arrived (as basic_worker does
+// without taking its mutex), keep the stream alive from that time, as the bytes would have.
+BOOST_AUTO_TEST_CASE(stream_bytes_fed_later_count_from_when_they_arrived) {
+    rig r;
+    r.start();
+    r.time.to(30s);
+    r.core->on_stream_bytes(*r.stream, at(10s));      // arrived at 10 s, fed at 30 s
+    r.core->on_stream_bytes(*r.stream, at(5s));       // older: changes nothing
+    r.core->on_stream_bytes(*r.stream + 1, at(40s));  // not this connection: nothing
+    r.advance_to(55s - 1ms);
+    BOOST_TEST(r.closes == 0);
+    r.advance_to(55s);
+    BOOST_TEST(r.closes == 1);
+    const auto op = *r.stream;
+    r.end(errc::canceled);
+    BOOST_TEST((r.status().last_error_code == errc::stream_idle));
+    r.core->on_stream_bytes(op, at(60s)); // no connection open: nothing
+    BOOST_TEST(r.core->effects().empty());
+}
+
 BOOST_AUTO_TEST_SUITE_END()

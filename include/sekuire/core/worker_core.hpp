@@ -238,6 +238,15 @@ public:
     */
     SEKUIRE_DECL bool on_stream_chunk(operation_id op, stream_chunk& chunk, const clock_reading& now);
 
+    /** Bytes of the stream connection `op` arrived at `at` (steady time) that completed
+        nothing: no event, no refusal body, no `retry:` change (a `stream_decoder` gave an
+        empty chunk). A driver may feed such bytes this way, later (before its next call
+        that may run the control work), instead of with `on_stream_chunk()`: only the idle
+        watchdog reads it. An earlier `at` than already known, or another connection's
+        `op`, changes nothing.
+    */
+    SEKUIRE_DECL void on_stream_bytes(operation_id op, steady_time_point at) noexcept;
+
     /// The end of the stream connection `op` (`ec` set when it failed).
     SEKUIRE_DECL void on_stream_end(operation_id op, const error_code& ec, const clock_reading& now);
 

@@ -22,6 +22,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
+#include <limits>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -107,6 +108,7 @@ private:
         task_handler handler;
     };
 
+    SEKUIRE_DECL void catch_up();
     SEKUIRE_DECL void pump(std::unique_lock<std::mutex>& lock);
     SEKUIRE_DECL void release(std::unique_lock<std::mutex>& lock);
     SEKUIRE_DECL void post_runs(std::vector<pending_run>& runs);
@@ -137,6 +139,11 @@ private:
     // Used by stream_step() only (one call at a time), without the mutex.
     worker_core::stream_decoder decoder_;
     worker_core::stream_chunk chunk_;
+    std::optional<std::chrono::milliseconds> fed_retry_; // the retry: value the core has
+    // When the stream's last bytes that completed nothing arrived (steady ticks; none_):
+    // given to the core by whoever takes the mutex next (catch_up()), not worth taking it.
+    static constexpr steady_time_point::rep none_ = std::numeric_limits<steady_time_point::rep>::min();
+    std::atomic<steady_time_point::rep> unfed_bytes_at_{none_};
 };
 
 } // namespace detail

@@ -116,6 +116,7 @@ void worker_core::stream_decoder::decode(std::string_view bytes, stream_chunk& o
         const std::size_t n = std::min(bytes.size(), error_bytes_ < 4096 ? 4096 - error_bytes_ : std::size_t(0));
         out.error_body.append(bytes.substr(0, n));
         error_bytes_ += n;
+        out.retry = parser_.retry();
         return;
     }
     try {
@@ -159,6 +160,11 @@ auto worker_core::on_stream_chunk(operation_id op, stream_chunk& chunk, const cl
         return false;
     }
     return !stream_closing_;
+}
+
+void worker_core::on_stream_bytes(operation_id op, steady_time_point at) noexcept {
+    if (op != stream_op_ || !stream_open_) return;
+    last_byte_at_ = std::max(last_byte_at_, at);
 }
 
 void worker_core::on_stream_end(operation_id op, const error_code& ec, const clock_reading& now) {

@@ -147,6 +147,7 @@ steady_time_point worker_base::step() noexcept {
     const scope active(this);
     try {
         std::unique_lock<std::mutex> lock(mutex_);
+        catch_up();
         see_store();
         core_.advance(read_now());
         pump(lock);
@@ -204,9 +205,17 @@ bool worker_base::finished() const {
 template <class Input>
 void worker_base::feed(Input&& input) {
     std::unique_lock<std::mutex> lock(mutex_);
+    catch_up();
     input();
     pump(lock);
     release(lock);
+}
+
+// mutex_ held, before feeding anything that may run the core's control work (its stream
+// idle watchdog): the time of stream bytes that were not fed (see stream_once()).
+void worker_base::catch_up() {
+    const steady_time_point::rep t = unfed_bytes_at_.exchange(none_, std::memory_order_relaxed);
+    if (t != none_) core_.on_stream_bytes(stream_op_, steady_time_point(steady_time_point::duration(t)));
 }
 
 // Performs the core's effects until it asks for none: store operations and wake-ups at
@@ -243,6 +252,7 @@ void worker_base::pump(std::unique_lock<std::mutex>& lock) {
                 error_code ec;
                 http_response res = send_request(e.request, ec);
                 lock.lock();
+                catch_up();
                 core_.on_response(e.op, ec, std::move(res), read_now());
                 break;
             }
@@ -366,6 +376,7 @@ void worker_base::run_task(protocol::task task, wall_time_point deadline, const 
 
 steady_time_point worker_base::stream_once() {
     std::unique_lock<std::mutex> lock(mutex_);
+    catch_up();
     see_store();
     worker_core::stream_decision d = core_.stream_connect(read_now());
     pump(lock);
@@ -385,10 +396,17 @@ steady_time_point worker_base::stream_once() {
         return !stop->stop_requested();
     };
     // The SSE framing and the tasks' JSON are decoded here, without the mutex (which the
-    // handlers' threads take for every task); the core gets them decoded.
+    // handlers' threads take for every task); the core gets them decoded. Bytes that
+    // complete nothing (most of a large task's) do not take the mutex: their time goes to
+    // the core's idle watchdog with the next call that takes it (catch_up()).
     cb.on_data = [&](std::string_view chunk) {
         chunk_.clear();
         decoder_.decode(chunk, chunk_);
+        if (chunk_.events.empty() && chunk_.error_body.empty() && !chunk_.line_error && chunk_.retry == fed_retry_) {
+            unfed_bytes_at_.store(steady_now().time_since_epoch().count(), std::memory_order_relaxed);
+            return !stop->stop_requested();
+        }
+        fed_retry_ = chunk_.retry;
         bool go = false;
         feed([&] { go = core_.on_stream_chunk(op, chunk_, read_now()); });
         chunk_.clear(); // what the core did not take is freed without the mutex too
