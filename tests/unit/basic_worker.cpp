@@ -846,6 +846,41 @@ BOOST_FIXTURE_TEST_CASE(task_whose_deadline_passes_before_it_starts_never_runs, 
     BOOST_TEST(w.get_status().in_flight == 0u);
 }
 
+// A task given up while the worker sends a request (its cancellation next in the same step)
+// does not start in that window: the worker lets its mutex go for the request, and a handler
+// starting then asks the core only when its task was given up.
+BOOST_FIXTURE_TEST_CASE(a_task_given_up_does_not_start_while_the_worker_sends_a_request, manual_fixture) {
+    auto o = options();
+    o.handler_timeout = 30s; // as the heartbeat interval's third beat: the same step
+    auto& w = make(o);
+    int runs = 0;
+    w.on_task("slow", [&](const sekuire::task_context&, const boost::json::value& v) {
+        ++runs;
+        return v;
+    });
+    std::size_t started_in_send = 0;
+    const auto t0 = clock.steady_now();
+    transport.clear_scripts();
+    transport.on(http_method::get, policy_path).respond(200, proto::encode(policy("h0")));
+    transport.on_prefix(http_method::post, std::string(proto::path::tasks_prefix)).respond(200, R"({"accepted":true})");
+    transport.on(http_method::post, worker_heartbeat_path).handle([&](const sekuire::http_request&) {
+        // The heartbeat of the step that gives the task up goes out first: the executor's
+        // thread takes the task during it.
+        if (clock.steady_now() >= t0 + 30s) started_in_send += executor.run_all();
+        return st::fake_transport::reply{200, R"({"active_policy_hash":"h0","command":null})", {}, {}};
+    });
+    w.step();
+    stream({task_event(make_task("t_late", "slow"))});
+    connect();
+    run_for(30s);
+    BOOST_TEST(started_in_send == 1u); // the run was taken during the heartbeat
+    BOOST_TEST(runs == 0);             // and skipped
+    const auto all = completions();
+    BOOST_TEST_REQUIRE(all.size() == 1u);
+    BOOST_TEST((all[0].body.error->code == proto::task_error::handler_timeout));
+    BOOST_TEST(w.get_status().in_flight == 0u);
+}
+
 BOOST_FIXTURE_TEST_CASE(at_most_max_concurrent_handlers_run, manual_fixture) {
     auto o = options();
     o.max_concurrent_handlers = 2;

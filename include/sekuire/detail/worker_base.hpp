@@ -100,21 +100,29 @@ private:
     SEKUIRE_DECL bool finished() const;
     template <class Input>
     void feed(Input&& input);
+    // A handler run: its stop token, and whether the core gave its task up (a cancel_handler
+    // seen; set under the mutex, read without it). Until then the handler starts without
+    // asking the core (handler_starting()), which could only say yes.
+    struct handler_run {
+        stop_source stop;
+        std::atomic<bool> given_up{false};
+    };
     // A handler run asked for, posted to the executor once the mutex is released.
     struct pending_run {
         std::shared_ptr<protocol::task> task;
         wall_time_point deadline{};
-        std::shared_ptr<stop_source> stop;
+        std::shared_ptr<handler_run> run;
         task_handler handler;
     };
 
     SEKUIRE_DECL void catch_up();
     SEKUIRE_DECL void pump(std::unique_lock<std::mutex>& lock);
+    SEKUIRE_DECL void mark_given_up(const std::vector<worker_effect>& batch, std::size_t from);
     SEKUIRE_DECL void release(std::unique_lock<std::mutex>& lock);
     SEKUIRE_DECL void post_runs(std::vector<pending_run>& runs);
     SEKUIRE_DECL void refused_runs(std::vector<pending_run>& runs);
     SEKUIRE_DECL void run_handler(worker_effect e);
-    SEKUIRE_DECL void run_task(protocol::task task, wall_time_point deadline, const std::shared_ptr<stop_source>& stop,
+    SEKUIRE_DECL void run_task(protocol::task task, wall_time_point deadline, const std::shared_ptr<handler_run>& run,
                                task_handler handler) noexcept;
     SEKUIRE_DECL steady_time_point stream_once();
     SEKUIRE_DECL void flush();
@@ -122,7 +130,7 @@ private:
     mutable std::mutex mutex_; // everything here
     std::map<std::string, task_handler> handlers_;
     command_handler command_handler_;
-    std::map<std::string, std::shared_ptr<stop_source>> handler_stops_;
+    std::map<std::string, std::shared_ptr<handler_run>> handler_stops_;
     std::shared_ptr<stop_source> stream_stop_;
     operation_id stream_op_ = 0;
     std::vector<pending_run> runs_; // not yet posted (their refusals come back here)

@@ -230,6 +230,7 @@ void worker_base::pump(std::unique_lock<std::mutex>& lock) {
         batch.swap(core_.effects());
         for (worker_effect& e : batch) {
             using t = worker_effect::type;
+            const auto next = static_cast<std::size_t>(&e - batch.data()) + 1;
             if (is_store_effect(e)) {
                 store_effect(e);
                 continue;
@@ -237,6 +238,7 @@ void worker_base::pump(std::unique_lock<std::mutex>& lock) {
             switch (e.what) {
             case t::send: {
                 if (!core_.wants(e.op)) break; // moot since it was asked for
+                mark_given_up(batch, next);
                 std::vector<pending_run> runs;
                 runs.swap(runs_);
                 lock.unlock();
@@ -260,15 +262,18 @@ void worker_base::pump(std::unique_lock<std::mutex>& lock) {
             case t::cancel_handler: {
                 auto it = handler_stops_.find(e.text);
                 if (it == handler_stops_.end()) break;
-                std::shared_ptr<stop_source> s = it->second;
+                std::shared_ptr<handler_run> r = it->second;
+                r->given_up.store(true, std::memory_order_release);
+                mark_given_up(batch, next);
                 lock.unlock();
-                s->request_stop();
+                r->stop.request_stop();
                 lock.lock();
                 break;
             }
             case t::close_stream: {
                 std::shared_ptr<stop_source> s = e.op == stream_op_ ? stream_stop_ : nullptr;
                 if (!s) break;
+                mark_given_up(batch, next);
                 lock.unlock();
                 s->request_stop();
                 lock.lock();
@@ -289,6 +294,19 @@ void worker_base::pump(std::unique_lock<std::mutex>& lock) {
             }
         }
     }
+}
+
+// mutex_ held, before pump() lets it go with effects not yet performed: a run whose task the
+// core gave up (its cancel_handler still waiting) must not start meanwhile, as it would not
+// have had it asked the core.
+void worker_base::mark_given_up(const std::vector<worker_effect>& batch, std::size_t from) {
+    const auto mark = [this](const worker_effect& e) {
+        if (e.what != worker_effect::type::cancel_handler) return;
+        auto it = handler_stops_.find(e.text);
+        if (it != handler_stops_.end()) it->second->given_up.store(true, std::memory_order_release);
+    };
+    for (std::size_t i = from; i < batch.size(); ++i) mark(batch[i]);
+    for (const worker_effect& e : core_.effects()) mark(e);
 }
 
 // Releases the mutex (held, after pump()), posts the handler runs asked for meanwhile, and
@@ -317,10 +335,10 @@ void worker_base::post_runs(std::vector<pending_run>& runs) {
     std::size_t refused = 0;
     for (pending_run& r : runs) {
         try {
-            post_handler([this, gate = gate_, task = r.task, deadline = r.deadline, stop = r.stop,
+            post_handler([this, gate = gate_, task = r.task, deadline = r.deadline, run = r.run,
                           handler = std::move(r.handler)]() mutable {
                 if (!gate->enter()) return;
-                run_task(std::move(*task), deadline, stop, std::move(handler));
+                run_task(std::move(*task), deadline, run, std::move(handler));
                 gate->leave();
             });
         } catch (...) {
@@ -344,25 +362,28 @@ void worker_base::refused_runs(std::vector<pending_run>& runs) {
 // mutex_ held: a task to hand to the executor when the mutex is released.
 void worker_base::run_handler(worker_effect e) {
     pending_run r;
-    r.stop = std::make_shared<stop_source>();
-    handler_stops_[e.task.task_id] = r.stop;
+    r.run = std::make_shared<handler_run>();
+    handler_stops_[e.task.task_id] = r.run;
     if (auto h = handlers_.find(e.task.capability); h != handlers_.end()) r.handler = h->second;
     r.deadline = e.deadline;
     r.task = std::make_shared<protocol::task>(std::move(e.task));
     runs_.push_back(std::move(r));
 }
 
-void worker_base::run_task(protocol::task task, wall_time_point deadline, const std::shared_ptr<stop_source>& stop,
+void worker_base::run_task(protocol::task task, wall_time_point deadline, const std::shared_ptr<handler_run>& run,
                            task_handler handler) noexcept {
     const scope active(this);
-    {
+    // Only a task the core gave up needs asking (it says no, and forgets it): the mutex is
+    // not taken for the others. given_up is set under the mutex before it is let go with
+    // the task given up (mark_given_up()).
+    if (run->given_up.load(std::memory_order_acquire)) {
         std::lock_guard<std::mutex> lock(mutex_);
         if (!core_.handler_starting(task.task_id, read_now())) {
             handler_stops_.erase(task.task_id);
             return;
         }
     }
-    handler_outcome out = detail::run_handler(handler, task, deadline, stop->get_token());
+    handler_outcome out = detail::run_handler(handler, task, deadline, run->stop.get_token());
     task.input = nullptr; // freed before the result goes out, not after
     try {
         feed([&] {
