@@ -262,7 +262,7 @@ public:
     */
     bool wants(operation_id op) const { return op == auth_op_ || inflight_.count(op) != 0; }
 
-    /// A handler is about to run; false when its task was given up meanwhile (skip it).
+    /// A handler is about to run; false (skip it) when its task was given up meanwhile, never without a `cancel_handler` for it.
     SEKUIRE_DECL bool handler_starting(const std::string& task_id, const clock_reading& now);
 
     /** The executor could not take the handler of `task`, the task of a `run_handler`
